@@ -1,0 +1,51 @@
+# Two entry points: `make demo` and `make test` (what .ci/run calls). Both create .venv if needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+DEMO_RUN ?= runs/demo
+
+.PHONY: demo test test-slow lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first and pinned: this machine serves the CPU build of 2.13.0 from its disk.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures dump --prompts_json docs/probe_prompts_list.json \
+		--out_dir $(DEMO_RUN) --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures analyze --run_dir $(DEMO_RUN) --top_k 50
+	@echo
+	@echo "Run folder: $(DEMO_RUN)   (manifest.json, activations/, analysis/)"
+	@echo "Next:"
+	@echo "  $(BIN)/neuron-signatures browse --run_dir $(DEMO_RUN)      # terminal browser"
+	@echo "  $(BIN)/neuron-signatures app --run_dir $(DEMO_RUN)         # web app"
+	@echo "  $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) --prompt_id seed_prompt"
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check neuron_signatures tests benchmarks
+	$(BIN)/ruff format --check neuron_signatures tests benchmarks
+	$(BIN)/mypy neuron_signatures
+
+test: $(DEV_STAMP) lint
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow" -q
+
+test-slow: $(DEV_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow -q
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dump.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

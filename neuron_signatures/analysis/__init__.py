@@ -1,0 +1,1 @@
+"""Analysis: peak statistics, selection, influence, write scores, causal checks, signatures."""

@@ -1,0 +1,171 @@
+"""Analysis result files: names, loaders and writers shared by the CLI, the TUI and the web app.
+
+Everything lives in ``<run_dir>/analysis/`` (or a chosen folder):
+
+* ``top_neurons.json`` / ``top_neurons_<selection>.json``: the peaks ranking (``kind: top_neurons``)
+* ``influence_<pid>_<metric>_<target_mode>_pos<P>_tok<T>.json`` (+ ``.csv``, ``_meta.json``):
+  the influence ranking of one prompt (``kind: influence``)
+* ``write_scores_<...>.json``: tokens each neuron's output direction promotes / suppresses
+* ``signatures_<...>.json``: per-neuron signature class and name
+
+Each JSON holds ``format_version``, ``kind`` and a ``neurons`` (or ``records``) list of dicts with at
+least ``layer`` and ``neuron``. Readers here are torch-free so the UIs can use them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ANALYSIS_DIR = "analysis"
+RESULTS_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RankedNeuron:
+    """One row of a ranking: ``score`` is what the ranking sorts by (signed for influence)."""
+
+    rank: int
+    layer: int
+    neuron: int
+    score: float
+    label: str = ""  # e.g. the mode peak token, or the signature name
+    fields: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A ranking file: its kind (``top_neurons`` | ``influence`` | ``signatures``) and rows."""
+
+    path: Path
+    kind: str
+    title: str
+    neurons: list[RankedNeuron]
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def analysis_dir(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    return Path(out_dir) if out_dir else Path(run_dir) / ANALYSIS_DIR
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = data.get("neurons", data.get("records", data.get("top_neurons", [])))
+    return [r for r in rows if isinstance(r, dict) and "layer" in r and "neuron" in r]
+
+
+def load_ranking(path: str | Path) -> Ranking | None:
+    """Parse a ``top_neurons*.json``, ``influence_*.json`` or ``signatures_*.json``; None if not one."""
+    p = Path(path)
+    data = _read_json(p)
+    if data is None:
+        return None
+    kind = str(data.get("kind") or _kind_from_name(p.name))
+    rows = _rows(data)
+    neurons = []
+    for i, r in enumerate(rows):
+        if kind == "influence":
+            score = float(r.get("influence", r.get("score", 0.0)))
+            label = str(r.get("token_ascii", r.get("token", "")))
+        elif kind == "signatures":
+            score = float(r.get("influence", r.get("score", 0.0)) or 0.0)
+            label = f"{r.get('class', '')}: {r.get('name', '')}".strip(": ")
+        else:
+            score = float(r.get("mean_peak_abs", r.get("score", 0.0)))
+            label = str(r.get("mode_peak_token_ascii", ""))
+        neurons.append(
+            RankedNeuron(int(r.get("rank", i + 1)), int(r["layer"]), int(r["neuron"]), score, label, r)
+        )
+    meta = {k: v for k, v in data.items() if k not in ("neurons", "records", "top_neurons")}
+    return Ranking(p, kind, _title(kind, p, meta), neurons, meta)
+
+
+def _kind_from_name(name: str) -> str:
+    for kind in ("influence", "signatures", "write_scores", "supernodes"):
+        if name.startswith(kind):
+            return kind
+    return "top_neurons"
+
+
+def _title(kind: str, path: Path, meta: dict[str, Any]) -> str:
+    if kind == "influence":
+        return (f"influence {meta.get('prompt_id', '?')} {meta.get('metric', '')} "
+                f"{meta.get('target_mode', '')}").strip()
+    return path.stem
+
+
+def list_rankings(folder: str | Path) -> list[Ranking]:
+    """Every ranking in an analysis folder: peaks first, then influence, then signatures."""
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    order = {"top_neurons": 0, "influence": 1, "signatures": 2}
+    out = []
+    for p in sorted(d.glob("*.json")):
+        if p.name.endswith("_meta.json") or p.name == "analysis_meta.json":
+            continue
+        if not p.name.startswith(("top_neurons", "influence_", "signatures_")):
+            continue
+        r = load_ranking(p)
+        if r is not None and r.kind in order:
+            out.append(r)
+    return sorted(out, key=lambda r: (order[r.kind], r.name))
+
+
+def load_write_scores(folder: str | Path, match: str | Path | None = None) -> dict[tuple[int, int], dict]:
+    """``{(layer, neuron): {"top_pos": [...], "top_neg": [...], "explicit": [...]}}``.
+
+    With ``match`` (an influence/top_neurons file), only write-score files whose ``source`` names
+    that file are read; otherwise all, newest last (later files win).
+    """
+    d = Path(folder)
+    out: dict[tuple[int, int], dict] = {}
+    if not d.is_dir():
+        return out
+    files = sorted(d.glob("write_scores*.json"), key=lambda p: p.stat().st_mtime)
+    for p in files:
+        if p.name.endswith("_meta.json"):
+            continue
+        data = _read_json(p)
+        if data is None:
+            continue
+        if match is not None and Path(str(data.get("source", ""))).name != Path(match).name:
+            continue
+        for r in _rows(data):
+            out[(int(r["layer"]), int(r["neuron"]))] = r.get("write_scores", {})
+    return out
+
+
+def load_signatures(folder: str | Path) -> dict[tuple[int, int], dict]:
+    """``{(layer, neuron): signature dict}`` from every ``signatures_*.json`` (newest wins)."""
+    d = Path(folder)
+    out: dict[tuple[int, int], dict] = {}
+    if not d.is_dir():
+        return out
+    for p in sorted(d.glob("signatures_*.json"), key=lambda p: p.stat().st_mtime):
+        if p.name.endswith("_meta.json"):
+            continue
+        data = _read_json(p)
+        for r in _rows(data or {}):
+            out[(int(r["layer"]), int(r["neuron"]))] = r
+    return out
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    """Atomic JSON write (temporary name, then rename)."""
+    from ..store.manifest import atomic_write_json
+
+    atomic_write_json(path, obj)

@@ -1,0 +1,296 @@
+"""Capture: prompts → tokens → length-sorted batches → ``hook_post`` → store shards.
+
+1. Tokenise every prompt with exactly one BOS (unless disabled) and check lengths.
+2. Sort prompts by token length and cut batches under a token budget (padding on a probe set
+   drops from 33% to 7% of tokens); pad on the right with an attention mask, so every real token
+   keeps positions ``0..len-1`` and attends only to real tokens: padded equals unpadded.
+3. Run the body to the last wanted layer (never the unembed), slice each prompt's own rows,
+   cast to the save dtype and hand the batch to the store writer as one shard.
+
+Memory is bounded by one batch; a killed dump resumes at the first shard not on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadArgumentError, BadPromptsError, DiskSpaceError, NonFiniteActivationError
+from .prompts import Prompt
+from .store import RunWriter
+from .store.build import plan_manifest
+from .store.legacy import export_legacy_pt
+from .store.manifest import DTYPE_BYTES
+from .store.reader import open_run
+
+log = logging.getLogger(__name__)
+
+ACT_BUDGET_BYTES = 512 * 2**20  # captured fp32 activations per batch when batch size is automatic
+MAX_AUTO_BATCH = 64
+
+
+@dataclass
+class DumpConfig:
+    """Everything a dump needs; the CLI fills it from flags.
+
+    Attributes:
+        prompts: the prompts, in the order the run lists them.
+        out_dir: the run folder to write.
+        model_name: model spec (see :mod:`neuron_signatures.models`).
+        device: ``cpu`` / ``cuda`` / ``cuda:N``; ``None`` picks cuda when available.
+        model_dtype: compute dtype (bf16 | fp16 | fp32); fp32 is the exact reference mode.
+        save_dtype: stored dtype (bf16 | fp16 | fp32).
+        layers: model layers to capture (``None`` = all).
+        batch_size: prompts per batch; ``None`` = automatic from ``max_batch_tokens``.
+        max_batch_tokens: padded tokens per batch; ``None`` = from a 512 MiB activation budget.
+        max_seq_len: longest prompt accepted, in tokens (BOS included).
+        truncate: cut longer prompts to ``max_seq_len`` instead of refusing them.
+        prepend_bos: put exactly one BOS in front of each prompt.
+        check_finite: stop at the first NaN/Inf, naming prompt, layer and position.
+        save_format: ``safetensors`` (always written) or ``pt`` (also write ``activations.pt``).
+        resume / overwrite: how to treat an existing run folder.
+        progress: show a progress bar.
+    """
+
+    prompts: list[Prompt]
+    out_dir: Path
+    model_name: str = "gemma3-270m"
+    device: str | None = None
+    model_dtype: str = "bf16"
+    save_dtype: str = "bf16"
+    layers: list[int] | None = None
+    batch_size: int | None = None
+    max_batch_tokens: int | None = None
+    max_seq_len: int = 2048
+    truncate: bool = False
+    prepend_bos: bool = True
+    check_finite: bool = False
+    save_format: str = "safetensors"
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def tokenize_prompts(
+    tokenizer: Any, prompts: Sequence[Prompt], *, prepend_bos: bool, max_seq_len: int,
+    truncate: bool,
+) -> list[dict[str, Any]]:
+    """Token ids and pieces per prompt, with exactly one BOS when ``prepend_bos``.
+
+    The tokenizer is called without special tokens and BOS is added here, so a tokenizer that
+    adds its own BOS, or a text that starts with the BOS string, never yields two.
+    """
+    bos = tokenizer.bos_token_id
+    if prepend_bos and bos is None:
+        raise BadArgumentError("this tokenizer has no BOS token: pass --no_prepend_bos")
+    out = []
+    for p in prompts:
+        ids = list(tokenizer(p.text, add_special_tokens=False).input_ids)
+        while prepend_bos and ids and ids[0] == bos:
+            ids.pop(0)
+        if prepend_bos:
+            ids = [bos, *ids]
+        if not ids:
+            raise BadPromptsError(f"prompt {p.id!r} tokenises to nothing: give it some text")
+        if len(ids) > max_seq_len:
+            if not truncate:
+                raise BadPromptsError(
+                    f"prompt {p.id!r} is {len(ids)} tokens, longer than --max_seq_len "
+                    f"{max_seq_len}: raise --max_seq_len or pass --truncate to cut it"
+                )
+            ids = ids[:max_seq_len]
+        rec: dict[str, Any] = {
+            "probe_id": p.id, "text": p.text, "token_ids": ids,
+            "tokens": tokenizer.convert_ids_to_tokens(ids),
+        }
+        if p.concept is not None:
+            rec["concept"] = p.concept
+        if p.concept_type is not None:
+            rec["concept_type"] = p.concept_type
+        out.append(rec)
+    return out
+
+
+def auto_batch_tokens(n_layers: int, d_mlp: int) -> int:
+    """Padded tokens per batch so captured fp32 activations stay near 512 MiB."""
+    return max(64, min(8192, ACT_BUDGET_BYTES // (n_layers * d_mlp * 4)))
+
+
+def plan_batches(
+    lengths: Sequence[int], *, batch_size: int | None, max_batch_tokens: int
+) -> list[list[int]]:
+    """Group prompt indices into batches of similar length (sorted by length, stable).
+
+    A batch grows while ``(n + 1) * longest <= max_batch_tokens`` (always at least one prompt)
+    and, when ``batch_size`` is given, while it has fewer than ``batch_size`` prompts.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    cap = batch_size or MAX_AUTO_BATCH
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = max(lengths[i], max((lengths[j] for j in cur), default=0))
+        if cur and (len(cur) >= cap or (batch_size is None and (len(cur) + 1) * longest > max_batch_tokens)):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def check_disk(out_dir: Path, n_tokens: int, n_layers: int, d_mlp: int, save_dtype: str,
+               with_pt: bool) -> int:
+    """Bytes the run needs; raises :class:`DiskSpaceError` when the disk cannot hold them."""
+    need = n_tokens * n_layers * d_mlp * DTYPE_BYTES[save_dtype] * (2 if with_pt else 1)
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise DiskSpaceError(
+            f"the run needs {need / 2**30:.2f} GiB but {probe} has {free / 2**30:.2f} GiB free: "
+            "free space, use --save_dtype bf16, fewer --layers or another --out_dir"
+        )
+    return need
+
+
+def run_dump(
+    cfg: DumpConfig, *, load: Callable[..., Any] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Path:
+    """Dump ``cfg.prompts`` into ``cfg.out_dir``; returns the run folder.
+
+    Args:
+        load: ``load(tokenizer) -> LoadedModel`` override (tests pass an in-memory model).
+        on_batch: called with the shard index after each shard is written (tests use it to
+            simulate a kill).
+    """
+    import torch
+
+    from . import models
+
+    if cfg.save_dtype not in DTYPE_BYTES or cfg.model_dtype not in DTYPE_BYTES:
+        raise BadArgumentError("dtypes must be one of bf16, fp16, fp32")
+    if cfg.resume and cfg.overwrite:
+        raise BadArgumentError("--resume and --overwrite contradict each other: pick one")
+    RunWriter.check_target(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite)
+    t0 = time.perf_counter()
+    lm = load(None) if load else None
+    tokenizer = lm.tokenizer if lm else models.load_tokenizer(cfg.model_name)
+    records = tokenize_prompts(
+        tokenizer, cfg.prompts, prepend_bos=cfg.prepend_bos, max_seq_len=cfg.max_seq_len,
+        truncate=cfg.truncate,
+    )
+    if lm is None:
+        lm = models.load_model(cfg.model_name, cfg.device, cfg.model_dtype, tokenizer=tokenizer)
+    layers = sorted(set(cfg.layers)) if cfg.layers is not None else list(range(lm.n_layers))
+    bad = [layer for layer in layers if not 0 <= layer < lm.n_layers]
+    if bad or not layers:
+        raise BadArgumentError(f"--layers {bad or '(empty)'} out of range: use 0..{lm.n_layers - 1}")
+    lengths = [len(r["token_ids"]) for r in records]
+    budget = cfg.max_batch_tokens or auto_batch_tokens(len(layers), lm.d_mlp)
+    batches = plan_batches(lengths, batch_size=cfg.batch_size, max_batch_tokens=budget)
+    check_disk(cfg.out_dir, sum(lengths), len(layers), lm.d_mlp, cfg.save_dtype,
+               cfg.save_format == "pt")
+    manifest = plan_manifest(
+        prompts=records, batches=batches, model_name=lm.name, n_layers=lm.n_layers,
+        d_mlp=lm.d_mlp, layers=layers, save_dtype=cfg.save_dtype, model_dtype=cfg.model_dtype,
+        run_device=lm.device, prepend_bos=cfg.prepend_bos,
+        extra={
+            "model": lm.source,
+            "capture": {
+                "batch_size": cfg.batch_size, "max_batch_tokens": budget,
+                "max_seq_len": cfg.max_seq_len, "truncate": cfg.truncate,
+                "sorted_by_length": True, "padding_side": "right", "logits_computed": False,
+                "n_batches": len(batches),
+            },
+            **cfg.extra,
+        },
+    )
+    save = models.torch_dtype(cfg.save_dtype)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n_tok = sum(lengths)
+    bar = _progress(cfg.progress, n_tok, len(records))
+    with RunWriter.open(cfg.out_dir, manifest, resume=cfg.resume, overwrite=cfg.overwrite) as w:
+        for s, batch in enumerate(batches):
+            if w.shard_done(s):
+                bar.update(sum(lengths[i] for i in batch), len(batch))
+                continue
+            longest = max(lengths[i] for i in batch)
+            ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), longest), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : lengths[i]] = torch.tensor(records[i]["token_ids"])
+                mask[row, : lengths[i]] = 1
+            got = models.capture_hook_post(lm, ids.to(lm.device), mask.to(lm.device), layers)
+            tensors = {}
+            for layer in layers:
+                rows = torch.cat([got[layer][row, : lengths[i]] for row, i in enumerate(batch)])
+                if cfg.check_finite:
+                    _check_finite(rows, layer, batch, records, lengths)
+                tensors[f"layer_{layer}"] = rows.to(device="cpu", dtype=save).contiguous()
+            del got
+            w.write_shard(s, tensors)
+            bar.update(sum(lengths[i] for i in batch), len(batch))
+            if on_batch:
+                on_batch(s)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        if cfg.save_format == "pt":
+            export_legacy_pt(open_run(cfg.out_dir, allow_incomplete=True), cfg.save_dtype)
+            w.manifest["legacy_activations_file"] = "activations.pt"
+        w.finish(dump_seconds=round(elapsed, 3))
+    log.info("dumped %d prompts (%d tokens) into %s", len(records), n_tok, cfg.out_dir)
+    return cfg.out_dir
+
+
+def _check_finite(rows: Any, layer: int, batch: list[int], records: list[dict], lengths: list[int]) -> None:
+    import torch
+
+    bad = ~torch.isfinite(rows)
+    if not bool(bad.any()):
+        return
+    first = int(bad.any(dim=1).nonzero()[0, 0])
+    for i in batch:
+        if first < lengths[i]:
+            tok = records[i]["tokens"][first]
+            raise NonFiniteActivationError(
+                f"non-finite activation in prompt {records[i]['probe_id']!r}, layer {layer}, "
+                f"position {first} (token {tok!r}): try --model_dtype fp32"
+            )
+        first -= lengths[i]
+
+
+class _Bar:
+    """tqdm over tokens with prompts in the postfix (tokens/s is tqdm's rate)."""
+
+    def __init__(self, enabled: bool, total_tokens: int, total_prompts: int) -> None:
+        self.prompts = 0
+        self.total_prompts = total_prompts
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_tokens, unit="tok", unit_scale=True, desc="dump",
+                             dynamic_ncols=True)
+
+    def update(self, tokens: int, prompts: int) -> None:
+        self.prompts += prompts
+        if self._bar is not None:
+            self._bar.update(tokens)
+            self._bar.set_postfix_str(f"prompts {self.prompts}/{self.total_prompts}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress(enabled: bool, total_tokens: int, total_prompts: int) -> _Bar:
+    return _Bar(enabled, total_tokens, total_prompts)

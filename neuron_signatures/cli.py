@@ -1,0 +1,78 @@
+"""Command line: ``neuron-signatures <command>``; each command lives in ``commands/<name>.py``.
+
+A command module defines ``NAME``, ``HELP``, ``ORDER``, ``add_arguments(parser)`` and
+``run(args) -> int``. Expected failures (:class:`NeuronSignaturesError`) print one line and exit 2;
+bad flags too. ``main(argv)`` runs in-process so tests need no subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from . import __version__, commands
+from .errors import NeuronSignaturesError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def command_modules() -> list[ModuleType]:
+    mods = [
+        importlib.import_module(f"{commands.__name__}.{m.name}")
+        for m in pkgutil.iter_modules(commands.__path__)
+        if not m.name.startswith("_")
+    ]
+    return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: (m.ORDER, m.NAME))
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="neuron-signatures",
+        description="Dump, rank, attribute and browse the MLP neurons of Gemma models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for mod in command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog_command: str | None = None) -> int:
+    """Run one command; returns the exit code. ``prog_command`` prefixes argv (for shims)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if prog_command:
+        args_list = [prog_command, *args_list]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except NeuronSignaturesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished shards are kept; re-run with --resume", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI command (discovered by :mod:`neuron_signatures.cli`)."""

@@ -1,0 +1,108 @@
+"""``dump``: run prompts through a model and store every MLP neuron's activation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import BadArgumentError, BadPromptsError
+from ..models import EMBEDDED_NAME
+
+NAME = "dump"
+HELP = "dump blocks.{l}.mlp.hook_post activations of prompts into a run folder"
+ORDER = 10
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``"0,3,5-7"`` → ``[0, 3, 5, 6, 7]``; ``None`` or ``"all"`` → ``None`` (all layers)."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise BadArgumentError(f"--layers {text!r} is not a list like 0,3,5-7") from None
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("prompts (one of)")
+    src.add_argument("--prompts_json", help='JSON list of {"id", "text"} (the prototype format)')
+    src.add_argument("--prompts", help="a .json, .jsonl or plain-text file (one prompt per line)")
+    src.add_argument("--single_prompt", help="one prompt text (id single_prompt)")
+    p.add_argument("--out_dir", required=True, help="run folder to write")
+    p.add_argument("--model_name", default=EMBEDDED_NAME,
+                   help=f"model spec: {EMBEDDED_NAME} (embedded, default), hub id, folder or .gguf")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--model_dtype", choices=["bf16", "fp16", "fp32"], default="bf16",
+                   help="compute dtype (fp32 = exact reference mode)")
+    p.add_argument("--save_dtype", choices=["bf16", "fp16", "fp32"], default="bf16",
+                   help="stored dtype")
+    p.add_argument("--layers", default=None, help="layers to capture, e.g. 0,5,10-17 (default all)")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="prompts per batch (default: automatic from a token budget)")
+    p.add_argument("--max_batch_tokens", type=int, default=None,
+                   help="padded tokens per batch when --batch_size is automatic")
+    p.add_argument("--max_seq_len", type=int, default=2048, help="longest prompt in tokens")
+    p.add_argument("--truncate", action="store_true", help="cut prompts longer than --max_seq_len")
+    p.add_argument("--no_prepend_bos", action="store_true", help="do not add a BOS token")
+    p.add_argument("--check_finite", action="store_true",
+                   help="stop at the first NaN/Inf and report prompt, layer and position")
+    p.add_argument("--save_format", choices=["safetensors", "pt"], default="safetensors",
+                   help="pt also writes the prototype's activations.pt")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="finish an interrupted dump")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def load_prompt_args(args: argparse.Namespace) -> list:
+    from ..prompts import load_prompts, single_prompt
+
+    given = [x for x in (args.prompts_json, args.prompts, args.single_prompt) if x is not None]
+    if len(given) != 1:
+        raise BadPromptsError(
+            "give exactly one prompt source: --prompts_json FILE, --prompts FILE or "
+            "--single_prompt TEXT"
+        )
+    if args.single_prompt is not None:
+        return single_prompt(args.single_prompt)
+    return load_prompts(args.prompts_json or args.prompts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..capture import DumpConfig, run_dump
+
+    prompts = load_prompt_args(args)
+    for flag in ("batch_size", "max_batch_tokens", "max_seq_len"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise BadArgumentError(f"--{flag} must be a positive integer, got {value}")
+    cfg = DumpConfig(
+        prompts=prompts,
+        out_dir=Path(args.out_dir),
+        model_name=args.model_name,
+        device=args.device,
+        model_dtype=args.model_dtype,
+        save_dtype=args.save_dtype,
+        layers=parse_layers(args.layers),
+        batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        max_seq_len=args.max_seq_len,
+        truncate=args.truncate,
+        prepend_bos=not args.no_prepend_bos,
+        check_finite=args.check_finite,
+        save_format=args.save_format,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    out = run_dump(cfg)
+    print(f"wrote {out} ({len(prompts)} prompts)")
+    return 0

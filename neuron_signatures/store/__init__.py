@@ -1,0 +1,24 @@
+"""Run folders: the manifest, safetensors shards, readers, writers and verification.
+
+This is the only package that reads or writes run folders; everything else goes through
+:func:`open_run` and :class:`RunWriter`.
+"""
+
+from .manifest import FORMAT_VERSION, HOOK_TEMPLATE, read_manifest
+from .reader import Block, PromptRecord, Run, open_run
+from .verify import VerifyReport, verify_run
+from .writer import RunWriter, shard_name
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HOOK_TEMPLATE",
+    "Block",
+    "PromptRecord",
+    "Run",
+    "RunWriter",
+    "VerifyReport",
+    "open_run",
+    "read_manifest",
+    "shard_name",
+    "verify_run",
+]

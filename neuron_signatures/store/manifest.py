@@ -1,0 +1,83 @@
+"""The run manifest: constants, atomic JSON writes and the dtype names shared by every part."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunFormatError
+
+FORMAT_VERSION = 2  # 1 = the prototype (manifest + activations.pt); 2 = safetensors shards
+MANIFEST = "manifest.json"
+ACTIVATIONS_DIR = "activations"
+LEGACY_FILE = "activations.pt"
+HOOK_TEMPLATE = "blocks.{l}.mlp.hook_post"
+DTYPES = ("bf16", "fp16", "fp32")
+TORCH_DTYPE_NAMES = {"bf16": "torch.bfloat16", "fp16": "torch.float16", "fp32": "torch.float32"}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """Load ``manifest.json`` or raise :class:`RunFormatError` naming the problem."""
+    path = run_dir / MANIFEST
+    if not run_dir.is_dir():
+        raise RunFormatError(f"run folder {run_dir} does not exist: check --run_dir")
+    if not path.is_file():
+        raise RunFormatError(
+            f"{run_dir} has no manifest.json: it is not a run folder (make one with "
+            "`neuron-signatures dump`)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunFormatError(f"{path} is unreadable ({e}); restore it from a copy") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("prompts"), list):
+        raise RunFormatError(f"{path} has no prompts list: it is not a neuron-signatures manifest")
+    version = manifest.get("format_version", 1)
+    if version not in (1, FORMAT_VERSION):
+        raise RunFormatError(
+            f"{path} has format_version {version}; this neuron-signatures reads 1 and "
+            f"{FORMAT_VERSION}: upgrade the package"
+        )
+    return manifest

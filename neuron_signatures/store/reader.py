@@ -1,0 +1,350 @@
+"""Open a run folder and read activations without loading the whole run.
+
+Two layouts are read through one API:
+
+* format 2 (ours): ``activations/shard_*.safetensors``, one ``layer_<l>`` tensor per captured layer
+  holding the tokens of several prompts back to back; memory-mapped with numpy, no torch import.
+* format 1 (the prototype): ``activations.pt``, a dict ``probe_id -> [n_layers, seq, d_mlp]``,
+  opened with ``torch.load(weights_only=True, mmap=True)`` so nothing arbitrary is unpickled.
+
+Every read returns float32 numpy arrays, whatever the save dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import BadArgumentError, IncompleteRunError, RunFormatError
+from .manifest import ACTIVATIONS_DIR, LEGACY_FILE, read_manifest
+from .safetensors_np import SafetensorsFile, to_float32
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One prompt of a run, as the manifest describes it.
+
+    Attributes:
+        index: position in the run (manifest order).
+        probe_id: the prompt id.
+        text: the prompt text.
+        token_ids: token ids, BOS included when the run prepended it.
+        tokens: lossless token strings (tokenizer pieces).
+        tokens_ascii: the prototype's sanitised token strings.
+        concept, concept_type: from the prompt file, when given.
+    """
+
+    index: int
+    probe_id: str
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    tokens_ascii: list[str]
+    concept: str | None = None
+    concept_type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.token_ids)
+
+
+class _Source(Protocol):
+    def rows(self, layer_pos: int, start: int, stop: int) -> np.ndarray: ...
+    def column(self, layer_pos: int, neuron: int, start: int, stop: int) -> np.ndarray: ...
+    def block(self, layer_pos: int) -> np.ndarray: ...
+
+
+class _ShardSource:
+    """One safetensors shard: ``layer_<l>`` tensors of shape ``[n_tokens, d_mlp]``."""
+
+    def __init__(self, path: Path, layers: Sequence[int]) -> None:
+        if not path.is_file():
+            raise IncompleteRunError(
+                f"shard {path} is missing: re-run the dump with --resume, or copy the whole run"
+            )
+        self._f = SafetensorsFile(path)
+        self._names = [f"layer_{layer}" for layer in layers]
+
+    def _raw(self, layer_pos: int) -> tuple[np.ndarray, str]:
+        name = self._names[layer_pos]
+        return self._f.raw(name), self._f.dtype(name)
+
+    def rows(self, layer_pos: int, start: int, stop: int) -> np.ndarray:
+        raw, dt = self._raw(layer_pos)
+        return to_float32(raw[start:stop], dt)
+
+    def column(self, layer_pos: int, neuron: int, start: int, stop: int) -> np.ndarray:
+        raw, dt = self._raw(layer_pos)
+        return to_float32(raw[start:stop, neuron], dt)
+
+    def block(self, layer_pos: int) -> np.ndarray:
+        raw, dt = self._raw(layer_pos)
+        return to_float32(raw, dt)
+
+
+class _LegacySource:
+    """One prompt of a prototype ``activations.pt``: a torch tensor ``[n_layers, seq, d_mlp]``."""
+
+    def __init__(self, tensor: Any) -> None:
+        self._t = tensor
+
+    def rows(self, layer_pos: int, start: int, stop: int) -> np.ndarray:
+        return self._t[layer_pos, start:stop].float().numpy()
+
+    def column(self, layer_pos: int, neuron: int, start: int, stop: int) -> np.ndarray:
+        return self._t[layer_pos, start:stop, neuron].float().numpy()
+
+    def block(self, layer_pos: int) -> np.ndarray:
+        return self._t[layer_pos].float().numpy()
+
+
+@dataclass(frozen=True)
+class Block:
+    """A group of prompts stored together, for streaming whole-run statistics.
+
+    ``acts(layer)`` returns ``[n_tokens, d_mlp]`` float32 for the block's tokens;
+    prompt ``prompt_indices[i]`` occupies rows ``starts[i] : starts[i] + lengths[i]``.
+    """
+
+    run: Run
+    source: _Source
+    prompt_indices: list[int]
+    starts: list[int]
+    lengths: list[int]
+
+    def acts(self, layer: int) -> np.ndarray:
+        return self.source.block(self.run.layer_pos(layer))
+
+    @property
+    def n_tokens(self) -> int:
+        return int(sum(self.lengths))
+
+
+class Run:
+    """A run folder opened for reading. Use :func:`open_run`."""
+
+    def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self.format_version: int = int(manifest.get("format_version", 1))
+        self.model_name: str = str(manifest.get("model_name", "unknown"))
+        self.hook_name: str = str(manifest.get("hook_name", "blocks.{l}.mlp.hook_post"))
+        self.d_mlp: int = int(manifest["d_mlp"])
+        self.n_layers: int = int(manifest["n_layers"])
+        self.layers: list[int] = [int(x) for x in manifest.get("layers", range(self.n_layers))]
+        self._layer_pos = {layer: i for i, layer in enumerate(self.layers)}
+        self.prompts: list[PromptRecord] = [
+            _prompt_record(i, p) for i, p in enumerate(manifest["prompts"])
+        ]
+        self._by_id = {p.probe_id: p.index for p in self.prompts}
+        self._sources: dict[int, _Source] = {}
+
+    # -- metadata --------------------------------------------------------------------------
+    @property
+    def n_prompts(self) -> int:
+        return len(self.prompts)
+
+    @cached_property
+    def n_tokens(self) -> int:
+        return sum(p.seq_len for p in self.prompts)
+
+    @property
+    def save_dtype(self) -> str:
+        return str(self.manifest.get("save_dtype", "unknown"))
+
+    @property
+    def prepend_bos(self) -> bool:
+        return bool(self.manifest.get("prepend_bos", True))
+
+    def layer_pos(self, layer: int) -> int:
+        """Position of model layer ``layer`` in the stored tensors (runs may hold a subset)."""
+        if layer not in self._layer_pos:
+            raise BadArgumentError(
+                f"layer {layer} is not in this run (captured layers: {_ranges(self.layers)})"
+            )
+        return self._layer_pos[layer]
+
+    def check_neuron(self, layer: int, neuron: int) -> None:
+        self.layer_pos(layer)
+        if not 0 <= neuron < self.d_mlp:
+            raise BadArgumentError(f"neuron {neuron} is out of range: use 0..{self.d_mlp - 1}")
+
+    def prompt_index(self, key: str | int) -> int:
+        """Resolve a prompt by id first, then by integer index (negative counts from the end)."""
+        if isinstance(key, str) and key in self._by_id:
+            return self._by_id[key]
+        try:
+            i = int(key)
+        except (TypeError, ValueError):
+            raise BadArgumentError(
+                f"no prompt with id {key!r} in {self.run_dir}; ids look like "
+                f"{self.prompts[0].probe_id!r} (or give an index 0..{self.n_prompts - 1})"
+            ) from None
+        if not -self.n_prompts <= i < self.n_prompts:
+            raise BadArgumentError(
+                f"prompt index {i} is out of range: the run has {self.n_prompts} prompts"
+            )
+        return i % self.n_prompts
+
+    def prompt(self, key: str | int) -> PromptRecord:
+        return self.prompts[self.prompt_index(key)]
+
+    # -- activations -----------------------------------------------------------------------
+    def _location(self, index: int) -> tuple[_Source, int]:
+        raise NotImplementedError
+
+    def prompt_layer(self, key: str | int, layer: int) -> np.ndarray:
+        """``[seq, d_mlp]`` activations of one prompt at one layer."""
+        i = self.prompt_index(key)
+        src, start = self._location(i)
+        return src.rows(self.layer_pos(layer), start, start + self.prompts[i].seq_len)
+
+    def prompt_acts(self, key: str | int, layers: Sequence[int] | None = None) -> np.ndarray:
+        """``[n_layers, seq, d_mlp]`` activations of one prompt (all captured layers by default)."""
+        i = self.prompt_index(key)
+        src, start = self._location(i)
+        stop = start + self.prompts[i].seq_len
+        layers = self.layers if layers is None else layers
+        return np.stack([src.rows(self.layer_pos(layer), start, stop) for layer in layers])
+
+    def prompt_neuron(self, key: str | int, layer: int, neuron: int) -> np.ndarray:
+        """``[seq]`` activations of one neuron on one prompt."""
+        self.check_neuron(layer, neuron)
+        i = self.prompt_index(key)
+        src, start = self._location(i)
+        return src.column(self.layer_pos(layer), neuron, start, start + self.prompts[i].seq_len)
+
+    def neuron(self, layer: int, neuron: int) -> list[np.ndarray]:
+        """One neuron across every prompt: a list of ``[seq_len]`` arrays in run order."""
+        self.check_neuron(layer, neuron)
+        lp = self.layer_pos(layer)
+        out: list[np.ndarray] = [np.empty(0, np.float32)] * self.n_prompts
+        for block in self.iter_blocks():
+            end = max(s + n for s, n in zip(block.starts, block.lengths, strict=True))
+            col = block.source.column(lp, neuron, 0, end)
+            for pi, s, n in zip(block.prompt_indices, block.starts, block.lengths, strict=True):
+                out[pi] = col[s : s + n]
+        return out
+
+    def iter_blocks(self) -> Iterator[Block]:
+        """Stream the run block by block (a shard, or one prompt of a prototype run)."""
+        raise NotImplementedError
+
+
+class _ShardedRun(Run):
+    def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
+        super().__init__(run_dir, manifest)
+        self._shards: list[dict[str, Any]] = manifest.get("shards", [])
+        for i, p in enumerate(manifest["prompts"]):
+            if "shard" not in p or "shard_offset" not in p:
+                raise RunFormatError(f"prompt {i} of {run_dir} has no shard location")
+
+    def _source(self, shard: int) -> _Source:
+        if shard not in self._sources:
+            name = self._shards[shard]["file"]
+            self._sources[shard] = _ShardSource(self.run_dir / ACTIVATIONS_DIR / name, self.layers)
+        return self._sources[shard]
+
+    def _location(self, index: int) -> tuple[_Source, int]:
+        p = self.manifest["prompts"][index]
+        return self._source(int(p["shard"])), int(p["shard_offset"])
+
+    def iter_blocks(self) -> Iterator[Block]:
+        members: dict[int, list[int]] = {}
+        for i, p in enumerate(self.manifest["prompts"]):
+            members.setdefault(int(p["shard"]), []).append(i)
+        for shard in sorted(members):
+            idx = sorted(members[shard], key=lambda i: self.manifest["prompts"][i]["shard_offset"])
+            yield Block(
+                self,
+                self._source(shard),
+                idx,
+                [int(self.manifest["prompts"][i]["shard_offset"]) for i in idx],
+                [self.prompts[i].seq_len for i in idx],
+            )
+
+
+class _LegacyRun(Run):
+    def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
+        super().__init__(run_dir, manifest)
+        self._tensors: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._tensors is None:
+            import torch  # only prototype runs need torch to read
+
+            path = self.run_dir / str(self.manifest.get("activations_file", LEGACY_FILE))
+            if not path.is_file():
+                raise IncompleteRunError(f"{path} is missing: copy the whole run folder")
+            try:
+                self._tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as e:  # noqa: BLE001 - any unpickling failure is a format problem
+                raise RunFormatError(
+                    f"{path} is not a plain tensor dict ({type(e).__name__}); refusing to "
+                    "unpickle arbitrary objects"
+                ) from None
+        return self._tensors
+
+    def _location(self, index: int) -> tuple[_Source, int]:
+        if index not in self._sources:
+            p = self.manifest["prompts"][index]
+            key = p.get("activation_tensor_key", p["probe_id"])
+            tensors = self._load()
+            if key not in tensors:
+                raise RunFormatError(f"activations.pt has no tensor {key!r} for prompt {index}")
+            self._sources[index] = _LegacySource(tensors[key])
+        return self._sources[index], 0
+
+    def iter_blocks(self) -> Iterator[Block]:
+        for i, p in enumerate(self.prompts):
+            src, _ = self._location(i)
+            yield Block(self, src, [i], [0], [p.seq_len])
+
+
+def _prompt_record(i: int, p: dict[str, Any]) -> PromptRecord:
+    token_ids = [int(t) for t in p.get("token_ids", [])]
+    tokens_ascii = list(p.get("tokens_ascii", []))
+    tokens = list(p.get("tokens", tokens_ascii))
+    return PromptRecord(
+        index=i,
+        probe_id=str(p.get("probe_id", i)),
+        text=str(p.get("text", "")),
+        token_ids=token_ids,
+        tokens=tokens,
+        tokens_ascii=tokens_ascii,
+        concept=p.get("concept"),
+        concept_type=p.get("concept_type"),
+        extra=p,
+    )
+
+
+def _ranges(values: Sequence[int]) -> str:
+    if not values:
+        return "none"
+    if list(values) == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ",".join(map(str, values))
+
+
+def open_run(run_dir: str | Path, allow_incomplete: bool = False) -> Run:
+    """Open a run folder (ours or the prototype's) for reading.
+
+    Raises:
+        RunFormatError: not a run folder, or an unknown format version.
+        IncompleteRunError: the dump did not finish (unless ``allow_incomplete``).
+    """
+    path = Path(run_dir)
+    manifest = read_manifest(path)
+    if int(manifest.get("format_version", 1)) == 1 or "shards" not in manifest:
+        return _LegacyRun(path, manifest)
+    if not manifest.get("complete", False) and not allow_incomplete:
+        raise IncompleteRunError(
+            f"{path} is an unfinished dump: finish it with the same dump command plus --resume"
+        )
+    return _ShardedRun(path, manifest)

@@ -1,0 +1,196 @@
+"""Write a run folder: lock, manifest, shards written atomically, resume and completion.
+
+1. ``RunWriter.open`` takes the folder's lock, then starts a new run, resumes one whose inputs
+   match (same fingerprint), or clears an old run on ``overwrite``.
+2. The manifest is written first with every prompt's shard and offset already planned, and
+   ``complete: false``.
+3. Each ``write_shard`` serialises one batch (one ``layer_<l>`` tensor per captured layer), hashes
+   the bytes, writes them under a temporary name, fsyncs and renames; then the manifest records
+   the shard's size and sha256. A kill at any point leaves every recorded shard whole.
+4. ``finish`` marks the manifest complete. Readers refuse incomplete runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunExistsError, RunFormatError, RunLockedError
+from .manifest import (
+    ACTIVATIONS_DIR,
+    LEGACY_FILE,
+    MANIFEST,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_manifest,
+    utc_now,
+)
+
+LOCK_FILE = ".lock"
+_RUN_FILES = {MANIFEST, ACTIVATIONS_DIR, LEGACY_FILE, LOCK_FILE, "analysis"}
+
+
+def shard_name(index: int) -> str:
+    return f"shard_{index:05d}.safetensors"
+
+
+class RunWriter:
+    """Owns a run folder while a dump writes it. Use as a context manager."""
+
+    def __init__(self, run_dir: Path, manifest: dict[str, Any], lock_fd: int) -> None:
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self._lock_fd = lock_fd
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        run_dir: str | Path,
+        manifest: dict[str, Any],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> RunWriter:
+        """Start or resume the run described by ``manifest`` (which must hold ``fingerprint``).
+
+        Raises:
+            RunExistsError: the folder holds files and neither flag allows using it.
+            RunLockedError: another dump holds the lock.
+        """
+        path = Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        lock_fd = _take_lock(path)
+        try:
+            merged = cls._prepare(path, manifest, resume=resume, overwrite=overwrite)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        writer = cls(path, merged, lock_fd)
+        writer._save_manifest()
+        return writer
+
+    @staticmethod
+    def _prepare(
+        path: Path, manifest: dict[str, Any], *, resume: bool, overwrite: bool
+    ) -> dict[str, Any]:
+        existing = [p for p in path.iterdir() if p.name != LOCK_FILE]
+        if not existing:
+            return manifest
+        has_manifest = (path / MANIFEST).is_file()
+        if overwrite:
+            if not has_manifest:
+                raise RunExistsError(
+                    f"{path} is not empty and is not a run folder; refusing to delete its files: "
+                    "pick an empty or new --out_dir"
+                )
+            for p in existing:
+                if p.name in _RUN_FILES or p.name.startswith(f".{MANIFEST}."):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            return manifest
+        if not resume:
+            raise RunExistsError(
+                f"{path} is not empty: pass --resume to finish an interrupted dump, --overwrite "
+                "to replace it, or pick another --out_dir"
+            )
+        if not has_manifest:
+            raise RunExistsError(f"{path} has no manifest.json to resume: use a new --out_dir")
+        old = read_manifest(path)
+        if old.get("fingerprint") != manifest.get("fingerprint"):
+            raise RunExistsError(
+                f"{path} was dumped with other prompts, model or settings; --resume needs the "
+                "same command: use --overwrite or another --out_dir"
+            )
+        # Keep the original creation time and every shard whose file is whole.
+        merged = dict(manifest)
+        merged["created_at_utc"] = old.get("created_at_utc", manifest.get("created_at_utc"))
+        merged["shards"] = [
+            old_s if _shard_is_whole(path, old_s) else new_s
+            for old_s, new_s in zip(old.get("shards", []), manifest["shards"], strict=False)
+        ] + manifest["shards"][len(old.get("shards", [])) :]
+        merged["resumed_at_utc"] = utc_now()
+        return merged
+
+    @staticmethod
+    def check_target(run_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+        """Fail early (before loading a model) when ``run_dir`` cannot be written."""
+        path = Path(run_dir)
+        if path.exists() and not path.is_dir():
+            raise RunExistsError(f"{path} is a file, not a folder: pick another --out_dir")
+        busy = path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
+        if busy and not (resume or overwrite):
+            raise RunExistsError(
+                f"{path} is not empty: pass --resume to finish an interrupted dump, --overwrite "
+                "to replace it, or pick another --out_dir"
+            )
+        if busy and overwrite and not (path / MANIFEST).is_file():
+            raise RunExistsError(
+                f"{path} is not empty and is not a run folder; refusing to delete its files: "
+                "pick an empty or new --out_dir"
+            )
+
+    # -- writing ---------------------------------------------------------------------------
+    def shard_done(self, index: int) -> bool:
+        return _shard_is_whole(self.run_dir, self.manifest["shards"][index])
+
+    def write_shard(self, index: int, tensors: dict[str, Any]) -> None:
+        """Write shard ``index`` from ``{"layer_<l>": torch.Tensor [n_tokens, d_mlp]}``."""
+        from safetensors.torch import save
+
+        data = save(tensors, metadata={"format": "pt", "shard": str(index)})
+        entry = self.manifest["shards"][index]
+        atomic_write_bytes(self.run_dir / ACTIVATIONS_DIR / entry["file"], data)
+        entry["bytes"] = len(data)
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+        self._save_manifest()
+
+    def finish(self, **extra: Any) -> None:
+        missing = [s["file"] for s in self.manifest["shards"] if not s.get("sha256")]
+        if missing:
+            raise RunFormatError(f"cannot finish {self.run_dir}: shards not written: {missing[:3]}")
+        self.manifest.update(extra)
+        self.manifest["complete"] = True
+        self.manifest["status"] = "complete"
+        self.manifest["completed_at_utc"] = utc_now()
+        self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        atomic_write_json(self.run_dir / MANIFEST, self.manifest)
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _shard_is_whole(run_dir: Path, entry: dict[str, Any]) -> bool:
+    """A shard counts as written when the manifest has its hash and the file has its size."""
+    if not entry.get("sha256"):
+        return False
+    f = run_dir / ACTIVATIONS_DIR / entry["file"]
+    return f.is_file() and f.stat().st_size == entry.get("bytes")
+
+
+def _take_lock(path: Path) -> int:
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunLockedError(
+            f"another dump is writing {path}: wait for it to finish or pick another --out_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
