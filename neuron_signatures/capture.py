@@ -78,7 +78,11 @@ class DumpConfig:
 
 
 def tokenize_prompts(
-    tokenizer: Any, prompts: Sequence[Prompt], *, prepend_bos: bool, max_seq_len: int,
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    *,
+    prepend_bos: bool,
+    max_seq_len: int,
     truncate: bool,
 ) -> list[dict[str, Any]]:
     """Token ids and pieces per prompt, with exactly one BOS when ``prepend_bos``.
@@ -106,7 +110,9 @@ def tokenize_prompts(
                 )
             ids = ids[:max_seq_len]
         rec: dict[str, Any] = {
-            "probe_id": p.id, "text": p.text, "token_ids": ids,
+            "probe_id": p.id,
+            "text": p.text,
+            "token_ids": ids,
             "tokens": tokenizer.convert_ids_to_tokens(ids),
         }
         if p.concept is not None:
@@ -136,7 +142,9 @@ def plan_batches(
     cur: list[int] = []
     for i in order:
         longest = max(lengths[i], max((lengths[j] for j in cur), default=0))
-        if cur and (len(cur) >= cap or (batch_size is None and (len(cur) + 1) * longest > max_batch_tokens)):
+        if cur and (
+            len(cur) >= cap or (batch_size is None and (len(cur) + 1) * longest > max_batch_tokens)
+        ):
             batches.append(cur)
             cur = []
         cur.append(i)
@@ -145,8 +153,9 @@ def plan_batches(
     return batches
 
 
-def check_disk(out_dir: Path, n_tokens: int, n_layers: int, d_mlp: int, save_dtype: str,
-               with_pt: bool) -> int:
+def check_disk(
+    out_dir: Path, n_tokens: int, n_layers: int, d_mlp: int, save_dtype: str, with_pt: bool
+) -> int:
     """Bytes the run needs; raises :class:`DiskSpaceError` when the disk cannot hold them."""
     need = n_tokens * n_layers * d_mlp * DTYPE_BYTES[save_dtype] * (2 if with_pt else 1)
     probe = out_dir
@@ -162,7 +171,9 @@ def check_disk(out_dir: Path, n_tokens: int, n_layers: int, d_mlp: int, save_dty
 
 
 def run_dump(
-    cfg: DumpConfig, *, load: Callable[..., Any] | None = None,
+    cfg: DumpConfig,
+    *,
+    load: Callable[..., Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Path:
     """Dump ``cfg.prompts`` into ``cfg.out_dir``; returns the run folder.
@@ -185,7 +196,10 @@ def run_dump(
     lm = load(None) if load else None
     tokenizer = lm.tokenizer if lm else models.load_tokenizer(cfg.model_name)
     records = tokenize_prompts(
-        tokenizer, cfg.prompts, prepend_bos=cfg.prepend_bos, max_seq_len=cfg.max_seq_len,
+        tokenizer,
+        cfg.prompts,
+        prepend_bos=cfg.prepend_bos,
+        max_seq_len=cfg.max_seq_len,
         truncate=cfg.truncate,
     )
     if lm is None:
@@ -193,22 +207,36 @@ def run_dump(
     layers = sorted(set(cfg.layers)) if cfg.layers is not None else list(range(lm.n_layers))
     bad = [layer for layer in layers if not 0 <= layer < lm.n_layers]
     if bad or not layers:
-        raise BadArgumentError(f"--layers {bad or '(empty)'} out of range: use 0..{lm.n_layers - 1}")
+        raise BadArgumentError(
+            f"--layers {bad or '(empty)'} out of range: use 0..{lm.n_layers - 1}"
+        )
     lengths = [len(r["token_ids"]) for r in records]
     budget = cfg.max_batch_tokens or auto_batch_tokens(len(layers), lm.d_mlp)
     batches = plan_batches(lengths, batch_size=cfg.batch_size, max_batch_tokens=budget)
-    check_disk(cfg.out_dir, sum(lengths), len(layers), lm.d_mlp, cfg.save_dtype,
-               cfg.save_format == "pt")
+    check_disk(
+        cfg.out_dir, sum(lengths), len(layers), lm.d_mlp, cfg.save_dtype, cfg.save_format == "pt"
+    )
     manifest = plan_manifest(
-        prompts=records, batches=batches, model_name=lm.name, n_layers=lm.n_layers,
-        d_mlp=lm.d_mlp, layers=layers, save_dtype=cfg.save_dtype, model_dtype=cfg.model_dtype,
-        run_device=lm.device, prepend_bos=cfg.prepend_bos,
+        prompts=records,
+        batches=batches,
+        model_name=lm.name,
+        n_layers=lm.n_layers,
+        d_mlp=lm.d_mlp,
+        layers=layers,
+        save_dtype=cfg.save_dtype,
+        model_dtype=cfg.model_dtype,
+        run_device=lm.device,
+        prepend_bos=cfg.prepend_bos,
         extra={
             "model": lm.source,
             "capture": {
-                "batch_size": cfg.batch_size, "max_batch_tokens": budget,
-                "max_seq_len": cfg.max_seq_len, "truncate": cfg.truncate,
-                "sorted_by_length": True, "padding_side": "right", "logits_computed": False,
+                "batch_size": cfg.batch_size,
+                "max_batch_tokens": budget,
+                "max_seq_len": cfg.max_seq_len,
+                "truncate": cfg.truncate,
+                "sorted_by_length": True,
+                "padding_side": "right",
+                "logits_computed": False,
                 "n_batches": len(batches),
             },
             **cfg.extra,
@@ -251,7 +279,9 @@ def run_dump(
     return cfg.out_dir
 
 
-def _check_finite(rows: Any, layer: int, batch: list[int], records: list[dict], lengths: list[int]) -> None:
+def _check_finite(
+    rows: Any, layer: int, batch: list[int], records: list[dict], lengths: list[int]
+) -> None:
     import torch
 
     bad = ~torch.isfinite(rows)
@@ -278,8 +308,9 @@ class _Bar:
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total_tokens, unit="tok", unit_scale=True, desc="dump",
-                             dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total_tokens, unit="tok", unit_scale=True, desc="dump", dynamic_ncols=True
+            )
 
     def update(self, tokens: int, prompts: int) -> None:
         self.prompts += prompts

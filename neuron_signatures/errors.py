@@ -26,7 +26,7 @@ class ModelLoadError(NeuronSignaturesError):
 
 
 class HookContractError(NeuronSignaturesError):
-    """The loaded model does not expose ``blocks.{l}.mlp.hook_post`` as the down-projection input."""
+    """The model does not expose ``blocks.{l}.mlp.hook_post`` as the down-projection input."""
 
 
 class RunFormatError(NeuronSignaturesError):

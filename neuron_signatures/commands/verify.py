@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.run_dir} failed verification ({len(report.problems)} problems): copy the run "
             "again or finish it with --resume"
         )
-    print(f"ok: {report.run_dir}: {report.n_prompts} prompts, {report.n_tokens} tokens, "
-          f"{report.n_shards} shards, {human_bytes(report.bytes)}")
+    print(
+        f"ok: {report.run_dir}: {report.n_prompts} prompts, {report.n_tokens} tokens, "
+        f"{report.n_shards} shards, {human_bytes(report.bytes)}"
+    )
     return 0

@@ -59,8 +59,13 @@ def plan_manifest(
             located[i] = (s, offset)
             offset += len(prompts[i]["token_ids"])
         shards.append(
-            {"file": shard_name(s), "n_prompts": len(batch), "n_tokens": offset,
-             "bytes": None, "sha256": None}
+            {
+                "file": shard_name(s),
+                "n_prompts": len(batch),
+                "n_tokens": offset,
+                "bytes": None,
+                "sha256": None,
+            }
         )
     for i, p in enumerate(prompts):
         seq = len(p["token_ids"])
@@ -112,8 +117,17 @@ def _fingerprint(manifest: dict[str, Any]) -> str:
     """Hash of everything that decides the bytes of the shards (for --resume)."""
     key = {
         k: manifest.get(k)
-        for k in ("format_version", "model_name", "layers", "save_dtype", "model_dtype",
-                  "prepend_bos", "d_mlp", "n_layers", "model")
+        for k in (
+            "format_version",
+            "model_name",
+            "layers",
+            "save_dtype",
+            "model_dtype",
+            "prepend_bos",
+            "d_mlp",
+            "n_layers",
+            "model",
+        )
     }
     key["prompts"] = [(p["probe_id"], p["text"], p["token_ids"]) for p in manifest["prompts"]]
     key["shards"] = [(s["file"], s["n_tokens"]) for s in manifest["shards"]]
@@ -155,12 +169,21 @@ def write_run(
         raise ValueError("one activation array per prompt is needed")
     n_cap, _, d_mlp = acts[0].shape
     layers = list(range(n_cap)) if layers is None else list(layers)
-    batches = [list(range(i, min(i + prompts_per_shard, len(prompts))))
-               for i in range(0, len(prompts), prompts_per_shard)]
+    batches = [
+        list(range(i, min(i + prompts_per_shard, len(prompts))))
+        for i in range(0, len(prompts), prompts_per_shard)
+    ]
     manifest = plan_manifest(
-        prompts=prompts, batches=batches, model_name=model_name,
-        n_layers=n_layers or (max(layers) + 1), d_mlp=d_mlp, layers=layers,
-        save_dtype=save_dtype, model_dtype="fp32", run_device="cpu", prepend_bos=True,
+        prompts=prompts,
+        batches=batches,
+        model_name=model_name,
+        n_layers=n_layers or (max(layers) + 1),
+        d_mlp=d_mlp,
+        layers=layers,
+        save_dtype=save_dtype,
+        model_dtype="fp32",
+        run_device="cpu",
+        prepend_bos=True,
     )
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[save_dtype]
     with RunWriter.open(run_dir, manifest, overwrite=overwrite) as writer:
@@ -168,7 +191,9 @@ def write_run(
             tensors = {
                 f"layer_{layer}": torch.cat(
                     [torch.from_numpy(np.ascontiguousarray(acts[i][lp])) for i in batch]
-                ).to(dtype).contiguous()
+                )
+                .to(dtype)
+                .contiguous()
                 for lp, layer in enumerate(layers)
             }
             writer.write_shard(s, tensors)

@@ -18,7 +18,9 @@ def export_legacy_pt(run: Run, save_dtype: str) -> None:
     import torch
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[save_dtype]
-    tensors = {p.probe_id: torch.from_numpy(run.prompt_acts(p.index)).to(dtype) for p in run.prompts}
+    tensors = {
+        p.probe_id: torch.from_numpy(run.prompt_acts(p.index)).to(dtype) for p in run.prompts
+    }
     buf = io.BytesIO()
     torch.save(tensors, buf)
     atomic_write_bytes(run.run_dir / LEGACY_FILE, buf.getvalue())

@@ -284,7 +284,7 @@ class _LegacyRun(Run):
                 raise IncompleteRunError(f"{path} is missing: copy the whole run folder")
             try:
                 self._tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception as e:  # noqa: BLE001 - any unpickling failure is a format problem
+            except Exception as e:
                 raise RunFormatError(
                     f"{path} is not a plain tensor dict ({type(e).__name__}); refusing to "
                     "unpickle arbitrary objects"

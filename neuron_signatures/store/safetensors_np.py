@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-_NP_DTYPES = {
+_NP_DTYPES: dict[str, np.dtype] = {
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),
     "BF16": np.dtype("<u2"),  # raw bits; widened by to_float32

@@ -39,13 +39,17 @@ def verify_run(run_dir: str | Path, check_hashes: bool = True) -> VerifyReport:
             for p in run.prompts:
                 shape = run.prompt_acts(p.index).shape
                 if shape[1] != p.seq_len:
-                    report.problems.append(f"prompt {p.probe_id}: {shape[1]} rows, expected {p.seq_len}")
+                    report.problems.append(
+                        f"prompt {p.probe_id}: {shape[1]} rows, expected {p.seq_len}"
+                    )
                 report.n_tokens += p.seq_len
         except RunFormatError as e:
             report.problems.append(str(e))
         return report
     if not manifest.get("complete"):
-        report.problems.append("the dump did not finish (complete is false): re-run it with --resume")
+        report.problems.append(
+            "the dump did not finish (complete is false): re-run it with --resume"
+        )
     layers = manifest.get("layers", list(range(int(manifest["n_layers"]))))
     d_mlp = int(manifest["d_mlp"])
     report.n_shards = len(manifest["shards"])
@@ -57,7 +61,9 @@ def verify_run(run_dir: str | Path, check_hashes: bool = True) -> VerifyReport:
         size = f.stat().st_size
         report.bytes += size
         if size != entry.get("bytes"):
-            report.problems.append(f"shard {entry['file']}: {size} bytes, manifest says {entry.get('bytes')}")
+            report.problems.append(
+                f"shard {entry['file']}: {size} bytes, manifest says {entry.get('bytes')}"
+            )
             continue
         if check_hashes and _sha256(f) != entry.get("sha256"):
             report.problems.append(f"shard {entry['file']}: sha256 mismatch (corrupted copy)")

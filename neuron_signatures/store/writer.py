@@ -141,7 +141,7 @@ class RunWriter:
         """Write shard ``index`` from ``{"layer_<l>": torch.Tensor [n_tokens, d_mlp]}``."""
         from safetensors.torch import save
 
-        data = save(tensors, metadata={"format": "pt", "shard": str(index)})
+        data = save(tensors, metadata={"format": "pt"})  # one key: byte-identical on resume
         entry = self.manifest["shards"][index]
         atomic_write_bytes(self.run_dir / ACTIVATIONS_DIR / entry["file"], data)
         entry["bytes"] = len(data)
