@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_RUN ?= runs/demo
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,13 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check neuron_signatures tests benchmarks
 	$(BIN)/mypy neuron_signatures
 
-test: $(DEV_STAMP) lint
+# The web app's real-browser test needs Debian's chromium; install it when missing (as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium could not be installed: the browser test will be skipped"
+
+test: $(DEV_STAMP) lint browser
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow" -q
 
 test-slow: $(DEV_STAMP)
@@ -46,6 +52,7 @@ test-slow: $(DEV_STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dump.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_tui.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

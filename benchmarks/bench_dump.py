@@ -67,7 +67,9 @@ def bench_bare(model_dir: str, records: list[dict], batches, dtype, device, attn
                 ids[row, : lengths[i]] = torch.tensor(records[i]["token_ids"])
                 mask[row, : lengths[i]] = 1
             hf.model(input_ids=ids.to(device), attention_mask=mask.to(device))
-    return sum(lengths) / (time.perf_counter() - t0)
+    rate = sum(lengths) / (time.perf_counter() - t0)
+    print(f"  bare body ({attn}): {rate:.0f} tok/s", flush=True)
+    return rate
 
 
 def bench_prototype(lm, records: list[dict], out: Path) -> float:

@@ -82,7 +82,7 @@ def load_ranking(path: str | Path) -> Ranking | None:
             label = str(r.get("token_ascii", r.get("token", "")))
         elif kind == "signatures":
             score = float(r.get("influence", r.get("score", 0.0)) or 0.0)
-            label = f"{r.get('class', '')}: {r.get('name', '')}".strip(": ")
+            label = f"{r.get('class') or ''}: {r.get('name') or ''}".strip(": ")
         else:
             score = float(r.get("mean_peak_abs", r.get("score", 0.0)))
             label = str(r.get("mode_peak_token_ascii", ""))

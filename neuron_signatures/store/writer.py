@@ -5,15 +5,18 @@
 2. The manifest is written first with every prompt's shard and offset already planned, and
    ``complete: false``.
 3. Each ``write_shard`` serialises one batch (one ``layer_<l>`` tensor per captured layer), hashes
-   the bytes, writes them under a temporary name, fsyncs and renames; then the manifest records
-   the shard's size and sha256. A kill at any point leaves every recorded shard whole.
-4. ``finish`` marks the manifest complete. Readers refuse incomplete runs.
+   the bytes, writes them under a temporary name, fsyncs and renames; then it appends the shard's
+   size and sha256 to ``activations/progress.jsonl`` (fsynced). A kill at any point leaves every
+   logged shard whole; ``--resume`` keeps those and rewrites the rest.
+4. ``finish`` records every shard's size and hash in the manifest, marks it complete and removes
+   the log. Readers refuse incomplete runs.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -31,6 +34,7 @@ from .manifest import (
 )
 
 LOCK_FILE = ".lock"
+PROGRESS_FILE = "progress.jsonl"
 _RUN_FILES = {MANIFEST, ACTIVATIONS_DIR, LEGACY_FILE, LOCK_FILE, "analysis"}
 
 
@@ -105,13 +109,16 @@ class RunWriter:
                 f"{path} was dumped with other prompts, model or settings; --resume needs the "
                 "same command: use --overwrite or another --out_dir"
             )
-        # Keep the original creation time and every shard whose file is whole.
+        # Keep the original creation time and every shard the progress log shows whole.
         merged = dict(manifest)
         merged["created_at_utc"] = old.get("created_at_utc", manifest.get("created_at_utc"))
-        merged["shards"] = [
-            old_s if _shard_is_whole(path, old_s) else new_s
-            for old_s, new_s in zip(old.get("shards", []), manifest["shards"], strict=False)
-        ] + manifest["shards"][len(old.get("shards", [])) :]
+        merged["shards"] = [dict(s) for s in manifest["shards"]]
+        for index, size, digest in _read_progress(path):
+            if 0 <= index < len(merged["shards"]):
+                entry = merged["shards"][index]
+                entry["bytes"], entry["sha256"] = size, digest
+                if not _shard_is_whole(path, entry):
+                    entry["bytes"] = entry["sha256"] = None
         merged["resumed_at_utc"] = utc_now()
         return merged
 
@@ -146,7 +153,12 @@ class RunWriter:
         atomic_write_bytes(self.run_dir / ACTIVATIONS_DIR / entry["file"], data)
         entry["bytes"] = len(data)
         entry["sha256"] = hashlib.sha256(data).hexdigest()
-        self._save_manifest()
+        # An fsynced append, not a manifest rewrite: O(1) per shard however many prompts.
+        line = json.dumps({"shard": index, "bytes": entry["bytes"], "sha256": entry["sha256"]})
+        with open(self.run_dir / ACTIVATIONS_DIR / PROGRESS_FILE, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def finish(self, **extra: Any) -> None:
         missing = [s["file"] for s in self.manifest["shards"] if not s.get("sha256")]
@@ -157,6 +169,7 @@ class RunWriter:
         self.manifest["status"] = "complete"
         self.manifest["completed_at_utc"] = utc_now()
         self._save_manifest()
+        (self.run_dir / ACTIVATIONS_DIR / PROGRESS_FILE).unlink(missing_ok=True)
 
     def _save_manifest(self) -> None:
         atomic_write_json(self.run_dir / MANIFEST, self.manifest)
@@ -180,6 +193,22 @@ def _shard_is_whole(run_dir: Path, entry: dict[str, Any]) -> bool:
         return False
     f = run_dir / ACTIVATIONS_DIR / entry["file"]
     return f.is_file() and f.stat().st_size == entry.get("bytes")
+
+
+def _read_progress(run_dir: Path) -> list[tuple[int, int, str]]:
+    """``(shard, bytes, sha256)`` for every whole line of the progress log (a torn last line from
+    a kill is ignored)."""
+    path = run_dir / ACTIVATIONS_DIR / PROGRESS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            d = json.loads(line)
+            out.append((int(d["shard"]), int(d["bytes"]), str(d["sha256"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _take_lock(path: Path) -> int:

@@ -68,6 +68,8 @@ def test_resume_after_kill_equals_uninterrupted(tiny_pair: Any, tmp_path: Path) 
         run_dump(cfg(part), load=lambda _t: lm)
     # A half-written temporary file from the kill must not matter.
     (part / "activations" / ".shard_00002.safetensors.x.tmp").write_bytes(b"junk")
+    with open(part / "activations" / "progress.jsonl", "a") as f:
+        f.write('{"shard": 2, "by')  # a torn last line
     written: list[int] = []
     run_dump(cfg(part, resume=True), load=lambda _t: lm, on_batch=written.append)
     assert written == [2, 3]  # shards 0 and 1 were kept
