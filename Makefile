@@ -53,6 +53,7 @@ test-slow: $(DEV_STAMP)
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dump.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_tui.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_web.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,153 @@
+"""Plotly figures of the web app: activation lines per prompt and the influence distribution.
+
+Figures are built from plain dicts (no per-trace validation cost) and every hover label escapes the
+token text, since plotly renders a subset of HTML in hover labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .heatmap import escape, token_label
+from .selection import InfluenceTable
+
+CHART_KINDS = ("layer_scatter", "act_vs_inf", "rank_bars")
+MAX_TRACES = 30  # more prompts than this share one trace
+_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def _hover(
+    prompt_id: str, tokens: Sequence[str], token_ids: Sequence[int], values: np.ndarray
+) -> list[str]:
+    pid = escape(prompt_id)
+    return [
+        f"prompt={pid}<br>ctx_idx={i}<br>token_id={tid}<br>token={token_label(str(t))}"
+        f"<br>act={v:+.6f}"
+        for i, (t, tid, v) in enumerate(zip(tokens, token_ids, values.tolist(), strict=True))
+    ]
+
+
+def line_trace(
+    prompt_id: str, tokens: Sequence[str], token_ids: Sequence[int], values: np.ndarray, mode: str
+) -> dict:
+    """One prompt's activation against ``ctx_idx``, hover showing the token."""
+    return {
+        "type": "scatter",
+        "x": np.arange(len(values)),
+        "y": np.asarray(values, dtype=np.float64),
+        "mode": mode,
+        "name": prompt_id,
+        "hovertext": _hover(prompt_id, tokens, token_ids, np.asarray(values)),
+        "hoverinfo": "text",
+    }
+
+
+def merged_trace(traces: list[dict]) -> dict:
+    """Many prompts as one trace, each line cut from the next by a gap (plotly draws thousands of
+    separate traces slowly); hover still names the prompt and token."""
+    gap = np.array([np.nan])
+    x = np.concatenate([part for t in traces for part in (t["x"], gap)])
+    y = np.concatenate([part for t in traces for part in (t["y"], gap)])
+    hover = [h for t in traces for h in (*t["hovertext"], "")]
+    return {
+        "type": "scatter",
+        "x": x,
+        "y": y,
+        "mode": "lines",
+        "name": f"{len(traces)} prompts",
+        "hovertext": hover,
+        "hoverinfo": "text",
+        "line": {"width": 1, "color": "rgba(31,119,180,0.35)"},
+    }
+
+
+def overlay_figure(traces: list[dict], title: str) -> go.Figure:
+    """One line per prompt for the same neuron (merged into one trace above ``MAX_TRACES``)."""
+    data = traces if len(traces) <= MAX_TRACES else [merged_trace(traces)]
+    fig = go.Figure(data=data)
+    fig.update_layout(
+        title=title,
+        xaxis_title="ctx_idx",
+        yaxis_title="activation (hook_post)",
+        height=420,
+        margin=_MARGIN,
+        showlegend=len(data) > 1,
+    )
+    return fig
+
+
+def prompt_figure(
+    prompt_id: str, tokens: Sequence[str], token_ids: Sequence[int], values: np.ndarray
+) -> go.Figure:
+    """The selected prompt only, with markers."""
+    fig = go.Figure(data=[line_trace(prompt_id, tokens, token_ids, values, "lines+markers")])
+    fig.update_layout(
+        title=f"Activation vs ctx_idx ({prompt_id})",
+        xaxis_title="ctx_idx",
+        yaxis_title="activation (hook_post)",
+        height=420,
+        margin=_MARGIN,
+    )
+    return fig
+
+
+def _axes(
+    table: InfluenceTable, kept: np.ndarray, kind: str, y_metric: str
+) -> tuple[np.ndarray, np.ndarray, str, str, str]:
+    """``(x, y, x title, y title, chart title)`` of an influence chart kind."""
+    y = table.metric(y_metric)[kept]
+    if kind == "layer_scatter":  # jitter so neurons of one layer do not hide each other
+        x = table.layer[kept] + np.random.default_rng(0).uniform(-0.3, 0.3, len(kept))
+        return x, y, "layer", y_metric, f"Layer vs {y_metric}"
+    if kind == "act_vs_inf":
+        act, inf = table.activation[kept], table.influence[kept]
+        return act, inf, "activation", "influence", "Activation vs influence"
+    if kind == "rank_bars":
+        return table.rank[kept], y, "rank", y_metric, f"{y_metric} by rank"
+    raise ValueError(f"chart kind must be one of {CHART_KINDS}")
+
+
+def influence_figure(
+    table: InfluenceTable, kept: np.ndarray, kind: str, y_metric: str, selected: int | None
+) -> go.Figure:
+    """The influence distribution of the kept records (``kept[j]`` is candidate ``j``).
+
+    Each point's ``customdata`` is ``[candidate_index, layer, neuron]`` so a click or a lasso maps
+    back to a candidate. The selected candidate is drawn again as a red star.
+    """
+    x, y, x_title, y_title, title = _axes(table, kept, kind, y_metric)
+    lay = table.layer[kept]
+    custom = np.stack([np.arange(len(kept)), lay, table.neuron[kept]], axis=1)
+    cols = (
+        table.rank[kept],
+        lay,
+        table.neuron[kept],
+        table.activation[kept],
+        table.influence[kept],
+    )
+    text = [
+        f"#{r} L{a} N{b}<br>act={c:.4g}<br>inf={d:+.4g}"
+        for r, a, b, c, d in zip(*(c.tolist() for c in cols), strict=True)
+    ]
+    marker = {"color": lay, "colorscale": "Viridis", "colorbar": {"title": {"text": "layer"}}}
+    base = {"x": x, "y": y, "customdata": custom, "hovertext": text, "hoverinfo": "text"}
+    if kind == "rank_bars":
+        traces = [{"type": "bar", "marker": marker, **base}]
+    else:
+        marker.update(size=8, opacity=0.75)
+        traces = [{"type": "scatter", "mode": "markers", "marker": marker, **base}]
+    if selected is not None and 0 <= selected < len(kept):
+        star = {"size": 16, "color": "red", "symbol": "star", "line": {"width": 1}}
+        one = slice(selected, selected + 1)
+        traces.append({"type": "scatter", "mode": "markers", "marker": star, "x": x[one],
+                       "y": y[one], "customdata": custom[one], "hoverinfo": "text",
+                       "hovertext": ["selected: " + text[selected]]})  # fmt: skip
+    fig = go.Figure(data=traces)
+    fig.update_layout(
+        title=f"{title} ({len(kept)} neurons)", xaxis_title=x_title, yaxis_title=y_title,
+        height=450, margin=_MARGIN, clickmode="event+select", dragmode="lasso", showlegend=False,
+    )  # fmt: skip
+    return fig

@@ -1,0 +1,65 @@
+"""Plotly figures: hover labels escape tokens, many prompts share a trace, chart points map back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuron_signatures.web import charts
+from neuron_signatures.web.selection import InfluenceTable
+
+
+def _table() -> InfluenceTable:
+    return InfluenceTable(
+        layer=np.array([0, 1, 1]),
+        neuron=np.array([5, 6, 7]),
+        rank=np.array([1, 2, 3]),
+        ctx_idx=np.array([4, 4, 4]),
+        activation=np.array([0.1, 0.2, 0.3]),
+        influence=np.array([0.5, -0.2, 0.1]),
+        rows=[{}, {}, {}],
+    )
+
+
+def test_line_trace_hover_escapes_tokens() -> None:
+    t = charts.line_trace("p<1>", ["<bos>", "▁<b>"], [2, 9], np.array([1.0, -0.5]), "lines")
+    assert t["hovertext"][1] == (
+        "prompt=p&lt;1&gt;<br>ctx_idx=1<br>token_id=9<br>token= &lt;b&gt;<br>act=-0.500000"
+    )
+    assert t["x"].tolist() == [0, 1] and t["name"] == "p<1>"
+
+
+def test_overlay_merges_many_prompts() -> None:
+    traces = [charts.line_trace(f"p{i}", ["a", "b"], [1, 2], np.array([i, -i]), "lines")
+              for i in range(charts.MAX_TRACES + 1)]  # fmt: skip
+    assert len(charts.overlay_figure(traces[:3], "t").data) == 3
+    merged = charts.overlay_figure(traces, "t").data
+    assert len(merged) == 1
+    y = np.asarray(merged[0].y, dtype=float)
+    assert len(y) == 3 * len(traces) and np.isnan(y[2::3]).all()  # a gap after each prompt
+    assert y[3:5].tolist() == [1.0, -1.0]
+    assert "prompt=p1" in merged[0].hovertext[3]
+
+
+@pytest.mark.parametrize("kind", charts.CHART_KINDS)
+def test_influence_figure_points_carry_the_candidate(kind: str) -> None:
+    kept = np.array([0, 2])  # candidates 0 and 1 are records 0 and 2
+    fig = charts.influence_figure(_table(), kept, kind, "abs_influence", selected=1)
+    main, star = fig.data
+    assert np.asarray(main.customdata).tolist() == [[0, 0, 5], [1, 1, 7]]
+    assert np.asarray(star.customdata).tolist() == [[1, 1, 7]]
+    assert star.marker.symbol == "star"
+    assert fig.layout.clickmode == "event+select" and fig.layout.dragmode == "lasso"
+
+
+def test_influence_figure_axes() -> None:
+    t, kept = _table(), np.array([0, 1, 2])
+    fig = charts.influence_figure(t, kept, "act_vs_inf", "abs_influence", None)
+    assert len(fig.data) == 1
+    assert list(fig.data[0].x) == [0.1, 0.2, 0.3] and list(fig.data[0].y) == [0.5, -0.2, 0.1]
+    bars = charts.influence_figure(t, kept, "rank_bars", "abs_influence", None).data[0]
+    assert list(bars.x) == [1, 2, 3] and list(bars.y) == [0.5, 0.2, 0.1]
+    scatter = charts.influence_figure(t, kept, "layer_scatter", "influence", None).data[0]
+    assert np.all(np.abs(np.asarray(scatter.x) - t.layer) <= 0.3)  # jittered around the layer
+    with pytest.raises(ValueError):
+        charts.influence_figure(t, kept, "pie", "influence", None)
