@@ -1,6 +1,6 @@
 """Heatmap colours of a token strip, as the web app draws them, blended for a terminal.
 
-The rules (and defaults) of ``neuron_signatures.web.heatmap``, per prompt:
+The shared rules of :mod:`neuron_signatures.heat`, per prompt:
 
 1. ``r = |v| / max|v|``, the maximum taken over non-BOS tokens (BOS is an attention sink whose
    activation would wash out the rest), clipped to ``[0, 1]``.
@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-POSITIVE_RGB = (52, 211, 153)
-NEGATIVE_RGB = (251, 146, 60)
-MIN_OPACITY = 0.05  # the web heatmap's defaults
-THRESHOLD = 5e-5
+from ..heat import MIN_OPACITY, NEGATIVE_RGB, POSITIVE_RGB, THRESHOLD, opacity
+
+__all__ = ["MIN_OPACITY", "NEGATIVE_RGB", "POSITIVE_RGB", "THRESHOLD", "heat_opacity", "heat_rgb"]
 
 
 def heat_opacity(
     values: np.ndarray, n_bos: int = 1, min_op: float = MIN_OPACITY, threshold: float = THRESHOLD
 ) -> np.ndarray:
-    """``[seq]`` opacities in ``{0} ∪ [min_op, 1]`` for ``values: [seq]``.
+    """``[seq]`` opacities for ``values: [seq]``, scaled by ``max|v|`` over the non-BOS tokens.
 
     Args:
         values: activations of one neuron on one prompt.
@@ -34,10 +33,7 @@ def heat_opacity(
     v = np.abs(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0))
     rest = v[n_bos:] if v.shape[0] > n_bos else v
     peak = float(rest.max()) if rest.size else 0.0
-    if peak <= threshold:
-        return np.zeros_like(v)
-    op = min_op + np.log10(1.0 + 9.0 * np.clip(v / peak, 0.0, 1.0)) * (1.0 - min_op)
-    return np.where(v <= threshold, 0.0, op)
+    return opacity(v, peak if peak > threshold else 0.0, min_op, threshold)
 
 
 def heat_rgb(

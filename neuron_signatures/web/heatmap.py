@@ -19,10 +19,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..heat import NEGATIVE_RGB, POSITIVE_RGB, colors, opacity
 from ..tokens import token_display
 
-POSITIVE_RGB = (52, 211, 153)
-NEGATIVE_RGB = (251, 146, 60)
+__all__ = ["NEGATIVE_RGB", "POSITIVE_RGB", "colors", "opacity"]
+
 NORMALIZATIONS = ("global", "per_prompt")
 
 CSS = (
@@ -88,28 +89,6 @@ def token_label(token: str) -> str:
     """The visible form of a token (:func:`token_display`), HTML-escaped; cached, since the same
     vocabulary pieces come back on every prompt."""
     return escape(token_display(token))
-
-
-def opacity(
-    values: np.ndarray | Sequence[float],
-    max_abs: float | np.ndarray,
-    minimum_opacity: float = 0.05,
-    minimum_threshold: float = 5e-5,
-) -> np.ndarray:
-    """Background opacity per value (rule 2); ``max_abs`` is a scalar or broadcasts to values."""
-    v = np.abs(np.asarray(values, dtype=np.float64))
-    m = np.broadcast_to(np.asarray(max_abs, dtype=np.float64), v.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.clip(np.where(m > 0, v / m, 0.0), 0.0, 1.0)
-    op = minimum_opacity + np.log10(1.0 + 9.0 * r) * (1.0 - minimum_opacity)
-    dark = (v <= minimum_threshold) | ~(m > 0) | ~np.isfinite(v)
-    return np.where(dark, 0.0, op)
-
-
-def colors(values: np.ndarray | Sequence[float]) -> np.ndarray:
-    """``[n, 3]`` RGB per value: green for ``v >= 0``, orange below (rule 1)."""
-    neg = np.asarray(values, dtype=np.float64) < 0
-    return np.where(neg[:, None], np.array(NEGATIVE_RGB), np.array(POSITIVE_RGB))
 
 
 def max_abs(
