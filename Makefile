@@ -54,6 +54,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dump.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_tui.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_web.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_analyze.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

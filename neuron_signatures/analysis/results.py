@@ -126,6 +126,16 @@ def list_rankings(folder: str | Path) -> list[Ranking]:
         r = load_ranking(p)
         if r is not None and r.kind in order:
             out.append(r)
+    # top_neurons.json is a copy of the latest tagged top_neurons_<tag>.json: list it once.
+    tagged = {r.name for r in out if r.kind == "top_neurons" and r.name != "top_neurons.json"}
+    out = [
+        r
+        for r in out
+        if not (
+            r.name == "top_neurons.json"
+            and f"top_neurons_{(r.meta.get('selection') or {}).get('tag')}.json" in tagged
+        )
+    ]
     return sorted(out, key=lambda r: (order[r.kind], r.name))
 
 

@@ -1,0 +1,238 @@
+"""Cross-prompt neuron signatures: from a run, a seed prompt and a neuron selection to per-probe
+metrics, role classes, names and supernodes, and their files.
+
+1. Read the selection (:mod:`.signatures_config`: ``read_selection`` for ``top_neurons`` /
+   influence JSON or influence CSV, ``parse_neuron_ids`` / ``explicit_selection``).
+2. Stream the run once for the selected neurons' columns and their run-wide statistics
+   (:mod:`.signatures_metrics`).
+3. Per probe metrics, then per neuron aggregates, classes and names (:mod:`.naming`).
+4. :func:`write_signatures`: ``signatures_<stem>.csv/.parquet`` (one row per neuron x probe),
+   ``signatures_<stem>.json`` (per-neuron aggregates, class, name, reasons and per-probe peaks),
+   ``supernodes_<stem>.json`` and ``signatures_<stem>_meta.json`` (thresholds and inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import BadArgumentError
+from ..store import Run
+from ..store.manifest import utc_now
+from ..tokens import token_display
+from .naming import CLASSES, Aggregates, Classification, aggregate, classify, supernodes
+from .results import analysis_dir, write_json
+from .signatures_config import NeuronSelection, SignatureConfig
+from .signatures_metrics import (
+    DistributionStats,
+    ProbeMetrics,
+    TokenTables,
+    distribution_stats,
+    gather_columns,
+    probe_metrics,
+    token_tables,
+)
+from .tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
+
+
+@dataclass(frozen=True)
+class SignatureResult:
+    """Everything :func:`compute_signatures` found (arrays over the K selected neurons)."""
+
+    selection: NeuronSelection
+    seed_index: int
+    config: SignatureConfig
+    tables: TokenTables
+    stats: DistributionStats
+    metrics: ProbeMetrics
+    seed: ProbeMetrics
+    aggregates: Aggregates
+    classification: Classification
+
+
+def _check_selection(run: Run, sel: NeuronSelection) -> None:
+    bad_layer = ~np.isin(sel.layers, run.layers)
+    bad_neuron = (sel.neurons < 0) | (sel.neurons >= run.d_mlp)
+    if bad_layer.any() or bad_neuron.any():
+        k = int(np.flatnonzero(bad_layer | bad_neuron)[0])
+        run.check_neuron(int(sel.layers[k]), int(sel.neurons[k]))  # raises with the fix
+
+
+def _probe_indices(run: Run, seed: int, probes: list[str] | None) -> list[int]:
+    if probes is not None:
+        out = list(dict.fromkeys(run.prompt_index(p) for p in probes))
+    else:
+        out = [p.index for p in run.prompts if p.index != seed]
+    if not out:
+        raise BadArgumentError(
+            f"{run.run_dir} has no probe prompt besides the seed: dump the probes too"
+        )
+    return out
+
+
+def compute_signatures(
+    run: Run, seed_prompt: str | int, selection: NeuronSelection,
+    cfg: SignatureConfig | None = None, probes: list[str] | None = None,
+) -> SignatureResult:  # fmt: skip
+    """Signatures of the selected neurons on every probe of ``run`` (all prompts but the seed,
+    or ``probes``). Streams the run once."""
+    cfg = cfg or SignatureConfig()
+    _check_selection(run, selection)
+    seed = run.prompt_index(seed_prompt)
+    idx = _probe_indices(run, seed, probes)
+    cols = gather_columns(run, selection.layers, selection.neurons)
+    stats = distribution_stats(cols, cfg)
+    tables = token_tables(run, sorted({*idx, seed}), cfg, cols.skip)
+    pm = probe_metrics(cols, seed, idx, tables, stats, cfg)
+    seed_pm = probe_metrics(cols, seed, [seed], tables, stats, cfg)
+    agg = aggregate(cols, pm, tables, cfg)
+    cls = classify(agg, selection.layers, tables, cfg, run.n_layers)
+    return SignatureResult(selection, seed, cfg, tables, stats, pm, seed_pm, agg, cls)
+
+
+PROBE_COLUMNS = (
+    "layer", "neuron", "probe_id", "probe_index", "concept", "concept_type", "concept_in_probe",
+    "peak_pos", "peak_token", "peak_activation", "peak_value", "peak_kind", "on_concept",
+    "peak_functional", "say_target", "cosine_seed", "robust_z", "density", "sparsity", "class",
+    "name",
+)  # fmt: skip
+_NEURON_ONLY = ("layer", "neuron", "class", "name")
+
+
+def _peak_kind(pm: ProbeMetrics) -> np.ndarray:
+    """``[P, K]`` ``concept`` / ``functional`` / ``semantic`` / ``none`` (inactive)."""
+    return np.select(
+        [~pm.active, pm.on_concept, pm.peak_functional],
+        ["none", "concept", "functional"],
+        "semantic",
+    ).astype(object)
+
+
+def _peak_tokens(run: Run, pm: ProbeMetrics) -> np.ndarray:
+    """``[P, K]`` display form of each peak token (None for an empty probe)."""
+    out = np.full(pm.peak_pos.shape, None, object)
+    for row, i in enumerate(pm.probes):
+        toks = np.array([token_display(t) for t in run.prompts[i].tokens] + [None], object)
+        out[row] = toks[pm.peak_pos[row]]  # -1 (empty probe) reads the trailing None
+    return out
+
+
+def probe_table(run: Run, res: SignatureResult, pm: ProbeMetrics | None = None) -> Any:
+    """One row per (neuron, probe), neuron-major, columns :data:`PROBE_COLUMNS`."""
+    import pandas as pd
+
+    pm = pm or res.metrics
+    n_p, k = pm.peak_pos.shape
+    sel, tables = res.selection, res.tables
+    recs = [tables.prompts[i] for i in pm.probes]
+    names = np.array([*tables.display, None], object)
+
+    def flat(a: np.ndarray) -> np.ndarray:  # [P, K] -> neuron-major [K * P]
+        return np.asarray(a).T.reshape(-1)
+
+    def per_probe(values: list[Any]) -> np.ndarray:
+        return np.tile(np.array(values, object), k)
+
+    data = {
+        "layer": np.repeat(sel.layers, n_p), "neuron": np.repeat(sel.neurons, n_p),
+        "probe_id": per_probe([r.record.probe_id for r in recs]),
+        "probe_index": np.tile(np.array(pm.probes, np.int64), k),
+        "concept": per_probe([r.concept for r in recs]),
+        "concept_type": per_probe([r.concept_type for r in recs]),
+        "concept_in_probe": np.tile(pm.concept_present, k),
+        "peak_pos": flat(pm.peak_pos), "peak_token": flat(_peak_tokens(run, pm)),
+        "peak_activation": flat(pm.peak_activation), "peak_value": flat(pm.peak_value),
+        "peak_kind": flat(_peak_kind(pm)), "on_concept": flat(pm.on_concept),
+        "peak_functional": flat(pm.peak_functional), "say_target": flat(names[pm.say_target_key]),
+        "cosine_seed": flat(pm.cosine_seed), "robust_z": flat(pm.robust_z),
+        "density": flat(pm.density), "sparsity": flat(pm.sparsity),
+        "class": np.repeat(np.array(res.classification.classes, object), n_p),
+        "name": np.repeat(np.array(res.classification.names, object), n_p),
+    }  # fmt: skip
+    return pd.DataFrame(data, columns=list(PROBE_COLUMNS))
+
+
+_AGGREGATE_FIELDS = (
+    "n_active", "peak_consistency", "n_distinct_peaks", "func_vs_sem", "semantic_confidence",
+    "functional_confidence", "median_sparsity", "concept_hit_rate",
+)  # fmt: skip
+_TOKEN_FIELDS = ("semantic_token", "functional_token", "say_target", "relation_token")
+
+
+def neuron_records(run: Run, res: SignatureResult, table: Any) -> list[dict[str, Any]]:
+    """The ``neurons`` list of ``signatures_*.json``: one dict per neuron, best first."""
+    rows = records(table)
+    seed_rows = records(probe_table(run, res, res.seed))
+    n_p = len(res.metrics.probes)
+    agg, cls, sel = res.aggregates, res.classification, res.selection
+    names = [*res.tables.display, None]
+    peaks = res.metrics.peak_value
+    score = np.nan_to_num(peaks).sum(axis=0) / np.maximum((~np.isnan(peaks)).sum(axis=0), 1)
+    out = []
+    for k in range(len(sel)):  # output formatting only
+        entry: dict[str, Any] = {
+            "rank": k + 1, "layer": int(sel.layers[k]), "neuron": int(sel.neurons[k]),
+            "class": cls.classes[k], "name": cls.names[k], "reasons": cls.reasons[k],
+        }  # fmt: skip
+        if sel.influence is not None:
+            entry["influence"] = sel.influence[k]
+        entry["score"] = float(score[k])
+        entry["alignment"] = {c: cls.scores[j, k] for j, c in enumerate(CLASSES)}
+        entry.update({f: getattr(agg, f)[k] for f in _AGGREGATE_FIELDS})
+        entry.update({f: names[int(getattr(agg, f)[k])] for f in _TOKEN_FIELDS})
+        entry["run_stats"] = {"median": res.stats.median[k], "q25": res.stats.q25[k],
+                              "q75": res.stats.q75[k]}  # fmt: skip
+        strip = [c for c in PROBE_COLUMNS if c not in _NEURON_ONLY]
+        entry["seed"] = {c: seed_rows[k][c] for c in strip}
+        entry["probes"] = [{c: r[c] for c in strip} for r in rows[k * n_p : (k + 1) * n_p]]
+        out.append(entry)
+    return out
+
+
+def file_stem(run: Run, res: SignatureResult, name: str | None = None) -> str:
+    """``name``, else ``<seed id>_<selection tag>`` (the tag alone when it names the seed)."""
+    if name:
+        return safe_name(name)
+    seed, tag = safe_name(run.prompts[res.seed_index].probe_id), res.selection.tag
+    return tag if f"_{seed}_" in f"_{tag}_" else f"{seed}_{tag}"
+
+
+def write_signatures(
+    run: Run, res: SignatureResult, out_dir: str | Path | None = None, name: str | None = None,
+    inputs: dict[str, Any] | None = None, parquet: bool = True,
+) -> list[Path]:  # fmt: skip
+    """Write the per-probe table, the per-neuron JSON, the supernodes and the meta file."""
+    folder = analysis_dir(run.run_dir, out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(run, res, name)
+    seed_id = run.prompts[res.seed_index].probe_id
+    table = probe_table(run, res)
+    head = {
+        "format_version": FORMAT_VERSION, "seed_prompt_id": seed_id,
+        "source": res.selection.source, "model_name": run.model_name, "n_layers": run.n_layers,
+        "classes": {c: res.classification.classes.count(c) for c in (*CLASSES, "unclassified")},
+    }  # fmt: skip
+    nodes = supernodes(res.selection.layers, res.selection.neurons, res.classification,
+                       res.selection.influence)  # fmt: skip
+    json_path = folder / f"signatures_{stem}.json"
+    nodes_path = folder / f"supernodes_{stem}.json"
+    meta_path = folder / f"signatures_{stem}_meta.json"
+    write_json(json_path, jsonable({**head, "kind": "signatures",
+                                    "neurons": neuron_records(run, res, table)}))  # fmt: skip
+    write_json(nodes_path, jsonable({**head, "kind": "supernodes", "supernodes": nodes}))
+    files = [json_path, *write_table(table, folder / f"signatures_{stem}.csv", parquet), nodes_path]
+    meta = {
+        **head, "kind": "signatures_meta", "created_at_utc": utc_now(),
+        "neuron_signatures_version": __version__, "run_dir": str(run.run_dir),
+        "run_fingerprint": run.manifest.get("fingerprint"), "save_dtype": run.save_dtype,
+        "thresholds": res.config.to_dict(run.n_layers),
+        "probes": [run.prompts[i].probe_id for i in res.metrics.probes],
+        "n_neurons": len(res.selection), "inputs": inputs or {},
+        "files": [p.name for p in files],
+    }  # fmt: skip
+    write_json(meta_path, jsonable(meta))
+    return [*files, meta_path]

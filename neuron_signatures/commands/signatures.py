@@ -1,0 +1,103 @@
+"""``signatures``: per-probe metrics, role classes and names of selected neurons across probes."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from ..errors import BadArgumentError
+
+if TYPE_CHECKING:
+    from ..analysis.signatures_config import NeuronSelection
+
+NAME = "signatures"
+HELP = "cross-prompt signatures of selected neurons: per-probe metrics, role classes, names"
+ORDER = 30
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run_dir", required=True, help="run folder holding the seed and probes")
+    p.add_argument(
+        "--seed_prompt_id",
+        default="seed_prompt",
+        help="id (or index) of the seed prompt (default seed_prompt)",
+    )
+    sel = p.add_argument_group("neurons (one of)")
+    sel.add_argument(
+        "--neurons", default=None, help="top_neurons*.json, influence_*.json or influence_*.csv"
+    )
+    sel.add_argument(
+        "--neuron_ids", default=None, help="explicit layer:neuron pairs, e.g. 3:12,5:40"
+    )
+    sel.add_argument(
+        "--layer_list",
+        default=None,
+        help="explicit layers, paired with --neuron_list (one layer: all)",
+    )
+    sel.add_argument("--neuron_list", default=None, help="explicit neurons, e.g. 12,40")
+    p.add_argument(
+        "--top_n",
+        type=int,
+        default=200,
+        help="keep the first N neurons of --neurons (default 200; 0: all)",
+    )
+    p.add_argument(
+        "--probes",
+        default=None,
+        help="comma-separated probe ids (default: every prompt but the seed)",
+    )
+    p.add_argument(
+        "--config", default=None, help="TOML file of thresholds (see docs/signatures.example.toml)"
+    )
+    p.add_argument("--out_dir", default=None, help="output folder (default <run_dir>/analysis)")
+    p.add_argument(
+        "--name", default=None, help="file stem after signatures_ (default <seed>_<selection>)"
+    )
+    p.add_argument("--no_parquet", action="store_true", help="write the table as CSV only")
+
+
+def _selection(args: argparse.Namespace) -> NeuronSelection:
+    from ..analysis.signatures_config import explicit_selection, parse_neuron_ids, read_selection
+
+    given = [args.neurons is not None, args.neuron_ids is not None,
+             args.layer_list is not None or args.neuron_list is not None]  # fmt: skip
+    if sum(given) != 1:
+        raise BadArgumentError(
+            "give the neurons one way: --neurons FILE, --neuron_ids 3:12,5:40, or "
+            "--layer_list 3,5 --neuron_list 12,40"
+        )
+    if args.top_n < 0:
+        raise BadArgumentError(f"--top_n must be >= 0 (0 keeps all), got {args.top_n}")
+    if args.neurons is not None:
+        return read_selection(args.neurons, args.top_n or None)
+    if args.neuron_ids is not None:
+        return parse_neuron_ids(args.neuron_ids)
+    if args.layer_list is None or args.neuron_list is None:
+        raise BadArgumentError("--layer_list and --neuron_list go together: give both")
+    return explicit_selection(args.layer_list, args.neuron_list)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.signatures import compute_signatures, write_signatures
+    from ..analysis.signatures_config import load_config
+    from ..store import open_run
+
+    selection = _selection(args)
+    cfg = load_config(args.config)
+    run_ = open_run(args.run_dir)
+    probes = [x.strip() for x in args.probes.split(",") if x.strip()] if args.probes else None
+    res = compute_signatures(run_, args.seed_prompt_id, selection, cfg, probes)
+    inputs = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    files = write_signatures(run_, res, args.out_dir, args.name, inputs, not args.no_parquet)
+    cls = res.classification
+    counts = Counter(cls.classes)
+    print(f"{len(selection)} neurons x {len(res.metrics.probes)} probes: "
+          + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))  # fmt: skip
+    for k in range(len(selection)):
+        if cls.names[k] is not None:
+            neuron = f"L{selection.layers[k]}/N{selection.neurons[k]}"
+            print(f"  {neuron:<11} {cls.classes[k]:<13} {cls.names[k]}")
+    for f in files:
+        print(f"wrote {f}")
+    return 0
