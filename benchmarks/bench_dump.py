@@ -68,7 +68,6 @@ def bench_bare(model_dir: str, records: list[dict], batches, dtype, device, attn
                 mask[row, : lengths[i]] = 1
             hf.model(input_ids=ids.to(device), attention_mask=mask.to(device))
     rate = sum(lengths) / (time.perf_counter() - t0)
-    print(f"  bare body ({attn}): {rate:.0f} tok/s", flush=True)
     return rate
 
 
@@ -114,10 +113,11 @@ def rss_child(n_prompts: int, dtype: str, device: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=2500)
-    ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    ap.add_argument("--tokens", type=int, default=1200, help="tokens of repeated probe prompts")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--rss_prompts", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=3, help="alternating repetitions; best is kept")
+    ap.add_argument("--rss_prompts", type=int, default=32)
     ap.add_argument("--rss_child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -125,47 +125,58 @@ def main() -> None:
         return
     from neuron_signatures import models
 
+    dtype_name = models.resolve_model_dtype(args.dtype, args.device)
     tok = models.load_tokenizer("gemma3-270m")
     prompts = probe_prompts(args.tokens, tok)
     records = tokenize_prompts(tok, prompts, prepend_bos=True, max_seq_len=2048, truncate=False)
-    lm = models.load_model("gemma3-270m", args.device, args.dtype, tokenizer=tok)
+    lm = models.load_model("gemma3-270m", args.device, dtype_name, tokenizer=tok)
     budget = auto_batch_tokens(lm.n_layers, lm.d_mlp)
     batches = plan_batches(
         [len(r["token_ids"]) for r in records], batch_size=None, max_batch_tokens=budget
     )
-    dtype = models.torch_dtype(args.dtype)
+    dtype = models.torch_dtype(dtype_name)
     folder = str(models.embedded_model_dir())
     n_tok = sum(len(r["token_ids"]) for r in records)
-    rates: dict[str, float] = {}
+    best: dict[str, float] = {}
+
+    def keep(name: str, rate: float) -> None:
+        best[name] = max(best.get(name, 0.0), rate)
+
     with tempfile.TemporaryDirectory() as d:
         bench_bare(folder, records, batches[:1], dtype, args.device, "eager")  # warm-up
-        rates["bare body, eager attention (a)"] = bench_bare(
-            folder, records, batches, dtype, args.device, "eager"
-        )
-        rates["bare body, sdpa attention"] = bench_bare(
-            folder, records, batches, dtype, args.device, "sdpa"
-        )
-        t0 = time.perf_counter()
-        run_dump(
-            DumpConfig(
-                prompts=prompts,
-                out_dir=Path(d) / "dump",
-                model_dtype=args.dtype,
-                device=args.device,
-                progress=False,
-            ),
-            load=lambda _t: lm,
-        )
-        rates["neuron-signatures dump"] = n_tok / (time.perf_counter() - t0)
-        rates["prototype (b)"] = bench_prototype(lm, records, Path(d))
-    ref = rates["bare body, eager attention (a)"]
-    dump_rate = rates["neuron-signatures dump"]
+        # Alternate the methods so machine noise hits each of them alike; keep each one's best.
+        for rep in range(args.reps):
+            keep(
+                "bare body, eager attention (a)",
+                bench_bare(folder, records, batches, dtype, args.device, "eager"),
+            )
+            keep(
+                "bare body, sdpa attention",
+                bench_bare(folder, records, batches, dtype, args.device, "sdpa"),
+            )
+            t0 = time.perf_counter()
+            run_dump(
+                DumpConfig(
+                    prompts=prompts,
+                    out_dir=Path(d) / f"dump{rep}",
+                    model_dtype=dtype_name,
+                    device=args.device,
+                    progress=False,
+                ),
+                load=lambda _t: lm,
+            )
+            keep("neuron-signatures dump", n_tok / (time.perf_counter() - t0))
+            print(f"  dump: {best['neuron-signatures dump']:.0f} tok/s (best so far)", flush=True)
+            if rep < 2:
+                keep("prototype (b)", bench_prototype(lm, records, Path(d)))
+    ref = best["bare body, eager attention (a)"]
+    dump_rate = best["neuron-signatures dump"]
     print(
-        f"\nDump throughput: {len(prompts)} prompts, {n_tok} tokens, {args.dtype}, {args.device}, "
-        f"{len(batches)} batches"
+        f"\nDump throughput: {len(prompts)} prompts, {n_tok} tokens, {dtype_name}, {args.device}, "
+        f"{len(batches)} batches, best of {args.reps} alternating runs"
     )
     print(f"{'what':<34} {'tok/s':>8} {'vs (a)':>7} {'dump vs it':>11}")
-    for name, r in rates.items():
+    for name, r in best.items():
         print(f"{name:<34} {r:>8.0f} {r / ref:>6.2f}x {dump_rate / r:>10.2f}x")
     rss = {}
     for n in (args.rss_prompts, 10 * args.rss_prompts):
@@ -176,7 +187,7 @@ def main() -> None:
                 "--rss_child",
                 str(n),
                 "--dtype",
-                args.dtype,
+                dtype_name,
                 "--device",
                 args.device,
             ],

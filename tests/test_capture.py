@@ -122,3 +122,14 @@ def test_save_dtypes_round_trip(
     for p in run.prompts:
         a, b = run.prompt_acts(p.index), exact.prompt_acts(p.index)
         assert np.all(np.abs(a - b) <= tol * np.abs(b) + 1e-6)
+
+
+def test_auto_model_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuron_signatures.models import specs as models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    assert models.resolve_model_dtype("auto", "cpu") == "fp32"
+    assert models.resolve_model_dtype("auto", "cuda") == "bf16"
+    assert models.resolve_model_dtype("fp16", "cpu") == "fp16"
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    assert models.resolve_model_dtype("auto", "cpu") == "bf16"

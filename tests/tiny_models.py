@@ -10,50 +10,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
-WORDS = [
-    "The",
-    "capital",
-    "of",
-    "the",
-    "state",
-    "containing",
-    "Dallas",
-    "is",
-    "Austin",
-    "Texas",
-    "city",
-    "in",
-    "USA",
-    "a",
-    "A",
-    "entity",
-    ":",
-    ",",
-    ".",
-    "largest",
-    "Houston",
-    "California",
-    "Sacramento",
-    "Illinois",
-    "Springfield",
-    "attribute",
-    "relationship",
-    "located",
-    "is",
-    "the",
-    "of",
-    "and",
-    "to",
-    "was",
-    "for",
-    "on",
-    "with",
-    "hello",
-    "world",
-    "foo",
-    "bar",
-    "baz",
-]
+WORDS = (
+    "The capital of the state containing Dallas is Austin Texas city in USA a A entity : , . "
+    "largest Houston California Sacramento Illinois Springfield attribute relationship located "
+    "is the of and to was for on with hello world foo bar baz"
+).split()
 
 
 def make_tokenizer(folder: Path) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,24 @@ def utc_now() -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    atomic_write_chunks(path, [data])
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> tuple[int, str]:
+    """Like :func:`atomic_write_bytes` for data in pieces; returns ``(size, sha256 hex)``.
+
+    The pieces go straight from their buffers to the file (no joined copy) and are hashed on the
+    way, so a shard is read from memory once.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    digest, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
+                digest.update(chunk)
+                size += len(memoryview(chunk).cast("B"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -39,6 +54,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return size, digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -15,10 +15,10 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from .manifest import (
     ACTIVATIONS_DIR,
     LEGACY_FILE,
     MANIFEST,
-    atomic_write_bytes,
+    atomic_write_chunks,
     atomic_write_json,
     read_manifest,
     utc_now,
@@ -146,13 +146,9 @@ class RunWriter:
 
     def write_shard(self, index: int, tensors: dict[str, Any]) -> None:
         """Write shard ``index`` from ``{"layer_<l>": torch.Tensor [n_tokens, d_mlp]}``."""
-        from safetensors.torch import save
-
-        data = save(tensors, metadata={"format": "pt"})  # one key: byte-identical on resume
         entry = self.manifest["shards"][index]
-        atomic_write_bytes(self.run_dir / ACTIVATIONS_DIR / entry["file"], data)
-        entry["bytes"] = len(data)
-        entry["sha256"] = hashlib.sha256(data).hexdigest()
+        path = self.run_dir / ACTIVATIONS_DIR / entry["file"]
+        entry["bytes"], entry["sha256"] = atomic_write_chunks(path, safetensors_chunks(tensors))
         # An fsynced append, not a manifest rewrite: O(1) per shard however many prompts.
         line = json.dumps({"shard": index, "bytes": entry["bytes"], "sha256": entry["sha256"]})
         with open(self.run_dir / ACTIVATIONS_DIR / PROGRESS_FILE, "a", encoding="utf-8") as f:
@@ -193,6 +189,35 @@ def _shard_is_whole(run_dir: Path, entry: dict[str, Any]) -> bool:
         return False
     f = run_dir / ACTIVATIONS_DIR / entry["file"]
     return f.is_file() and f.stat().st_size == entry.get("bytes")
+
+
+_ST_DTYPES = {"torch.float32": "F32", "torch.float16": "F16", "torch.bfloat16": "BF16"}
+
+
+def safetensors_chunks(tensors: dict[str, Any]) -> list[bytes | memoryview]:
+    """A safetensors file as pieces: size, JSON header (space-padded to 8 bytes), raw tensors.
+
+    Tensors are laid out in name order with one metadata key, so the same tensors always give the
+    same bytes (a resumed run is byte-identical); the raw data is never copied into one buffer.
+    """
+    import torch
+
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    bufs: list[bytes | memoryview] = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy()
+        header[name] = {
+            "dtype": _ST_DTYPES[str(t.dtype)],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + raw.nbytes],
+        }
+        offset += raw.nbytes
+        bufs.append(memoryview(raw))
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return [struct.pack("<Q", len(head)), head, *bufs]
 
 
 def _read_progress(run_dir: Path) -> list[tuple[int, int, str]]:

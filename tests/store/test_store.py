@@ -267,3 +267,16 @@ def test_open_run_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(RunFormatError, match="format_version 99"):
         open_run(tmp_path / "future")
+
+
+def test_shards_are_standard_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    run, _ = synthetic(tmp_path, "bf16")
+    shard = sorted((run.run_dir / "activations").glob("*.safetensors"))[0]
+    loaded = load_file(shard)
+    assert sorted(loaded) == ["layer_0", "layer_1", "layer_2"]
+    block = next(run.iter_blocks())
+    for layer in range(3):
+        assert loaded[f"layer_{layer}"].dtype == torch.bfloat16
+        np.testing.assert_array_equal(loaded[f"layer_{layer}"].float().numpy(), block.acts(layer))
