@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,32 @@ def test_auto_model_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     assert models.resolve_model_dtype("fp16", "cpu") == "fp16"
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
     assert models.resolve_model_dtype("auto", "cpu") == "bf16"
+
+
+def test_check_finite_names_prompt_layer_position(
+    tiny_pair: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuron_signatures import capture, models
+    from neuron_signatures.errors import NonFiniteActivationError
+
+    lm, _ = tiny_pair
+    real = models.capture_hook_post
+
+    def poisoned(*args: Any, **kw: Any) -> dict[int, torch.Tensor]:
+        got = real(*args, **kw)
+        got[1] = got[1].clone()
+        got[1][0, 2, 5] = float("nan")
+        return got
+
+    monkeypatch.setattr(models, "capture_hook_post", poisoned)
+    cfg = DumpConfig(
+        prompts=PROMPTS,
+        out_dir=tmp_path / "nan",
+        model_dtype="fp32",
+        progress=False,
+        batch_size=1,
+        check_finite=True,
+    )
+    with pytest.raises(NonFiniteActivationError, match=r"prompt 'short', layer 1, position 2"):
+        capture.run_dump(cfg, load=lambda _t: lm)
+    assert not json.loads((tmp_path / "nan" / "manifest.json").read_text())["complete"]
