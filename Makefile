@@ -26,12 +26,20 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures dump --prompts_json docs/probe_prompts_list.json \
 		--out_dir $(DEMO_RUN) --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures analyze --run_dir $(DEMO_RUN) --top_k 50
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) \
+		--prompt_id seed_prompt --influence_metric act_grad --target_mode next_token \
+		--target_token " Austin" --verify_top 20
+	@inf=$$(ls $(DEMO_RUN)/analysis/influence_seed_prompt_act_grad_next_token_pos*_tok*.csv); \
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures analyze --mode write_scores --from $$inf \
+		--top_n 50 --explicit_tokens " Austin| Texas" && \
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures signatures --run_dir $(DEMO_RUN) \
+		--seed_prompt_id seed_prompt --neurons $$inf --top_n 50
 	@echo
 	@echo "Run folder: $(DEMO_RUN)   (manifest.json, activations/, analysis/)"
 	@echo "Next:"
 	@echo "  $(BIN)/neuron-signatures browse --run_dir $(DEMO_RUN)      # terminal browser"
 	@echo "  $(BIN)/neuron-signatures app --run_dir $(DEMO_RUN)         # web app"
-	@echo "  $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) --prompt_id seed_prompt"
+	@echo "  $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) --prompt_id all --influence_metric dla"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check neuron_signatures tests benchmarks
