@@ -145,7 +145,7 @@ def load_write_scores(
     """``{(layer, neuron): {"top_pos": [...], "top_neg": [...], "explicit": [...]}}``.
 
     With ``match`` (an influence/top_neurons file), only write-score files whose ``source`` names
-    that file are read; otherwise all, newest last (later files win).
+    that file (or its .csv/.parquet twin) are read; otherwise all, newest last (later files win).
     """
     d = Path(folder)
     out: dict[tuple[int, int], dict] = {}
@@ -158,7 +158,8 @@ def load_write_scores(
         data = _read_json(p)
         if data is None:
             continue
-        if match is not None and Path(str(data.get("source", ""))).name != Path(match).name:
+        # The influence .json, .csv and .parquet of one run share a stem: any of them matches.
+        if match is not None and Path(str(data.get("source", ""))).stem != Path(match).stem:
             continue
         for r in _rows(data):
             out[(int(r["layer"]), int(r["neuron"]))] = r.get("write_scores", {})
