@@ -150,7 +150,7 @@ def bench_peaks(tmp: Path, a: argparse.Namespace) -> list[tuple[str, float, floa
 
 def tiny_run(tmp: Path, n_prompts: int) -> Path:
     from neuron_signatures.cli import main
-    from tests.tiny_models import save_model_folder
+    from tests.tiny_models import exact_dump_args, save_model_folder
 
     model = save_model_folder("gemma2", tmp / "tiny-gemma2")
     prompts = [
@@ -161,24 +161,7 @@ def tiny_run(tmp: Path, n_prompts: int) -> Path:
         for i in range(n_prompts)
     ]
     (tmp / "prompts.json").write_text(json.dumps(prompts))
-    main(
-        [
-            "dump",
-            "--prompts_json",
-            str(tmp / "prompts.json"),
-            "--out_dir",
-            str(tmp / "tiny"),
-            "--model_name",
-            str(model),
-            "--device",
-            "cpu",
-            "--model_dtype",
-            "fp32",
-            "--save_dtype",
-            "fp32",
-            "--no_progress",
-        ]
-    )
+    main(["dump", *exact_dump_args(tmp / "prompts.json", tmp / "tiny", model)])
     return tmp / "tiny"
 
 

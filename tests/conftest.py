@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from tests.tiny_models import make_models, make_tokenizer, save_model_folder
+from tests.tiny_models import exact_dump_args, make_models, make_tokenizer, save_model_folder
 
 PROMPT_TEXTS = {
     "seed_prompt": "The capital of the state containing Dallas is",
@@ -64,25 +64,6 @@ def tiny_run(
     from neuron_signatures.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    rc = main(
-        [
-            "dump",
-            "--prompts_json",
-            str(prompts_file),
-            "--out_dir",
-            str(out),
-            "--model_name",
-            str(tiny_model_dir),
-            "--device",
-            "cpu",
-            "--model_dtype",
-            "fp32",
-            "--save_dtype",
-            "fp32",
-            "--no_progress",
-            "--batch_size",
-            "2",
-        ]
-    )
+    rc = main(["dump", *exact_dump_args(prompts_file, out, tiny_model_dir), "--batch_size", "2"])
     assert rc == 0
     return out

@@ -11,6 +11,7 @@ import pytest
 from neuron_signatures import poc1_dump_activations
 from neuron_signatures.cli import build_parser, command_modules, main
 from neuron_signatures.store import open_run
+from tests.tiny_models import exact_dump_args
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -77,23 +78,7 @@ def test_dump_cli_and_shim(
         ):
             assert key in p
     out = tmp_path / "shim"
-    rc = poc1_dump_activations.main(
-        [
-            "--prompts_json",
-            str(prompts_file),
-            "--out_dir",
-            str(out),
-            "--model_name",
-            str(tiny_model_dir),
-            "--device",
-            "cpu",
-            "--model_dtype",
-            "fp32",
-            "--save_dtype",
-            "fp32",
-            "--no_progress",
-        ]
-    )
+    rc = poc1_dump_activations.main(exact_dump_args(prompts_file, out, tiny_model_dir))
     assert rc == 0
     a, b = open_run(out), run
     for p in a.prompts:

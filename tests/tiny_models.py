@@ -94,3 +94,30 @@ def save_model_folder(arch: str, folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     make_tokenizer(folder)
     return folder
+
+
+def exact_dump_args(
+    prompts: Path,
+    out: Path,
+    model: Path | None = None,
+    *,
+    save_dtype: str = "fp32",
+    prompts_flag: str = "--prompts_json",
+) -> list[str]:
+    """Flags of an exact ``dump`` (CPU, fp32 compute, no progress bar), without the command word.
+
+    ``model=None`` keeps the default model (the embedded one).
+    """
+    args = [prompts_flag, str(prompts), "--out_dir", str(out)]
+    if model is not None:
+        args += ["--model_name", str(model)]
+    return [
+        *args,
+        "--device",
+        "cpu",
+        "--model_dtype",
+        "fp32",
+        "--save_dtype",
+        save_dtype,
+        "--no_progress",
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from neuron_signatures.cli import main
+from tests.tiny_models import exact_dump_args
 
 pytestmark = pytest.mark.slow
 
@@ -16,25 +17,7 @@ def test_embedded_model_influence_closure_and_causal_check(tmp_path: Path) -> No
     prompts = tmp_path / "p.json"
     prompts.write_text(json.dumps([{"id": "austin", "text": "The capital city of Texas is"}]))
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "dump",
-                "--prompts_json",
-                str(prompts),
-                "--out_dir",
-                str(run),
-                "--device",
-                "cpu",
-                "--model_dtype",
-                "fp32",
-                "--save_dtype",
-                "fp32",
-                "--no_progress",
-            ]
-        )
-        == 0
-    )
+    assert main(["dump", *exact_dump_args(prompts, run)]) == 0
     assert main(["analyze", "--run_dir", str(run), "--top_k", "20"]) == 0
     base = ["analyze", "--mode", "influence", "--run_dir", str(run), "--prompt_id", "austin"]
     assert main([*base, "--influence_metric", "dla", "--top_k", "20"]) == 0

@@ -15,29 +15,14 @@ import pytest
 
 from neuron_signatures.cli import main
 from neuron_signatures.store import open_run, verify_run
+from tests.tiny_models import exact_dump_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def dump_args(prompts: Path, out: Path, model: Path) -> list[str]:
-    return [
-        "dump",
-        "--prompts",
-        str(prompts),
-        "--out_dir",
-        str(out),
-        "--model_name",
-        str(model),
-        "--device",
-        "cpu",
-        "--model_dtype",
-        "fp32",
-        "--save_dtype",
-        "bf16",
-        "--batch_size",
-        "1",
-        "--no_progress",
-    ]
+    flags = exact_dump_args(prompts, out, model, save_dtype="bf16", prompts_flag="--prompts")
+    return ["dump", *flags, "--batch_size", "1"]
 
 
 def test_kill_9_then_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
