@@ -230,8 +230,8 @@ def subset_run(run_dir: Path, dest: Path, n: int) -> Path:
 def bench_act_grad(run_dir: Path, repeats: int) -> list[tuple[str, float, float]]:
     import torch
 
-    from neuron_signatures.analysis.actgrad import objective_fn
-    from neuron_signatures.analysis.trace import run_trace
+    from neuron_signatures.attribution.actgrad import objective_fn
+    from neuron_signatures.attribution.trace import run_trace
     from neuron_signatures.models import load_model
 
     run = open_run(run_dir)

@@ -1,1 +1,1 @@
-"""Analysis: peak statistics, selection, influence, write scores, causal checks, signatures."""
+"""Analysis: peak statistics, selection, shared tables and result loaders."""

@@ -163,8 +163,8 @@ def _peaks(args: argparse.Namespace) -> int:
 
 
 def _influence(args: argparse.Namespace) -> int:
-    from ..analysis.influence import InfluenceConfig, run_influence
     from ..analysis.selection import make_selection
+    from ..attribution.influence import InfluenceConfig, run_influence
 
     cfg = InfluenceConfig(
         run_dir=Path(_need_run_dir(args)),
@@ -200,7 +200,7 @@ def _influence(args: argparse.Namespace) -> int:
 
 
 def _write_scores(args: argparse.Namespace) -> int:
-    from ..analysis.write_scores import WriteScoresConfig, run_write_scores
+    from ..attribution.write_scores import WriteScoresConfig, run_write_scores
 
     if not args.from_file:
         raise BadArgumentError("--mode write_scores needs --from INFLUENCE_CSV_OR_TOP_NEURONS_JSON")

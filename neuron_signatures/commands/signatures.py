@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..errors import BadArgumentError
 
 if TYPE_CHECKING:
-    from ..analysis.signatures_config import NeuronSelection
+    from ..signatures.config import NeuronSelection
 
 NAME = "signatures"
 HELP = "cross-prompt signatures of selected neurons: per-probe metrics, role classes, names"
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _selection(args: argparse.Namespace) -> NeuronSelection:
-    from ..analysis.signatures_config import explicit_selection, parse_neuron_ids, read_selection
+    from ..signatures.config import explicit_selection, parse_neuron_ids, read_selection
 
     given = [args.neurons is not None, args.neuron_ids is not None,
              args.layer_list is not None or args.neuron_list is not None]  # fmt: skip
@@ -79,8 +79,8 @@ def _selection(args: argparse.Namespace) -> NeuronSelection:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.signatures import compute_signatures, write_signatures
-    from ..analysis.signatures_config import load_config
+    from ..signatures.compute import compute_signatures, write_signatures
+    from ..signatures.config import load_config
     from ..store import open_run
 
     selection = _selection(args)

@@ -17,7 +17,7 @@ equals the input of each layer's down projection.
 
 from .convert import embedded_model_dir, local_folder
 from .hooks import capture_hook_post, verify_hook_contract
-from .load import LoadedModel, load_model, load_tokenizer, wrap_hf_model
+from .load import load_model, load_tokenizer, wrap_hf_model
 from .specs import (
     EMBEDDED_ALIASES,
     EMBEDDED_NAME,
@@ -25,6 +25,7 @@ from .specs import (
     KNOWN_MODELS,
     TORCH_DTYPES,
     KnownModel,
+    LoadedModel,
     ModelSpec,
     cache_root,
     cpu_has_native_bf16,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import HookContractError
-from .specs import HOOK_POST
-
-if TYPE_CHECKING:
-    from .load import LoadedModel
+from .specs import HOOK_POST, LoadedModel
 
 
 class _StopForward(Exception):

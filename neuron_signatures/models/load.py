@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ModelLoadError
@@ -10,6 +9,7 @@ from .convert import local_folder
 from .hooks import verify_hook_contract
 from .specs import (
     EMBEDDED_NAME,
+    LoadedModel,
     ModelSpec,
     default_device,
     resolve_model_dtype,
@@ -39,29 +39,6 @@ def load_tokenizer(name: str) -> Any:
         if spec.kind == "hub":
             raise _hub_error(spec, e) from None
         raise ModelLoadError(f"cannot load the tokenizer of {name}: {e}") from None
-
-
-# -- loading ---------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedModel:
-    """A booted bridge with its tokenizer and the facts a run records."""
-
-    name: str
-    spec: ModelSpec
-    bridge: Any
-    tokenizer: Any
-    n_layers: int
-    d_mlp: int
-    d_model: int
-    device: str
-    dtype: str
-    source: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def hf_model(self) -> Any:
-        return self.bridge.original_model
 
 
 def load_model(

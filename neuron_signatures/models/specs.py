@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +129,23 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class LoadedModel:
+    """A booted bridge with its tokenizer and the facts a run records."""
+
+    name: str
+    spec: ModelSpec
+    bridge: Any
+    tokenizer: Any
+    n_layers: int
+    d_mlp: int
+    d_model: int
+    device: str
+    dtype: str
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hf_model(self) -> Any:
+        return self.bridge.original_model

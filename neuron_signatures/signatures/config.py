@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.results import load_ranking
+from ..analysis.tables import safe_name
 from ..errors import BadArgumentError
-from .results import load_ranking
-from .tables import safe_name
 
 PUBLISHED_DEPTH = 26  # Gemma 2 2B, where early = layer <= 3 and late = layer >= 7
 PUBLISHED_EARLY_MAX = 3

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from neuron_signatures.analysis.signatures import compute_signatures
-from neuron_signatures.analysis.signatures_config import SignatureConfig, parse_neuron_ids
-from neuron_signatures.analysis.signatures_metrics import (
+from neuron_signatures.signatures.compute import compute_signatures
+from neuron_signatures.signatures.config import SignatureConfig, parse_neuron_ids
+from neuron_signatures.signatures.metrics import (
     concept_span_mask,
     cosine_columns,
     gather_columns,

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from neuron_signatures.analysis.dla import component_effects, dla, dla_coefficients
-from neuron_signatures.analysis.trace import model_weights, run_trace
+from neuron_signatures.attribution.dla import component_effects, dla, dla_coefficients
+from neuron_signatures.attribution.trace import model_weights, run_trace
 
 IDS = [2, 4, 5, 6, 7, 8, 9, 10]
 

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 
 from neuron_signatures.analysis.results import list_rankings, load_signatures
-from neuron_signatures.analysis.signatures import (
+from neuron_signatures.cli import main
+from neuron_signatures.errors import BadArgumentError
+from neuron_signatures.signatures.compute import (
     PROBE_COLUMNS,
     SignatureResult,
     compute_signatures,
     write_signatures,
 )
-from neuron_signatures.analysis.signatures_config import (
+from neuron_signatures.signatures.config import (
     SignatureConfig,
     explicit_selection,
     parse_neuron_ids,
 )
-from neuron_signatures.cli import main
-from neuron_signatures.errors import BadArgumentError
 from neuron_signatures.store import Run
 from neuron_signatures.store.build import write_run
 

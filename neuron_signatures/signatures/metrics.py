@@ -22,7 +22,7 @@ import numpy as np
 from ..prompts import concept_from_id
 from ..store import PromptRecord, Run
 from ..tokens import DEFAULT_FUNCTIONAL_TOKENS, SPIECE_SPACE, is_functional, token_display
-from .signatures_config import SignatureConfig
+from .config import SignatureConfig
 
 IQR_TO_SIGMA = 1.349  # IQR of a normal distribution in standard deviations
 CONCEPT_TYPES = ("entity", "attribute", "relationship")

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuron_signatures.analysis.signatures_config import (
+from neuron_signatures.errors import BadArgumentError
+from neuron_signatures.signatures.config import (
     SignatureConfig,
     explicit_selection,
     load_config,
     parse_neuron_ids,
     read_selection,
 )
-from neuron_signatures.errors import BadArgumentError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "signatures.example.toml"
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from neuron_signatures.analysis.actgrad import act_grad, objective_fn, objective_of_rows
-from neuron_signatures.analysis.influence import InfluenceConfig, run_influence
 from neuron_signatures.analysis.selection import make_selection
-from neuron_signatures.analysis.trace import run_trace
+from neuron_signatures.attribution.actgrad import act_grad, objective_fn, objective_of_rows
+from neuron_signatures.attribution.influence import InfluenceConfig, run_influence
+from neuron_signatures.attribution.trace import run_trace
 from neuron_signatures.cli import main
 from neuron_signatures.store import open_run
 from neuron_signatures.store.build import write_run

@@ -3,7 +3,7 @@
 ``act_grad`` scores neuron ``n`` of layer ``l`` by ``a[l, c, n] · ∂objective/∂a[l, c, n]`` at the
 scored position ``c`` (or summed over every position with ``--ctx_idx all``): the first-order
 change of the objective when the activation is zeroed. One backward pass gives every neuron
-(:func:`neuron_signatures.analysis.trace.run_trace`); the weights are frozen so no parameter
+(:func:`neuron_signatures.attribution.trace.run_trace`); the weights are frozen so no parameter
 gradient is computed. The objective reads the model's output logits (after Gemma 2's final
 softcap): ``logit`` (of the target), ``logprob`` (log-softmax of the target) or ``logit_diff``
 (target minus a baseline token).

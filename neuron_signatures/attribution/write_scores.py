@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.results import analysis_dir, load_ranking, write_json
+from ..analysis.tables import FORMAT_VERSION, jsonable, safe_name
 from ..errors import BadArgumentError
 from ..store import open_run
 from ..store.build import library_versions
-from .results import analysis_dir, load_ranking, write_json
-from .tables import FORMAT_VERSION, jsonable, safe_name
 
 log = logging.getLogger(__name__)
 VOCAB_CHUNK = 16384

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .signatures_config import SignatureConfig
-from .signatures_metrics import Columns, ProbeMetrics, TokenTables, transform
+from .config import SignatureConfig
+from .metrics import Columns, ProbeMetrics, TokenTables, transform
 
 CLASSES = ("semantic", "say_x", "relationship")  # tie order
 UNCLASSIFIED = "unclassified"

@@ -13,19 +13,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..analysis.results import analysis_dir, write_json
+from ..analysis.selection import select
+from ..analysis.tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
 from ..store import PromptRecord, Run
 from ..store.build import library_versions
 from ..store.manifest import utc_now
-from .results import analysis_dir, write_json
-from .selection import select
-from .tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
-
-if TYPE_CHECKING:
-    from .influence import InfluenceConfig, InfluenceResult
+from .influence_config import InfluenceConfig, InfluenceResult
 
 COLUMNS = ("rank", "layer", "neuron", "ctx_idx", "activation", "influence", "token_ascii", "coef")
 

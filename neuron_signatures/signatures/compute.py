@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..analysis.results import analysis_dir, write_json
+from ..analysis.tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
 from ..errors import BadArgumentError
 from ..store import Run
 from ..store.manifest import utc_now
 from ..tokens import token_display
-from .naming import CLASSES, Aggregates, Classification, aggregate, classify, supernodes
-from .results import analysis_dir, write_json
-from .signatures_config import NeuronSelection, SignatureConfig
-from .signatures_metrics import (
+from .config import NeuronSelection, SignatureConfig
+from .metrics import (
     DistributionStats,
     ProbeMetrics,
     TokenTables,
@@ -36,7 +36,7 @@ from .signatures_metrics import (
     probe_metrics,
     token_tables,
 )
-from .tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
+from .naming import CLASSES, Aggregates, Classification, aggregate, classify, supernodes
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neuron_signatures.analysis.selection import make_selection
-from neuron_signatures.analysis.targets import (
+from neuron_signatures.attribution.targets import (
     parse_ctx,
     resolve_prompts,
     target_position,

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from neuron_signatures.analysis.dla import dla
-from neuron_signatures.analysis.trace import inv_rms, model_weights, run_trace
-from neuron_signatures.analysis.write_scores import vocab_extremes, write_directions
+from neuron_signatures.attribution.dla import dla
+from neuron_signatures.attribution.trace import inv_rms, model_weights, run_trace
+from neuron_signatures.attribution.write_scores import vocab_extremes, write_directions
 from neuron_signatures.cli import main
 
 
@@ -90,7 +90,7 @@ def test_cli_write_scores(tiny_run: Path, capsys: Any) -> None:
 def test_read_neurons_from_influence_csv(tmp_path: Path) -> None:
     import pandas as pd
 
-    from neuron_signatures.analysis.write_scores import read_neurons
+    from neuron_signatures.attribution.write_scores import read_neurons
 
     path = tmp_path / "influence_x.csv"
     pd.DataFrame({"rank": [2, 1, 3], "layer": [0, 2, 1], "neuron": [7, 5, 9]}).to_csv(path)

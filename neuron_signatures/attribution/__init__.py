@@ -1,0 +1,1 @@
+"""Attribution: influence (exact DLA, act×grad), targets, trace, causal checks, write scores."""

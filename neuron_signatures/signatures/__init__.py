@@ -1,0 +1,1 @@
+"""Signatures: per-probe metrics, per-neuron aggregates, role classes, names and config."""
