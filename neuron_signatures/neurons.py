@@ -8,7 +8,8 @@ URL) parses through :func:`parse_neuron` so they all accept the same forms and f
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .errors import BadArgumentError
 
@@ -16,11 +17,15 @@ _FORMS = "L17/N1152, 17:1152 or 17/1152"
 _RX = re.compile(r"^\s*(?:[Ll](?:ayer)?\s*)?(\d+)\s*(?:[:/,]|\s)\s*(?:[Nn](?:euron)?\s*)?(\d+)\s*$")
 
 
-class NeuronId(NamedTuple):
+@dataclass(frozen=True, order=True)
+class NeuronId:
     """One MLP neuron: ``layer`` (block index) and ``index`` (position in ``hook_post``)."""
 
     layer: int
     index: int
+
+    def __iter__(self) -> Iterator[int]:  # ``layer, n = nid``
+        return iter((self.layer, self.index))
 
     def __str__(self) -> str:
         return f"L{self.layer}/N{self.index}"

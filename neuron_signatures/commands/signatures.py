@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..errors import BadArgumentError
 
 if TYPE_CHECKING:
+    from ..signatures.compute import SignatureResult
     from ..signatures.config import NeuronSelection
 
 NAME = "signatures"
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--neurons", default=None, help="top_neurons*.json, influence_*.json or influence_*.csv"
     )
     sel.add_argument(
-        "--neuron_ids", default=None, help="explicit layer:neuron pairs, e.g. 3:12,5:40"
+        "--neuron_ids", default=None, help="explicit neurons, e.g. 3:12,5:40 or L3/N12,L5/N40"
     )
     sel.add_argument(
         "--layer_list",
@@ -55,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--name", default=None, help="file stem after signatures_ (default <seed>_<selection>)"
     )
     p.add_argument("--no_parquet", action="store_true", help="write the table as CSV only")
+    p.add_argument(
+        "--no_write_check",
+        action="store_true",
+        help="skip the Say X write check (ranking each Say X name among the tokens the "
+        "neuron's weights promote; loads the run's model when there is a Say X neuron)",
+    )
 
 
 def _selection(args: argparse.Namespace) -> NeuronSelection:
@@ -78,8 +85,22 @@ def _selection(args: argparse.Namespace) -> NeuronSelection:
     return explicit_selection(args.layer_list, args.neuron_list)
 
 
+def _write_check_line(res: SignatureResult) -> str:
+    wc = res.write_check
+    if wc is None:
+        return "Say X write check: skipped (--no_write_check)"
+    ranks = [r for r in wc.rank if r is not None]
+    if not ranks:
+        return "Say X write check: no Say X neuron"
+    n_ok = sum(bool(a) for a in wc.agrees)
+    return (
+        f"Say X write check ({wc.model_name}): {n_ok} of {len(ranks)} names among their "
+        f"neuron's top {wc.top_n} promoted tokens (of {wc.vocab_size})"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..signatures.compute import compute_signatures, write_signatures
+    from ..signatures.compute import compute_signatures, with_write_check, write_signatures
     from ..signatures.config import load_config
     from ..store import open_run
 
@@ -88,16 +109,24 @@ def run(args: argparse.Namespace) -> int:
     run_ = open_run(args.run_dir)
     probes = [x.strip() for x in args.probes.split(",") if x.strip()] if args.probes else None
     res = compute_signatures(run_, args.seed_prompt_id, selection, cfg, probes)
+    if not args.no_write_check:
+        res = with_write_check(run_, res)
     inputs = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     files = write_signatures(run_, res, args.out_dir, args.name, inputs, not args.no_parquet)
     cls = res.classification
     counts = Counter(cls.classes)
     print(f"{len(selection)} neurons x {len(res.metrics.probes)} probes: "
           + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))  # fmt: skip
+    wc = res.write_check
     for k in range(len(selection)):
         if cls.names[k] is not None:
             neuron = f"L{selection.layers[k]}/N{selection.neurons[k]}"
-            print(f"  {neuron:<11} {cls.classes[k]:<13} {cls.names[k]}")
+            line = f"  {neuron:<11} {cls.classes[k]:<13} {cls.names[k]}"
+            if wc is not None and wc.rank[k] is not None:
+                verdict = "agrees" if wc.agrees[k] else f"top promoted {wc.top_token[k]!r}"
+                line += f"  (write rank {wc.rank[k]}: {verdict})"
+            print(line)
+    print(_write_check_line(res))
     for f in files:
         print(f"wrote {f}")
     return 0

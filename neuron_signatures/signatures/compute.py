@@ -6,14 +6,16 @@ metrics, role classes, names and supernodes, and their files.
 2. Stream the run once for the selected neurons' columns and their run-wide statistics
    (:mod:`.signatures_metrics`).
 3. Per probe metrics, then per neuron aggregates, classes and names (:mod:`.naming`).
-4. :func:`write_signatures`: ``signatures_<stem>.csv/.parquet`` (one row per neuron x probe),
+4. Optionally (:func:`with_write_check`), rank each Say X name among the tokens the neuron's
+   weights promote (:mod:`.write_check`; loads the run's model).
+5. :func:`write_signatures`: ``signatures_<stem>.csv/.parquet`` (one row per neuron x probe),
    ``signatures_<stem>.json`` (per-neuron aggregates, class, name, reasons and per-probe peaks),
    ``supernodes_<stem>.json`` and ``signatures_<stem>_meta.json`` (thresholds and inputs).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,13 @@ from .metrics import (
     token_tables,
 )
 from .naming import CLASSES, Aggregates, Classification, aggregate, classify, supernodes
+from .write_check import SKIPPED, WriteCheck, check_say_x, say_x_tokens, unchecked
 
 
 @dataclass(frozen=True)
 class SignatureResult:
-    """Everything :func:`compute_signatures` found (arrays over the K selected neurons)."""
+    """Everything :func:`compute_signatures` found (arrays over the K selected neurons);
+    ``write_check`` is None until :func:`with_write_check` ran."""
 
     selection: NeuronSelection
     seed_index: int
@@ -52,6 +56,7 @@ class SignatureResult:
     seed: ProbeMetrics
     aggregates: Aggregates
     classification: Classification
+    write_check: WriteCheck | None = None
 
 
 def _check_selection(run: Run, sel: NeuronSelection) -> None:
@@ -94,13 +99,31 @@ def compute_signatures(
     return SignatureResult(selection, seed, cfg, tables, stats, pm, seed_pm, agg, cls)
 
 
+def with_write_check(
+    run: Run, res: SignatureResult, lm: Any = None, device: str = "cpu", dtype: str = "fp32"
+) -> SignatureResult:
+    """``res`` with the Say X write check (:func:`.write_check.check_say_x`): the run's model
+    is loaded once, only when a neuron is Say X and no ``lm`` is given."""
+    return replace(res, write_check=check_say_x(run, res, lm, device, dtype))
+
+
+SAY_X_FIELDS = ("say_x_token", "say_x_write_rank", "say_x_write_agrees")
+
+
+def say_x_fields(res: SignatureResult) -> dict[str, list[Any]]:
+    """``[K]`` lists of :data:`SAY_X_FIELDS` (None where not Say X or not checked)."""
+    wc = res.write_check or unchecked(res, SKIPPED)
+    return {"say_x_token": say_x_tokens(res), "say_x_write_rank": wc.rank,
+            "say_x_write_agrees": wc.agrees}  # fmt: skip
+
+
 PROBE_COLUMNS = (
     "layer", "neuron", "probe_id", "probe_index", "concept", "concept_type", "concept_in_probe",
     "peak_pos", "peak_token", "peak_activation", "peak_value", "peak_kind", "on_concept",
     "peak_functional", "say_target", "cosine_seed", "robust_z", "density", "sparsity", "class",
-    "name",
+    "name", *SAY_X_FIELDS,
 )  # fmt: skip
-_NEURON_ONLY = ("layer", "neuron", "class", "name")
+_NEURON_ONLY = ("layer", "neuron", "class", "name", *SAY_X_FIELDS)
 
 
 def _peak_kind(pm: ProbeMetrics) -> np.ndarray:
@@ -153,6 +176,13 @@ def probe_table(run: Run, res: SignatureResult, pm: ProbeMetrics | None = None) 
         "class": np.repeat(np.array(res.classification.classes, object), n_p),
         "name": np.repeat(np.array(res.classification.names, object), n_p),
     }  # fmt: skip
+    nullable = {
+        "say_x_token": "string",
+        "say_x_write_rank": "Int64",
+        "say_x_write_agrees": "boolean",
+    }  # typed even when every value is null
+    for col, values in say_x_fields(res).items():
+        data[col] = pd.array(np.repeat(np.array(values, object), n_p), dtype=nullable[col])
     return pd.DataFrame(data, columns=list(PROBE_COLUMNS))
 
 
@@ -169,6 +199,7 @@ def neuron_records(run: Run, res: SignatureResult, table: Any) -> list[dict[str,
     seed_rows = records(probe_table(run, res, res.seed))
     n_p = len(res.metrics.probes)
     agg, cls, sel = res.aggregates, res.classification, res.selection
+    say_x = say_x_fields(res)
     names = [*res.tables.display, None]
     peaks = res.metrics.peak_value
     score = np.nan_to_num(peaks).sum(axis=0) / np.maximum((~np.isnan(peaks)).sum(axis=0), 1)
@@ -178,6 +209,7 @@ def neuron_records(run: Run, res: SignatureResult, table: Any) -> list[dict[str,
             "rank": k + 1, "layer": int(sel.layers[k]), "neuron": int(sel.neurons[k]),
             "class": cls.classes[k], "name": cls.names[k], "reasons": cls.reasons[k],
         }  # fmt: skip
+        entry.update({f: values[k] for f, values in say_x.items()})
         if sel.influence is not None:
             entry["influence"] = sel.influence[k]
         entry["score"] = float(score[k])
@@ -230,6 +262,7 @@ def write_signatures(
         "neuron_signatures_version": __version__, "run_dir": str(run.run_dir),
         "run_fingerprint": run.manifest.get("fingerprint"), "save_dtype": run.save_dtype,
         "thresholds": res.config.to_dict(run.n_layers),
+        "say_x_write_check": (res.write_check or unchecked(res, SKIPPED)).meta(),
         "probes": [run.prompts[i].probe_id for i in res.metrics.probes],
         "n_neurons": len(res.selection), "inputs": inputs or {},
         "files": [p.name for p in files],

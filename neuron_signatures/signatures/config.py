@@ -20,6 +20,7 @@ import numpy as np
 from ..analysis.results import load_ranking
 from ..analysis.tables import safe_name
 from ..errors import BadArgumentError
+from ..neurons import parse_neuron_list
 
 PUBLISHED_DEPTH = 26  # Gemma 2 2B, where early = layer <= 3 and late = layer >= 7
 PUBLISHED_EARLY_MAX = 3
@@ -54,7 +55,13 @@ class SignatureConfig:
             peak token, role or sparsity.
         semantic_peak_consistency: Semantic needs ``peak_consistency >=`` this.
         semantic_max_distinct_peaks: Semantic needs ``n_distinct_peaks <=`` this.
-        semantic_confidence: Semantic needs an early layer or ``semantic_confidence >=`` this.
+        semantic_confidence: Semantic needs an early layer or ``semantic_confidence >=`` this:
+            the evidence a later layer needs. ``semantic_confidence`` is the Wilson lower bound
+            of ``peak_consistency`` over the probes containing the token, so with the defaults
+            a late neuron needs e.g. 4 of 4 such probes on its token, 7 of 8 or 9 of 10
+            (3 of 3 or 8 of 10 are too little).
+        semantic_confidence_z: standard errors of that lower bound (1.96: 95%; 0: the plain
+            share, i.e. ``peak_consistency``).
         relationship_max_sparsity: Relationship needs ``median_sparsity <`` this.
         say_x_func_vs_sem: Say X needs ``func_vs_sem >=`` this.
         say_x_functional_confidence: Say X needs ``functional_confidence >=`` this.
@@ -62,6 +69,8 @@ class SignatureConfig:
         say_x_both_ways: functional tokens whose target is searched both ways (nearest first,
             forward on ties); ``say_x_backward`` those searched backward; any other: forward.
         say_x_backward: see ``say_x_both_ways``.
+        say_x_write_top_n: the Say X write check agrees when the named token is among the
+            neuron's ``say_x_write_top_n`` most promoted tokens over the whole vocabulary.
         early_layer_max: last "early" layer; ``None``: ``round(3 / 26 * n_layers)``.
         late_layer_min: first "late" layer; ``None``: ``round(7 / 26 * n_layers)``.
         blacklist: tokens (compared stripped and case-folded) never used as names or Say X
@@ -80,12 +89,14 @@ class SignatureConfig:
     semantic_peak_consistency: float = 0.80
     semantic_max_distinct_peaks: int = 1
     semantic_confidence: float = 0.50
+    semantic_confidence_z: float = 1.96
     relationship_max_sparsity: float = 0.45
     say_x_func_vs_sem: float = 0.50
     say_x_functional_confidence: float = 0.90
     say_x_window: int = 5
     say_x_both_ways: tuple[str, ...] = DEFAULT_BOTH_WAYS
     say_x_backward: tuple[str, ...] = ()
+    say_x_write_top_n: int = 20
     early_layer_max: int | None = None
     late_layer_min: int | None = None
     blacklist: tuple[str, ...] = DEFAULT_BLACKLIST
@@ -103,6 +114,10 @@ class SignatureConfig:
                 )
         if self.say_x_window < 1:
             raise BadArgumentError("signatures config: say_x_window must be >= 1")
+        if self.say_x_write_top_n < 1:
+            raise BadArgumentError("signatures config: say_x_write_top_n must be >= 1")
+        if not self.semantic_confidence_z >= 0:
+            raise BadArgumentError("signatures config: semantic_confidence_z must be >= 0")
         for key in ("semantic_format", "relationship_format", "say_x_format"):
             if "{token}" not in getattr(self, key):
                 raise BadArgumentError(f"signatures config: {key} must contain {{token}}")
@@ -248,15 +263,13 @@ def _explicit_tag(pairs: list[tuple[int, int]]) -> str:
 
 
 def parse_neuron_ids(text: str) -> NeuronSelection:
-    """``"3:12,5:40"`` → neurons (3, 12) and (5, 40)."""
+    """``"3:12,L5/N40"`` → neurons (3, 12) and (5, 40) (any form of
+    :func:`neuron_signatures.neurons.parse_neuron`)."""
     try:
-        pairs = [
-            (int(a), int(b))
-            for a, b in (part.split(":") for part in text.split(",") if part.strip())
-        ]
-    except ValueError:
+        pairs = [(n.layer, n.index) for n in parse_neuron_list(text, what="--neuron_ids")]
+    except BadArgumentError:
         raise BadArgumentError(
-            f"--neuron_ids {text!r} is not a list like 3:12,5:40 (layer:neuron)"
+            f"--neuron_ids {text!r} is not a list like 3:12,5:40 or L3/N12,L5/N40 (layer:neuron)"
         ) from None
     return _selection(pairs, None, "--neuron_ids", _explicit_tag(pairs), None)
 

@@ -4,8 +4,9 @@
    columns: ``[n_tokens, K]`` for the whole run (K = number of selected neurons).
 2. :func:`distribution_stats`: each neuron's median, quartiles and standard deviation over every
    non-BOS token of the run.
-3. :func:`token_tables`: per prompt, token keys (stripped, case-folded pieces), functional flags,
-   the declared concept's span (matched on token pieces) and each position's "Say X" target.
+3. :func:`token_tables`: per prompt, token keys (stripped, case-folded pieces), functional and
+   unnameable flags (the shared rules of :mod:`neuron_signatures.tokens`), the declared
+   concept's span (matched on token pieces) and each position's "Say X" target.
 4. :func:`probe_metrics`: per probe, the peak, cosine with the seed, robust z, density, sparsity
    and where the peak lies; arrays ``[n_probes, K]``.
 
@@ -21,7 +22,14 @@ import numpy as np
 
 from ..prompts import concept_from_id
 from ..store import PromptRecord, Run
-from ..tokens import DEFAULT_FUNCTIONAL_TOKENS, SPIECE_SPACE, is_functional, token_display
+from ..tokens import (
+    DEFAULT_FUNCTIONAL_TOKENS,
+    SPIECE_SPACE,
+    functional_set,
+    is_functional,
+    is_unnameable,
+    token_display,
+)
 from .config import SignatureConfig
 
 IQR_TO_SIGMA = 1.349  # IQR of a normal distribution in standard deviations
@@ -157,14 +165,15 @@ class TokenTables:
 
     keys: list[str]
     display: list[str]
-    functional: np.ndarray  # [vocab]
-    blacklisted: np.ndarray  # [vocab]
+    functional: np.ndarray  # [vocab] tokens.is_functional
+    blacklisted: np.ndarray  # [vocab] in cfg.blacklist
+    unnameable: np.ndarray  # [vocab] tokens.is_unnameable: byte, special or invisible
     prompts: dict[int, PromptTokens]
 
     @property
     def nameable(self) -> np.ndarray:
         """``[vocab]`` semantic tokens that may name a neuron."""
-        return ~self.functional & ~self.blacklisted
+        return ~self.functional & ~self.blacklisted & ~self.unnameable
 
 
 def prompt_concept(record: PromptRecord) -> tuple[str | None, str | None]:
@@ -180,14 +189,15 @@ def prompt_concept(record: PromptRecord) -> tuple[str | None, str | None]:
 
 def token_tables(run: Run, indices: list[int], cfg: SignatureConfig, skip: int) -> TokenTables:
     """Build :class:`TokenTables` for the prompts ``indices`` (metadata only, no activations)."""
-    functional_set = (
-        frozenset(t.casefold() for t in cfg.functional_tokens)
+    functional = (
+        functional_set(cfg.functional_tokens)
         if cfg.functional_tokens is not None
         else DEFAULT_FUNCTIONAL_TOKENS
     )
     black = {b.strip().casefold() for b in cfg.blacklist}
     vocab: dict[str, int] = {}
     display: dict[int, str] = {}  # display form of each key's first occurrence
+    piece: dict[int, str] = {}  # the lossless piece of each key's first occurrence
     per_prompt: dict[int, tuple[PromptRecord, np.ndarray]] = {}
     for i in indices:
         rec = run.prompts[i]
@@ -195,12 +205,15 @@ def token_tables(run: Run, indices: list[int], cfg: SignatureConfig, skip: int) 
         for t in rec.tokens[skip:]:  # prompt metadata, not activations
             row.append(vocab.setdefault(token_key(t), len(vocab)))
             display.setdefault(row[-1], token_display(t).strip())
+            piece.setdefault(row[-1], t)
         per_prompt[i] = (rec, np.array(row, np.int64))
     keys = list(vocab)
     display_list = [display[k] for k in range(len(keys))]
-    functional = np.array([not k or is_functional(k, functional_set) for k in keys], bool)
+    # a key's pieces differ only in case, whitespace and ``▁``, which neither rule sees
+    is_func = np.array([is_functional(piece[k], functional) for k in range(len(keys))], bool)
     blacklisted = np.array([k in black for k in keys], bool)
-    tables = TokenTables(keys, display_list, functional, blacklisted, {})
+    unnameable = np.array([is_unnameable(piece[k]) for k in range(len(keys))], bool)
+    tables = TokenTables(keys, display_list, is_func, blacklisted, unnameable, {})
     for i, (rec, ids) in per_prompt.items():
         concept, ctype = prompt_concept(rec)
         mask = concept_span_mask(rec.tokens[skip:], concept)

@@ -4,10 +4,15 @@
    over neurons with per-(token, neuron) count and strength tables ``[vocab, K]``:
    the neuron's *dominant semantic token* is the non-functional token it peaks on most often
    (ties: the larger summed peak), and ``peak_consistency`` is the share of probes containing
-   that token where the peak is on it (weak peaks included). The Say X target is the token with
+   that token where the peak is on it (weak peaks included). ``semantic_confidence`` is how
+   much that share can be trusted: its Wilson score lower bound (Wilson 1927) at
+   ``cfg.semantic_confidence_z`` standard errors, so 3 of 3 probes (0.44 at z = 1.96) is weaker
+   evidence than 8 of 8 (0.68) although both are 100% consistent. The Say X target is the token with
    the largest summed peak over the probes whose peak is on the dominant functional token and
    points at it.
-2. :func:`classify` tests each class's criteria (thresholds from :class:`SignatureConfig`),
+2. :func:`classify` tests each class's criteria (thresholds from :class:`SignatureConfig`):
+   an early-layer neuron is Semantic on a consistent single peak token alone, a later one also
+   needs ``semantic_confidence`` (enough probes to believe the consistency);
    scores every class a neuron passes with an *alignment score* (the mean relative margin of its
    thresholded metrics, see :func:`_margin`) and keeps the best (ties: Semantic, Say X,
    Relationship). Neurons passing none are ``unclassified`` with the failed criteria as reasons.
@@ -51,6 +56,18 @@ class Aggregates:
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def wilson_lower_bound(hits: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score interval's lower bound of the share ``hits / n`` (NaN where ``n == 0``):
+    ``(p + z²/2n − z·sqrt(p(1−p)/n + z²/4n²)) / (1 + z²/n)``; ``z = 0`` gives ``p``."""
+    n = np.asarray(n, np.float64)
+    safe = np.where(n > 0, n, 1.0)
+    p = np.asarray(hits, np.float64) / safe
+    z2 = z * z
+    spread = z * np.sqrt(np.maximum(p * (1 - p) / safe + z2 / (4 * safe * safe), 0.0))
+    low = (p + z2 / (2 * safe) - spread) / (1 + z2 / safe)
+    return np.where(n > 0, np.clip(low, 0.0, 1.0), np.nan)
 
 
 def _tally(keys: np.ndarray, weights: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,12 +131,12 @@ def aggregate(
     cols_k = np.arange(k)
     n_active = pm.active.sum(axis=0)
     n_func = (count * tables.functional[:, None]).sum(axis=0)
-    n_sem = n_active - n_func
     presence = np.zeros((len(pm.probes), vocab + 1), bool)  # last column: "no token"
     for row, i in enumerate(pm.probes):
         presence[row, tables.prompts[i].key_ids] = True
     contains = presence[:, sem_tok]  # sem_tok == -1 reads the all-False last column
     hit = contains & (pm.peak_key_raw == sem_tok[None, :])
+    n_hit, n_contains = hit.sum(axis=0), contains.sum(axis=0)
     on_func = (pm.peak_key == func_tok[None, :]) & (func_tok >= 0)[None, :]
     say_keys = np.where(on_func, pm.say_target_key, -1)
     say_count, say_strength = _tally(say_keys, pm.peak_value, vocab)
@@ -129,10 +146,10 @@ def aggregate(
     present = pm.concept_present[:, None]
     return Aggregates(
         n_active=n_active,
-        peak_consistency=_ratio(hit.sum(axis=0), contains.sum(axis=0)),
+        peak_consistency=_ratio(n_hit, n_contains),
         n_distinct_peaks=(count > 0).sum(axis=0),
         func_vs_sem=_ratio(n_func, n_active),
-        semantic_confidence=_ratio(np.where(sem_tok >= 0, count[sem_tok, cols_k], 0), n_sem),
+        semantic_confidence=wilson_lower_bound(n_hit, n_contains, cfg.semantic_confidence_z),
         functional_confidence=_ratio(np.where(func_tok >= 0, count[func_tok, cols_k], 0), n_func),
         median_sparsity=med_sparsity,
         concept_hit_rate=_ratio((pm.on_concept & present).sum(axis=0), present.sum(axis=0)),
@@ -182,12 +199,20 @@ def _gate(name: str, ok: np.ndarray, yes: list[str], no: list[str]) -> Criterion
 
 
 def _name_gate(token: np.ndarray, tables: TokenTables, what: str) -> Criterion:
-    """The token exists and is not blacklisted."""
-    ok = token >= 0
-    ok[ok] = ~tables.blacklisted[token[ok]]
+    """The token exists, is not blacklisted and is readable (:func:`tokens.is_unnameable`)."""
+    found = token >= 0
+    black = np.zeros(token.shape, bool)
+    unreadable = np.zeros(token.shape, bool)
+    black[found] = tables.blacklisted[token[found]]
+    unreadable[found] = tables.unnameable[token[found]]
     shown = [tables.display[t] if t >= 0 else "" for t in token.tolist()]
-    no = [f"{what} {s!r} is blacklisted" if s else f"no {what}" for s in shown]
-    return _gate(what, ok, [f"{what} {s!r}" for s in shown], no)
+    no = [
+        f"no {what}" if not f
+        else f"{what} {s!r} is blacklisted" if b
+        else f"{what} {s!r} is unnameable (byte, special or invisible token)"
+        for s, f, b in zip(shown, found.tolist(), black.tolist(), strict=True)
+    ]  # fmt: skip
+    return _gate(what, found & ~black & ~unreadable, [f"{what} {s!r}" for s in shown], no)
 
 
 def criteria(
@@ -210,7 +235,8 @@ def criteria(
             _gate("early_or_confident", is_early | conf.passed,
                   [f"layer {v} <= {early} (early)" if e else t
                    for v, e, t in zip(lay, is_early.tolist(), conf.text, strict=True)],
-                  [f"layer {v} > {early} and {t}" for v, t in zip(lay, conf.text, strict=True)]),
+                  [f"layer {v} > {early} (not early) and {t}"
+                   for v, t in zip(lay, conf.text, strict=True)]),
             _name_gate(agg.semantic_token, tables, "semantic peak token"),
         ],
         "say_x": [

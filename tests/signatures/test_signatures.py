@@ -107,7 +107,9 @@ def test_clean_entity_detector_is_semantic_texas(result: SignatureResult) -> Non
     assert result.classification.classes[k] == "semantic"
     assert result.classification.names[k] == "Texas"
     assert agg.peak_consistency[k] == 1.0 and agg.n_distinct_peaks[k] == 1
-    assert agg.func_vs_sem[k] == 0.0 and agg.semantic_confidence[k] == 1.0
+    assert agg.func_vs_sem[k] == 0.0
+    # Wilson lower bound of 5 hits in 5 probes containing Texas: 5 / (5 + 1.96^2)
+    assert agg.semantic_confidence[k] == pytest.approx(5 / (5 + 1.96**2))
     # declared concepts: only probe_2 (concept Texas) peaks on its own concept
     assert result.metrics.on_concept[:, k].tolist() == [False, False, True, False, False]
     assert agg.concept_hit_rate[k] == pytest.approx(1 / 5)
@@ -166,6 +168,39 @@ def test_two_matching_classes_resolved_by_alignment_score(result: SignatureResul
 def test_bos_is_ignored(result: SignatureResult) -> None:
     assert (result.metrics.peak_pos > 0).all()
     assert np.nanmax(result.metrics.peak_value) < 50.0
+
+
+def _texas_at(folder: Path, probes: list[tuple[str, str]], late: tuple[int, int]) -> Run:
+    """A run whose neuron ``late`` repeats the early Texas detector's pattern exactly."""
+    recs, acts = [], []
+    for pid, text in [SEED, *probes]:
+        toks = pieces(text)
+        recs.append({"probe_id": pid, "text": text, "token_ids": list(range(len(toks))),
+                     "tokens": toks})  # fmt: skip
+        a = pattern(pid, [t.lstrip("\u2581") for t in toks])
+        a[late[0], :, late[1]] = a[TEXAS[0], :, TEXAS[1]]
+        acts.append(a)
+    return write_run(folder, prompts=recs, acts=acts, save_dtype="fp32")
+
+
+def test_layer_decides_semantic_when_evidence_is_weak(tmp_path: Path) -> None:
+    # 3 probes, all containing Texas, all peaking on it: consistent (1.0) but weak evidence
+    # (Wilson lower bound 3 / (3 + 1.96^2) = 0.44): the early copy passes on its layer alone,
+    # the late copy of the very same pattern needs the evidence and does not have it
+    late = (12, 0)
+    run = _texas_at(tmp_path / "weak", PROBES[:3], late)
+    res = compute_signatures(run, "seed_prompt", parse_neuron_ids(f"2:0,{late[0]}:{late[1]}"))
+    agg, cls = res.aggregates, res.classification
+    assert agg.peak_consistency.tolist() == [1.0, 1.0] and agg.n_distinct_peaks.tolist() == [1, 1]
+    assert agg.semantic_confidence == pytest.approx([3 / (3 + 1.96**2)] * 2)
+    assert cls.classes == ["semantic", "unclassified"] and cls.names == ["Texas", None]
+    assert "semantic: layer 2 <= 3 (early)" in cls.reasons[0]
+    assert "semantic: layer 12 > 3 (not early) and semantic_confidence 0.44 < 0.5" in cls.reasons[1]
+    # 5 of 5 probes (0.57) is enough evidence for the late layer too
+    strong = _texas_at(tmp_path / "strong", PROBES, late)
+    res = compute_signatures(strong, "seed_prompt", parse_neuron_ids(f"{late[0]}:{late[1]}"))
+    assert res.classification.names == ["Texas"]
+    assert "semantic: semantic_confidence 0.57 >= 0.5" in res.classification.reasons[0]
 
 
 def test_late_layer_threshold_blocks_say_x(hand_run: Run) -> None:
@@ -234,7 +269,9 @@ def test_written_files_follow_the_format(hand_run: Run, result: SignatureResult,
     doc = json.loads((tmp_path / f"signatures_{stem}.json").read_text())
     assert doc["format_version"] == 1 and doc["kind"] == "signatures"
     first = doc["neurons"][0]
-    assert {"layer", "neuron", "class", "name", "reasons", "probes", "seed"} <= set(first)
+    assert {"layer", "neuron", "class", "name", "reasons", "probes", "seed", "say_x_token",
+            "say_x_write_rank", "say_x_write_agrees"} <= set(first)  # fmt: skip
+    assert "say_x_token" not in first["probes"][0]  # per neuron, not per probe
     assert len(first["probes"]) == len(PROBES)
     assert first["probes"][2]["peak_token"] == " Texas" and first["probes"][2]["on_concept"]
     sigs = load_signatures(tmp_path)
@@ -267,13 +304,16 @@ def test_cli_end_to_end_with_influence_file(
     src = _influence_json(tmp_path)
     out = tmp_path / "out"
     rc = main(["signatures", "--run_dir", str(hand_run.run_dir), "--neurons", str(src),
-               "--top_n", "3", "--out_dir", str(out)])  # fmt: skip
+               "--top_n", "3", "--out_dir", str(out), "--no_write_check"])  # fmt: skip
     assert rc == 0
-    assert "Say (Austin)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Say (Austin)" in printed and "Say X write check: skipped" in printed
     # the tag already names the seed: it is not repeated
     assert (out / "signatures_influence_seed_prompt_dla_top1_logit_pos8_tok1_top3.json").is_file()
     sigs = load_signatures(out)
     assert sigs[SAY_AUSTIN]["influence"] == 3.0 and sigs[TEXAS]["class"] == "semantic"
+    assert sigs[SAY_AUSTIN]["say_x_token"] == "Austin" and sigs[TEXAS]["say_x_token"] is None
+    assert sigs[SAY_AUSTIN]["say_x_write_rank"] is None  # skipped
     nodes = json.loads(next(out.glob("supernodes_*.json")).read_text())["supernodes"]
     assert nodes[0]["name"] == "Say (Austin)"  # largest |influence| first
     texas = next(n for n in nodes if n["name"] == "Texas")

@@ -108,6 +108,10 @@ def test_explicit_lists() -> None:
     sel = explicit_selection("3", "12,40")
     assert sel.layers.tolist() == [3, 3] and sel.neurons.tolist() == [12, 40]
     assert parse_neuron_ids("3:12, 5:40,3:12").neurons.tolist() == [12, 40]  # deduplicated
+    mixed = parse_neuron_ids("L3/N12, 5:40 L3/N12,l7/n2")
+    assert mixed.layers.tolist() == [3, 5, 7] and mixed.neurons.tolist() == [12, 40, 2]
+    with pytest.raises(BadArgumentError, match="L3/N12"):
+        parse_neuron_ids("L3/X12")
     assert np.array_equal(explicit_selection("3,5", "12,40").layers, [3, 5])
     with pytest.raises(BadArgumentError, match="one layer per neuron"):
         explicit_selection("1,2,3", "4,5")

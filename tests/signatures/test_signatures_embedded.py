@@ -33,6 +33,10 @@ def test_signatures_on_the_bundled_probe_prompts(tmp_path: Path) -> None:
     assert classes - {"unclassified"}, "the demo's classified neurons all lost their class"
     for n in doc["neurons"]:
         assert (n["name"] is None) == (n["class"] == "unclassified") and n["reasons"]
+        # the Say X write check ran on the real model (262,144 tokens)
+        assert (n["say_x_write_rank"] is not None) == (n["class"] == "say_x")
+        if n["class"] == "say_x":
+            assert n["say_x_token"] in n["name"] and 1 <= n["say_x_write_rank"] <= 262144
         assert len(n["probes"]) == 10 and all(p["peak_pos"] >= 1 for p in n["probes"])
         assert n["seed"]["cosine_seed"] == pytest.approx(1.0, abs=1e-4)
         located = next(p for p in n["probes"] if p["probe_id"] == "probe_7_located_in")
@@ -42,4 +46,5 @@ def test_signatures_on_the_bundled_probe_prompts(tmp_path: Path) -> None:
     meta = json.loads((out / "signatures_demo_meta.json").read_text())
     assert meta["thresholds"]["early_layer_max_resolved"] == 2
     assert meta["thresholds"]["late_layer_min_resolved"] == 5
+    assert meta["say_x_write_check"]["status"] in ("checked", "no say_x neuron")
     assert (out / "signatures_demo.parquet").is_file() and (out / "supernodes_demo.json").is_file()
