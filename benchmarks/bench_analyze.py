@@ -5,6 +5,10 @@ Rows:
 * peaks: ``run_peaks`` (streamed, vectorised) versus the prototype's approach on the same
   synthetic run: load the whole ``activations.pt``, per-prompt peaks with torch, then one Python
   loop over every (layer, neuron) computing the statistics and writing a CSV row (target ≥ 10×);
+* peaks memory: the tracemalloc peak of the per-prompt pass plus the aggregation, in bytes per
+  prompt×neuron, of the current implementation and of the previous one
+  (``tests/analysis/old_peaks.py``) on one synthetic run of ``--mem_prompts`` prompts (target
+  ≤ 16; the previous one held three dense arrays and int64 copies of every neuron at once);
 * influence: every prompt of a run in one process (``--prompt_id all``, one model load) versus
   one process per prompt;
 * act×grad: one traced forward + backward (every neuron's gradient) as a multiple of one plain
@@ -14,7 +18,7 @@ The influence rows use a tiny random Gemma 2 folder model by default, or the mod
 existing run with ``--run_dir`` (e.g. a dump of the embedded Gemma 3 270M).
 
 Usage: ``python benchmarks/bench_analyze.py [--prompts 48] [--layers 12] [--d_mlp 2048]
-[--run_dir RUN] [--influence_prompts 4] [--repeats 5]``
+[--mem_prompts 1000] [--run_dir RUN] [--influence_prompts 4] [--repeats 5] [--only_peaks]``
 """
 
 from __future__ import annotations
@@ -37,20 +41,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from neuron_signatures.analysis.peaks import aggregate_peaks, compute_prompt_peaks  # noqa: E402
 from neuron_signatures.analysis.peaks_report import run_peaks  # noqa: E402
 from neuron_signatures.analysis.selection import make_selection  # noqa: E402
 from neuron_signatures.store import open_run  # noqa: E402
 from neuron_signatures.store.build import write_run  # noqa: E402
 from neuron_signatures.store.legacy import export_legacy_pt  # noqa: E402
 from neuron_signatures.tokens import is_functional  # noqa: E402
+from tests.analysis.old_peaks import old_peaks_table, traced_peak  # noqa: E402
 
 
-def synthetic_run(folder: Path, n_prompts: int, n_layers: int, d_mlp: int) -> Path:
+def synthetic_run(
+    folder: Path,
+    n_prompts: int,
+    n_layers: int,
+    d_mlp: int,
+    lengths: tuple[int, int] = (16, 48),
+    per_shard: int = 16,
+    legacy: bool = True,
+) -> Path:
     """A bf16 run with random activations and token ids (BOS first), plus ``activations.pt``."""
     rng = np.random.default_rng(0)
     prompts, acts = [], []
     for i in range(n_prompts):
-        n = int(rng.integers(16, 48))
+        n = int(rng.integers(*lengths))
         ids = [2, *rng.integers(3, 500, n - 1).tolist()]
         prompts.append(
             {
@@ -61,8 +75,9 @@ def synthetic_run(folder: Path, n_prompts: int, n_layers: int, d_mlp: int) -> Pa
             }
         )
         acts.append(rng.standard_normal((n_layers, n, d_mlp), dtype=np.float32))
-    run = write_run(folder, prompts, acts, save_dtype="bf16", prompts_per_shard=16)
-    export_legacy_pt(run, "bf16")
+    run = write_run(folder, prompts, acts, save_dtype="bf16", prompts_per_shard=per_shard)
+    if legacy:
+        export_legacy_pt(run, "bf16")
     return folder
 
 
@@ -145,6 +160,30 @@ def bench_peaks(tmp: Path, a: argparse.Namespace) -> list[tuple[str, float, floa
     return [
         ("peaks: prototype (whole .pt, Python loop over neurons)", proto, 1.0),
         ("peaks: run_peaks (streamed, vectorised, CSV+Parquet+JSON)", ours, proto / ours),
+    ]
+
+
+def bench_peaks_memory(tmp: Path, a: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """Bytes per prompt×neuron at the peak of the per-prompt pass + aggregation, old and new.
+
+    Shards of 64 prompts (a dump batch) and short prompts keep the disk small; the per-shard
+    working memory of the per-prompt pass does not grow with the number of prompts.
+    """
+    layers, d = 4, 1024
+    run_dir = synthetic_run(tmp / "mem", a.mem_prompts, layers, d, (8, 24), 64, legacy=False)
+    run = open_run(run_dir)
+    _ = run.prompts  # parse the manifest outside the measurement
+    per = a.mem_prompts * layers * d
+    _, old = traced_peak(lambda: old_peaks_table(run))
+    _, new = traced_peak(lambda: aggregate_peaks(run, compute_prompt_peaks(run)))
+    print(
+        f"peaks memory on {a.mem_prompts} prompts x {layers} layers x {d} neurons: "
+        f"{old / 2**20:.0f} MiB -> {new / 2**20:.0f} MiB at peak"
+    )
+    what = "peaks memory, bytes/prompt×neuron:"
+    return [
+        (f"{what} previous (3 arrays, int64 copies)", old / per, 1.0),
+        (f"{what} current (compact, neuron chunks)", new / per, old / new),
     ]
 
 
@@ -262,6 +301,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=48)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--d_mlp", type=int, default=2048)
+    ap.add_argument("--mem_prompts", type=int, default=1000, help="prompts of the memory run")
+    ap.add_argument("--only_peaks", action="store_true", help="skip the influence rows")
     ap.add_argument("--run_dir", default=None, help="run for the influence rows (its model)")
     ap.add_argument("--influence_prompts", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
@@ -270,16 +311,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         rows += bench_peaks(tmp, a)
-        run_dir = Path(a.run_dir) if a.run_dir else tiny_run(tmp, a.influence_prompts)
-        rows += bench_influence(run_dir, tmp, a.influence_prompts)
-        rows += bench_act_grad(run_dir, a.repeats)
+        mem = bench_peaks_memory(tmp, a)
+        if not a.only_peaks:
+            run_dir = Path(a.run_dir) if a.run_dir else tiny_run(tmp, a.influence_prompts)
+            rows += bench_influence(run_dir, tmp, a.influence_prompts)
+            rows += bench_act_grad(run_dir, a.repeats)
     print("\n| what | seconds | ratio |\n|---|---:|---:|")
     for name, sec, ratio in rows:
         print(f"| {name} | {sec:.3f} | {ratio:.2f}× |")
-    print(
-        f"\nsynthetic run: {a.prompts} prompts x {a.layers} layers x {a.d_mlp} neurons, bf16; "
-        f"influence/act×grad run: {run_dir if a.run_dir else 'tiny random Gemma 2'}"
-    )
+    print("\n| what | bytes | smaller by |\n|---|---:|---:|")
+    for name, per, ratio in mem:
+        print(f"| {name} | {per:.1f} | {ratio:.2f}× |")
+    print(f"\nsynthetic run: {a.prompts} prompts x {a.layers} layers x {a.d_mlp} neurons, bf16")
+    if not a.only_peaks:
+        print(f"influence/act×grad run: {run_dir if a.run_dir else 'tiny random Gemma 2'}")
 
 
 if __name__ == "__main__":

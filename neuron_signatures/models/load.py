@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ModelLoadError
@@ -12,33 +16,78 @@ from .specs import (
     LoadedModel,
     ModelSpec,
     default_device,
+    hub_offline_reason,
     resolve_model_dtype,
     resolve_model_spec,
     torch_dtype,
 )
 
+_TOKEN = (
+    "gated Gemma models need an accepted license and a token: `huggingface-cli login` or HF_TOKEN"
+)
+_OTHERS = f"or pass a local folder / .gguf file, or the embedded model {EMBEDDED_NAME}"
 
-def _hub_error(spec: ModelSpec, e: Exception) -> ModelLoadError:
+
+def _hub_error(spec: ModelSpec, e: Exception, offline: str | None) -> ModelLoadError:
+    if offline:
+        return ModelLoadError(
+            f"cannot load {spec.name}: the Hugging Face hub is out of reach ({offline}) and the "
+            f"model is not in the local Hugging Face cache: connect to the network ({_TOKEN}), "
+            + _OTHERS
+        )
     reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     return ModelLoadError(
-        f"cannot load {spec.name} from the Hugging Face hub ({reason}): it needs network and, for "
-        "gated Gemma models, an accepted license plus a token (`huggingface-cli login` or "
-        "HF_TOKEN); "
-        f"or pass a local folder / .gguf file, or the embedded model {EMBEDDED_NAME}"
+        f"cannot load {spec.name} from the Hugging Face hub ({reason}): check the id ({_TOKEN}), "
+        + _OTHERS
     )
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Silence huggingface_hub / transformers logs and warnings (one line per retry, twice)
+    while a hub id resolves: a failure becomes one ModelLoadError line."""
+    loggers = [logging.getLogger(n) for n in ("huggingface_hub", "transformers")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _from_pretrained(cls: Any, spec: ModelSpec, offline: str | None, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` of a spec; a hub id is read from the local cache only when the
+    hub is out of reach (``offline``), quietly."""
+    if spec.kind != "hub":
+        return cls.from_pretrained(local_folder(spec), **kwargs)
+    try:
+        with _quiet_hub():
+            return cls.from_pretrained(spec.location, local_files_only=bool(offline), **kwargs)
+    except (OSError, ValueError) as e:
+        raise _hub_error(spec, e, offline) from None
+
+
+def _offline(spec: ModelSpec) -> str | None:
+    return hub_offline_reason() if spec.kind == "hub" else None
 
 
 def load_tokenizer(name: str) -> Any:
     """Load only the tokenizer (fast): prompts are validated before the model loads."""
     spec = resolve_model_spec(name)
+    return _load_tokenizer(spec, _offline(spec))
+
+
+def _load_tokenizer(spec: ModelSpec, offline: str | None) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(local_folder(spec))
+        return _from_pretrained(AutoTokenizer, spec, offline)
     except (OSError, ValueError) as e:
-        if spec.kind == "hub":
-            raise _hub_error(spec, e) from None
-        raise ModelLoadError(f"cannot load the tokenizer of {name}: {e}") from None
+        raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {e}") from None
 
 
 def load_model(
@@ -50,7 +99,7 @@ def load_model(
     gradients, and parameter gradients cost 3× the time and GBs of memory.
     """
     spec = resolve_model_spec(name)
-    folder = local_folder(spec)
+    local_folder(spec)  # convert a .gguf / the embedded model before anything else
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -61,13 +110,12 @@ def load_model(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError("--device cuda was asked for but no GPU is visible: use --device cpu")
     dtype = resolve_model_dtype(dtype, device)
+    offline = _offline(spec)
     if tokenizer is None:
-        tokenizer = load_tokenizer(name)
+        tokenizer = _load_tokenizer(spec, offline)
     try:
-        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype))
+        hf = _from_pretrained(AutoModelForCausalLM, spec, offline, dtype=torch_dtype(dtype))
     except (OSError, ValueError) as e:
-        if spec.kind == "hub":
-            raise _hub_error(spec, e) from None
         raise ModelLoadError(f"cannot load model {name}: {e}") from None
     return wrap_hf_model(hf, tokenizer, name=spec.name, spec=spec, device=device, dtype=dtype)
 

@@ -1,11 +1,14 @@
-"""Model specs: known models, the four kinds of ``--model_name``, devices and dtypes."""
+"""Model specs: known models, the four kinds of ``--model_name``, devices, dtypes, hub reach."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import ModelLoadError
 
@@ -97,6 +100,72 @@ def resolve_model_spec(name: str) -> ModelSpec:
         f"unknown model {name!r}: use {EMBEDDED_NAME} (embedded), a hub id such as "
         "google/gemma-2-2b, a local HF folder or a .gguf file (see `neuron-signatures models`)"
     )
+
+
+# -- reaching the hub --------------------------------------------------------------------------
+
+HUB_PROBE_TIMEOUT_S = 1.0
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_FALSE = {"0", "OFF", "NO", "FALSE"}
+
+
+def hub_offline_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub is out of reach (one short phrase), or None if it may be reached.
+
+    Cheap, so a hub id fails in a second instead of after huggingface_hub's ~30 s of retries:
+    ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` set true means offline, set false skips the
+    check (online); otherwise one connection to the hub endpoint (``HF_ENDPOINT``, or the
+    proxy that would carry the request), name resolution and, for a direct HTTPS endpoint, a
+    verified TLS handshake included (a firewall that accepts every TCP connection fails it),
+    bounded by ``timeout``.
+    """
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        value = os.environ.get(var, "").strip().upper()
+        if value in _TRUE:
+            return f"{var} is set"
+        if value in _FALSE:
+            return None
+    host, port, tls = _hub_address()
+    if not _can_connect(host, port, tls, timeout):
+        return f"no connection to {host}:{port} within {timeout:g} s"
+    return None
+
+
+def _hub_address() -> tuple[str, int, bool]:
+    """``(host, port, tls)`` a hub request connects to first: the endpoint, or its proxy."""
+    import urllib.request
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        target = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return (target.hostname or host, target.port or 80, False)
+    https = url.scheme == "https"
+    return host, url.port or (443 if https else 80), https
+
+
+def _can_connect(host: str, port: int, tls: bool, timeout: float) -> bool:
+    """Whether a connection (and a verified TLS handshake if ``tls``) succeeds within
+    ``timeout`` s. It runs on a daemon thread: name resolution has no timeout of its own."""
+    ok: list[bool] = []
+
+    def attempt() -> None:
+        import ssl
+
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                if tls:
+                    ssl.create_default_context().wrap_socket(sock, server_hostname=host).close()
+            ok.append(True)
+        except OSError:  # ssl.SSLError is an OSError
+            pass
+
+    thread = threading.Thread(target=attempt, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok)
 
 
 # -- conversion cache ------------------------------------------------------------------------

@@ -259,3 +259,77 @@ def test_prototype_run_folder_gives_the_same_table(tmp_path: Path) -> None:
     want = reference(prompts, acts, include_bos=False)
     np.testing.assert_allclose(got["mean_peak_abs"], want["mean_peak_abs"], rtol=1e-6)
     assert got["mode_peak_ctx_idx"].tolist() == want["mode_peak_ctx_idx"]
+
+
+def _random_run(tmp_path: Path, n_prompts: int, n_layers: int, d: int, seed: int) -> Any:
+    """Random lengths (some BOS-only), real-valued and integer-grid activations, many shards."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 12, n_prompts).tolist()
+    prompts, acts = _prompts_and_acts(rng, lengths, n_layers, d)
+    for i in range(0, n_prompts, 2):  # half real-valued (few ties), half integer grid (many)
+        acts[i] = rng.standard_normal(acts[i].shape).astype(np.float32) * 10
+    return write_run(tmp_path / "run", prompts, acts, prompts_per_shard=5)
+
+
+@pytest.mark.parametrize("include_bos", [False, True])
+@pytest.mark.parametrize("chunk", [None, 1, 3, 8, 10_000])
+def test_peaks_bit_identical_to_old_implementation(
+    tmp_path: Path, include_bos: bool, chunk: int | None
+) -> None:
+    """Every column, value and dtype equal to the pre-fix implementation, whatever the chunk."""
+    from tests.analysis.old_peaks import old_peaks_table
+
+    run = _random_run(tmp_path, n_prompts=23, n_layers=3, d=7, seed=11)  # 21 neurons: odd
+    got = aggregate_peaks(run, compute_prompt_peaks(run, include_bos), chunk=chunk)
+    want = old_peaks_table(run, include_bos)
+    assert list(got) == list(AGGREGATED_COLUMNS)
+    for col in AGGREGATED_COLUMNS:
+        assert got[col].dtype == want[col].dtype, col
+        np.testing.assert_array_equal(got[col], want[col], err_msg=col, strict=True)
+
+
+def test_compact_prompt_peaks(tmp_path: Path) -> None:
+    """|peak| is exactly |signed peak|; per prompt×neuron only float32 + uint16 are kept."""
+    x = np.array([[1.5, -2.0], [-3.25, 2.0], [0.0, -0.0]], np.float32)
+    pa, ps, _ = segment_peaks(x, np.array([0, 2]))
+    np.testing.assert_array_equal(np.abs(ps), pa, strict=True)
+    run = _random_run(tmp_path, n_prompts=4, n_layers=2, d=3, seed=1)
+    peaks = compute_prompt_peaks(run)
+    assert (peaks.peak_signed.dtype, peaks.peak_pos.dtype) == (np.float32, np.uint16)
+    assert peaks.peak_abs.dtype == np.float32 and (peaks.peak_abs >= 0).all()
+
+
+def test_column_chunks_cover_and_never_leave_one_column() -> None:
+    from neuron_signatures.analysis.peaks import column_chunks
+
+    for n_cols in range(1, 40):
+        for width in (None, 1, 2, 3, 7):
+            chunks = column_chunks(n_cols, 5, width)
+            assert [c for a, b in chunks for c in range(a, b)] == list(range(n_cols))
+            assert n_cols == 1 or all(b - a >= 2 for a, b in chunks)
+    assert len(column_chunks(26 * 9216, 1000)) > 16  # large runs: bounded working memory
+
+
+def test_peaks_memory_per_prompt_neuron(tmp_path: Path) -> None:
+    """Peak memory of the whole peaks computation (per-prompt pass + aggregation) stays at most
+    16 bytes per prompt×neuron (the previous implementation: about 50)."""
+    from tests.analysis.old_peaks import old_peaks_table, traced_peak
+
+    rng = np.random.default_rng(12)
+    n_prompts, n_layers, d = 600, 2, 512
+    lengths = rng.integers(2, 10, n_prompts).tolist()
+    ids = [[0, *rng.integers(1, 5000, n - 1).tolist()] for n in lengths]  # many distinct peaks
+    prompts = [
+        {"probe_id": f"p{i}", "text": "t", "token_ids": t, "tokens": [f"w{x}" for x in t]}
+        for i, t in enumerate(ids)
+    ]
+    acts = [rng.standard_normal((n_layers, n, d), dtype=np.float32) for n in lengths]
+    run = write_run(tmp_path / "run", prompts, acts, save_dtype="bf16", prompts_per_shard=16)
+    run = open_run(run.run_dir)
+    _ = run.prompts  # manifest parsing is not part of the aggregation
+    table, peak = traced_peak(lambda: aggregate_peaks(run, compute_prompt_peaks(run)))
+    per = peak / (n_prompts * n_layers * d)
+    assert len(table["mean_peak_abs"]) == n_layers * d
+    assert per <= 16, f"{per:.1f} bytes per prompt×neuron"
+    _, old_peak = traced_peak(lambda: old_peaks_table(run))  # the measure sees the old cost
+    assert old_peak / (n_prompts * n_layers * d) > 40
