@@ -13,7 +13,7 @@ Memory is bounded by one batch; a killed dump resumes at the first shard not on 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,18 +21,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BadArgumentError, BadPromptsError, DiskSpaceError, NonFiniteActivationError
+from .dump_plan import (
+    DumpPlan,
+    auto_batch_tokens,
+    check_disk,
+    check_space,
+    plan_batches,
+    plan_dump,
+)
+from .errors import BadArgumentError, BadPromptsError, NonFiniteActivationError
 from .prompts import Prompt
-from .store import RunWriter
-from .store.build import plan_manifest
+from .store import RunClaim, RunWriter
 from .store.legacy import export_legacy_pt
 from .store.manifest import DTYPE_BYTES
 from .store.reader import open_run
 
+__all__ = [
+    "DumpConfig",
+    "DumpResult",
+    "auto_batch_tokens",
+    "check_disk",
+    "dump",
+    "plan_batches",
+    "run_dump",
+    "tokenize_prompts",
+]
+
 log = logging.getLogger(__name__)
 
-ACT_BUDGET_BYTES = 512 * 2**20  # captured fp32 activations per batch when batch size is automatic
-MAX_AUTO_BATCH = 64
+PAUSE_ENV = "NEURON_SIGNATURES_PAUSE_AFTER_SHARDS"  # test hook, see _pause_hook
 
 
 @dataclass
@@ -125,51 +142,27 @@ def tokenize_prompts(
     return out
 
 
-def auto_batch_tokens(n_layers: int, d_mlp: int) -> int:
-    """Padded tokens per batch so captured fp32 activations stay near 512 MiB."""
-    return max(64, min(8192, ACT_BUDGET_BYTES // (n_layers * d_mlp * 4)))
+@dataclass
+class DumpResult:
+    """What :func:`dump` did.
 
-
-def plan_batches(
-    lengths: Sequence[int], *, batch_size: int | None, max_batch_tokens: int
-) -> list[list[int]]:
-    """Group prompt indices into batches of similar length (sorted by length, stable).
-
-    A batch grows while ``(n + 1) * longest <= max_batch_tokens`` (always at least one prompt)
-    and, when ``batch_size`` is given, while it has fewer than ``batch_size`` prompts.
+    Attributes:
+        run_dir: the run folder.
+        n_prompts, n_tokens: the run's size.
+        shards_written: shards computed by this call.
+        shards_kept: shards a resume kept (their recorded sha256 matched).
+        already_complete: ``--resume`` found the run finished and intact: nothing was loaded or
+            written.
+        notes: what the user should know (temporary files removed, bad shards recomputed).
     """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    cap = batch_size or MAX_AUTO_BATCH
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        longest = max(lengths[i], max((lengths[j] for j in cur), default=0))
-        if cur and (
-            len(cur) >= cap or (batch_size is None and (len(cur) + 1) * longest > max_batch_tokens)
-        ):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
 
-
-def check_disk(
-    out_dir: Path, n_tokens: int, n_layers: int, d_mlp: int, save_dtype: str, with_pt: bool
-) -> int:
-    """Bytes the run needs; raises :class:`DiskSpaceError` when the disk cannot hold them."""
-    need = n_tokens * n_layers * d_mlp * DTYPE_BYTES[save_dtype] * (2 if with_pt else 1)
-    probe = out_dir
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if need > free:
-        raise DiskSpaceError(
-            f"the run needs {need / 2**30:.2f} GiB but {probe} has {free / 2**30:.2f} GiB free: "
-            "free space, use --save_dtype bf16, fewer --layers or another --out_dir"
-        )
-    return need
+    run_dir: Path
+    n_prompts: int
+    n_tokens: int
+    shards_written: int = 0
+    shards_kept: int = 0
+    already_complete: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def run_dump(
@@ -178,7 +171,21 @@ def run_dump(
     load: Callable[..., Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Path:
-    """Dump ``cfg.prompts`` into ``cfg.out_dir``; returns the run folder.
+    """Dump ``cfg.prompts`` into ``cfg.out_dir``; returns the run folder (see :func:`dump`)."""
+    return dump(cfg, load=load, on_batch=on_batch).run_dir
+
+
+def dump(
+    cfg: DumpConfig,
+    *,
+    load: Callable[..., Any] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> DumpResult:
+    """Dump ``cfg.prompts`` into ``cfg.out_dir``.
+
+    Everything that can fail without the model fails before it loads: flags, the folder and its
+    lock, the prompts, ``--layers`` and the resume settings (when the model's shape is on disk or
+    known), free disk space. A ``--resume`` of a finished, intact run does nothing.
 
     Args:
         load: ``load(tokenizer) -> LoadedModel`` override (tests pass an in-memory model).
@@ -187,74 +194,90 @@ def run_dump(
     """
     from . import models
 
+    _check_config(cfg)
+    on_batch = _pause_hook(on_batch)
+    t0 = time.perf_counter()
+    with RunClaim.take(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite) as claim:
+        lm = load(None) if load else None
+        tokenizer = lm.tokenizer if lm else models.load_tokenizer(cfg.model_name)
+        records = tokenize_prompts(
+            tokenizer,
+            cfg.prompts,
+            prepend_bos=cfg.prepend_bos,
+            max_seq_len=cfg.max_seq_len,
+            truncate=cfg.truncate,
+        )
+        n_tok = sum(len(r["token_ids"]) for r in records)
+        result = DumpResult(cfg.out_dir, len(records), n_tok, notes=claim.notes)
+        plan = plan_dump(cfg, records, lm)
+        if claim.check(plan.manifest):
+            result.already_complete = True
+            return result
+        lm, plan = _load(cfg, claim, records, tokenizer, lm, plan)
+        bar = _progress(cfg.progress, n_tok, len(records))
+        with claim.start(plan.manifest) as w:
+            result.shards_kept = sum(w.shard_done(s) for s in range(len(plan.batches)))
+            result.shards_written = _capture_all(
+                lm, w, records, plan.batches, plan.layers, cfg, bar, on_batch
+            )
+            bar.close()
+            if cfg.save_format == "pt":
+                export_legacy_pt(open_run(cfg.out_dir, allow_incomplete=True), cfg.save_dtype)
+                w.manifest["legacy_activations_file"] = "activations.pt"
+            w.finish(dump_seconds=round(time.perf_counter() - t0, 3))
+    log.info("dumped %d prompts (%d tokens) into %s", len(records), n_tok, cfg.out_dir)
+    return result
+
+
+def _load(
+    cfg: DumpConfig, claim: RunClaim, records: list[dict], tokenizer: Any, lm: Any, plan: DumpPlan
+) -> tuple[Any, DumpPlan]:
+    """Check free disk space (before the load when the model's shape is known), load the model
+    and plan again from it (the plan then checks ``--layers`` if it could not before)."""
+    from . import models
+
+    kept = sum(size for size, _ in claim.kept_shards().values())
+    n_tok = sum(len(r["token_ids"]) for r in records)
+    if plan.shape is not None:
+        check_space(cfg, kept, n_tok, plan)
+    if lm is not None:
+        return lm, plan
+    lm = models.load_model(cfg.model_name, cfg.device, cfg.model_dtype, tokenizer=tokenizer)
+    checked, plan = plan.shape is not None, plan_dump(cfg, records, lm)
+    if not checked:
+        check_space(cfg, kept, n_tok, plan)
+    return lm, plan
+
+
+def _check_config(cfg: DumpConfig) -> None:
     if cfg.save_dtype not in DTYPE_BYTES or cfg.model_dtype not in (*DTYPE_BYTES, "auto"):
         raise BadArgumentError("dtypes must be one of bf16, fp16, fp32")
     if cfg.resume and cfg.overwrite:
         raise BadArgumentError("--resume and --overwrite contradict each other: pick one")
-    RunWriter.check_target(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite)
-    t0 = time.perf_counter()
-    lm = load(None) if load else None
-    tokenizer = lm.tokenizer if lm else models.load_tokenizer(cfg.model_name)
-    records = tokenize_prompts(
-        tokenizer,
-        cfg.prompts,
-        prepend_bos=cfg.prepend_bos,
-        max_seq_len=cfg.max_seq_len,
-        truncate=cfg.truncate,
-    )
-    if lm is None:
-        lm = models.load_model(cfg.model_name, cfg.device, cfg.model_dtype, tokenizer=tokenizer)
-    layers = sorted(set(cfg.layers)) if cfg.layers is not None else list(range(lm.n_layers))
-    bad = [layer for layer in layers if not 0 <= layer < lm.n_layers]
-    if bad or not layers:
-        raise BadArgumentError(
-            f"--layers {bad or '(empty)'} out of range: use 0..{lm.n_layers - 1}"
-        )
-    lengths = [len(r["token_ids"]) for r in records]
-    budget = cfg.max_batch_tokens or auto_batch_tokens(len(layers), lm.d_mlp)
-    batches = plan_batches(lengths, batch_size=cfg.batch_size, max_batch_tokens=budget)
-    check_disk(
-        cfg.out_dir, sum(lengths), len(layers), lm.d_mlp, cfg.save_dtype, cfg.save_format == "pt"
-    )
-    manifest = plan_manifest(
-        prompts=records,
-        batches=batches,
-        model_name=lm.name,
-        n_layers=lm.n_layers,
-        d_mlp=lm.d_mlp,
-        layers=layers,
-        save_dtype=cfg.save_dtype,
-        model_dtype=lm.dtype,
-        run_device=lm.device,
-        prepend_bos=cfg.prepend_bos,
-        extra={
-            "model": lm.source,
-            "model_dtype_requested": cfg.model_dtype,
-            "capture": {
-                "batch_size": cfg.batch_size,
-                "max_batch_tokens": budget,
-                "max_seq_len": cfg.max_seq_len,
-                "truncate": cfg.truncate,
-                "sorted_by_length": True,
-                "padding_side": "right",
-                "logits_computed": False,
-                "n_batches": len(batches),
-            },
-            **cfg.extra,
-        },
-    )
-    n_tok = sum(lengths)
-    bar = _progress(cfg.progress, n_tok, len(records))
-    with RunWriter.open(cfg.out_dir, manifest, resume=cfg.resume, overwrite=cfg.overwrite) as w:
-        _capture_all(lm, w, records, batches, layers, cfg, bar, on_batch)
-        bar.close()
-        elapsed = time.perf_counter() - t0
-        if cfg.save_format == "pt":
-            export_legacy_pt(open_run(cfg.out_dir, allow_incomplete=True), cfg.save_dtype)
-            w.manifest["legacy_activations_file"] = "activations.pt"
-        w.finish(dump_seconds=round(elapsed, 3))
-    log.info("dumped %d prompts (%d tokens) into %s", len(records), n_tok, cfg.out_dir)
-    return cfg.out_dir
+    for flag in ("batch_size", "max_batch_tokens", "max_seq_len"):
+        value = getattr(cfg, flag)
+        if value is not None and value < 1:
+            raise BadArgumentError(f"--{flag} must be a positive integer, got {value}")
+
+
+def _pause_hook(on_batch: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """Test hook: with ``$NEURON_SIGNATURES_PAUSE_AFTER_SHARDS=N`` the dump stops for good after
+    writing N shards (its writer thread sleeps), so a test can ``kill -9`` it at a known point."""
+    n = int(os.environ.get(PAUSE_ENV, "0") or 0)
+    if n <= 0:
+        return on_batch
+    written = [0]
+
+    def hook(shard: int) -> None:
+        if on_batch:
+            on_batch(shard)
+        written[0] += 1
+        if written[0] >= n:
+            log.warning("%s=%d: pausing (waiting to be killed)", PAUSE_ENV, n)
+            while True:
+                time.sleep(60)
+
+    return hook
 
 
 def _capture_all(
@@ -266,8 +289,8 @@ def _capture_all(
     cfg: DumpConfig,
     bar: _Bar,
     on_batch: Callable[[int], None] | None,
-) -> None:
-    """Forward each batch not yet on disk and write it as one shard.
+) -> int:
+    """Forward each batch not yet on disk and write it as one shard; returns how many.
 
     Serialising, hashing and writing a shard runs on one background thread while the next batch
     computes (10% of the time on CPU otherwise); at most one shard is in flight, so memory stays
@@ -287,6 +310,7 @@ def _capture_all(
         if on_batch:
             on_batch(s)
 
+    written = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as pool:
         pending: Future[None] | None = None
         for s, batch in enumerate(batches):
@@ -294,6 +318,7 @@ def _capture_all(
             if w.shard_done(s):
                 bar.update(n_tok, len(batch))
                 continue
+            written += 1
             ids, mask = _pad_batch(batch, records, lengths, pad)
             got = models.capture_hook_post(lm, ids.to(lm.device), mask.to(lm.device), layers)
             tensors = {}
@@ -308,6 +333,7 @@ def _capture_all(
             pending = pool.submit(write, s, tensors, n_tok, len(batch))
         if pending is not None:
             pending.result()
+    return written
 
 
 def _pad_batch(

@@ -34,18 +34,64 @@ class Estimate:
         return self.bytes_per_prompt * self.n_prompts
 
 
-def model_shape(model_name: str) -> tuple[int, int]:
-    """``(n_layers, d_mlp)`` for a known model, a local HF folder or a hub config (no weights)."""
+def known_shape(model_name: str) -> tuple[int, int] | None:
+    """``(n_layers, d_mlp)`` without loading weights or touching the network, or None.
+
+    Read from the model's ``config.json`` when it is on disk (a local folder, a converted GGUF, a
+    hub model in the Hugging Face cache), else from the table of known models.
+
+    Raises:
+        ModelLoadError: ``model_name`` is none of the model spec kinds (see ``resolve_model_spec``).
+    """
     from .models import KNOWN_MODELS, resolve_model_spec
 
     spec = resolve_model_spec(model_name)
+    config = _config_on_disk(spec.kind, spec.location)
+    if config is not None:
+        try:
+            cfg = json.loads(config.read_text(encoding="utf-8"))
+            cfg = cfg.get("text_config", cfg)
+            return int(cfg["num_hidden_layers"]), int(cfg["intermediate_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     if spec.name in KNOWN_MODELS:
         km = KNOWN_MODELS[spec.name]
         return km.n_layers, km.d_mlp
-    if spec.kind == "local":
-        cfg = json.loads((Path(spec.location) / "config.json").read_text())
-        cfg = cfg.get("text_config", cfg)
-        return int(cfg["num_hidden_layers"]), int(cfg["intermediate_size"])
+    return None
+
+
+def _config_on_disk(kind: str, location: str) -> Path | None:
+    if kind == "local":
+        return Path(location) / "config.json"
+    if kind == "embedded":
+        from .models import cache_root
+
+        folder = cache_root() / location
+    elif kind == "gguf":
+        from .models.convert import _gguf_cache_dir
+
+        folder = _gguf_cache_dir(Path(location))
+    elif kind == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(location, "config.json")
+        except Exception:  # an odd cache layout must not stop a dump: fall back
+            return None
+        return Path(cached) if isinstance(cached, str) else None
+    else:
+        return None
+    return folder / "config.json" if (folder / ".complete").is_file() else None
+
+
+def model_shape(model_name: str) -> tuple[int, int]:
+    """``(n_layers, d_mlp)`` for a known model, a local HF folder or a hub config (no weights)."""
+    shape = known_shape(model_name)
+    if shape is not None:
+        return shape
+    from .models import resolve_model_spec
+
+    spec = resolve_model_spec(model_name)
     try:
         from transformers import AutoConfig
 

@@ -22,8 +22,12 @@ def parse_layers(text: str | None) -> list[int] | None:
         for part in text.split(","):
             part = part.strip()
             if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                out.extend(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise BadArgumentError(
+                        f"--layers range {part} is reversed: write the low layer first ({hi}-{lo})"
+                    )
+                out.extend(range(lo, hi + 1))
             elif part:
                 out.append(int(part))
     except ValueError:
@@ -101,13 +105,9 @@ def load_prompt_args(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..capture import DumpConfig, run_dump
+    from ..capture import DumpConfig, dump
 
     prompts = load_prompt_args(args)
-    for flag in ("batch_size", "max_batch_tokens", "max_seq_len"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise BadArgumentError(f"--{flag} must be a positive integer, got {value}")
     cfg = DumpConfig(
         prompts=prompts,
         out_dir=Path(args.out_dir),
@@ -127,6 +127,15 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    out = run_dump(cfg)
-    print(f"wrote {out} ({len(prompts)} prompts)")
+    result = dump(cfg)
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.already_complete:
+        print(
+            f"{result.run_dir} is already complete ({result.n_prompts} prompts, every shard "
+            "matches its sha256): nothing to do"
+        )
+    else:
+        kept = f", {result.shards_kept} shards kept from before" if result.shards_kept else ""
+        print(f"wrote {result.run_dir} ({result.n_prompts} prompts{kept})")
     return 0

@@ -7,6 +7,7 @@ import argparse
 NAME = "verify"
 HELP = "check that a run folder is complete and its shards match their checksums"
 ORDER = 45
+MAX_LISTED = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,17 +16,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import RunFormatError
+    from ..errors import IncompleteRunError, RunFormatError
     from ..estimate import human_bytes
     from ..store import verify_run
 
     report = verify_run(args.run_dir, check_hashes=not args.no_hashes)
-    if not report.ok:
-        for problem in report.problems[:20]:
+    for note in report.notes:
+        print(f"note: {note}")
+    problems = report.problems
+    if report.incomplete and len(problems) == 1:
+        raise IncompleteRunError(f"{args.run_dir}: {problems[0]}")
+    if problems:
+        for problem in problems[:MAX_LISTED]:
             print(f"  {problem}")
+        if len(problems) > MAX_LISTED:
+            print(f"  ... and {len(problems) - MAX_LISTED} more")
+        n_bad = len(problems) - report.incomplete
+        fix = "copy the run again"
+        if report.n_shards:  # a prototype run (activations.pt) cannot be resumed
+            fix = f"re-run the same dump command with --resume to recompute them, or {fix}"
         raise RunFormatError(
-            f"{args.run_dir} failed verification ({len(report.problems)} problems): copy the run "
-            "again or finish it with --resume"
+            f"{args.run_dir} failed verification, {n_bad} bad shard(s) or record(s) listed "
+            f"above: {fix}"
         )
     print(
         f"ok: {report.run_dir}: {report.n_prompts} prompts, {report.n_tokens} tokens, "

@@ -1,9 +1,10 @@
 """Run folders: the manifest, safetensors shards, readers, writers and verification.
 
 This is the only package that reads or writes run folders; everything else goes through
-:func:`open_run` and :class:`RunWriter`.
+:func:`open_run`, :class:`RunClaim` and :class:`RunWriter`.
 """
 
+from .claim import RunClaim
 from .manifest import FORMAT_VERSION, HOOK_TEMPLATE, read_manifest
 from .reader import Block, PromptRecord, Run, open_run
 from .verify import VerifyReport, verify_run
@@ -15,6 +16,7 @@ __all__ = [
     "Block",
     "PromptRecord",
     "Run",
+    "RunClaim",
     "RunWriter",
     "VerifyReport",
     "open_run",

@@ -6,8 +6,6 @@ demos use to build run folders from hand-made activations without a model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ from .manifest import (
     utc_now,
 )
 from .reader import Run, open_run
+from .resume import fingerprint
 from .writer import RunWriter, shard_name
 
 
@@ -109,29 +108,8 @@ def plan_manifest(
         "complete": False,
     }
     manifest.update(extra or {})
-    manifest["fingerprint"] = _fingerprint(manifest)
+    manifest["fingerprint"] = fingerprint(manifest)
     return manifest
-
-
-def _fingerprint(manifest: dict[str, Any]) -> str:
-    """Hash of everything that decides the bytes of the shards (for --resume)."""
-    key = {
-        k: manifest.get(k)
-        for k in (
-            "format_version",
-            "model_name",
-            "layers",
-            "save_dtype",
-            "model_dtype",
-            "prepend_bos",
-            "d_mlp",
-            "n_layers",
-            "model",
-        )
-    }
-    key["prompts"] = [(p["probe_id"], p["text"], p["token_ids"]) for p in manifest["prompts"]]
-    key["shards"] = [(s["file"], s["n_tokens"]) for s in manifest["shards"]]
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:

@@ -70,6 +70,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
 
@@ -78,7 +87,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     """Load ``manifest.json`` or raise :class:`RunFormatError` naming the problem."""
     path = run_dir / MANIFEST
     if not run_dir.is_dir():
-        raise RunFormatError(f"run folder {run_dir} does not exist: check --run_dir")
+        raise RunFormatError(f"run folder {run_dir} does not exist: check the path")
     if not path.is_file():
         raise RunFormatError(
             f"{run_dir} has no manifest.json: it is not a run folder (make one with "

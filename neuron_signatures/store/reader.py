@@ -12,6 +12,7 @@ Every read returns float32 numpy arrays, whatever the save dtype.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,8 +22,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import BadArgumentError, IncompleteRunError, RunFormatError
-from .manifest import ACTIVATIONS_DIR, LEGACY_FILE, read_manifest
+from .manifest import ACTIVATIONS_DIR, read_manifest
 from .safetensors_np import SafetensorsFile, to_float32
+
+MAX_OPEN_SHARDS = 32  # memory-mapped shards kept open per Run (one file descriptor each)
 
 
 @dataclass(frozen=True)
@@ -77,31 +80,23 @@ class _ShardSource:
 
     def rows(self, layer_pos: int, start: int, stop: int) -> np.ndarray:
         raw, dt = self._raw(layer_pos)
-        return to_float32(raw[start:stop], dt)
+        return _detached(to_float32(raw[start:stop], dt), raw)
 
     def column(self, layer_pos: int, neuron: int, start: int, stop: int) -> np.ndarray:
         raw, dt = self._raw(layer_pos)
-        return to_float32(raw[start:stop, neuron], dt)
+        return _detached(to_float32(raw[start:stop, neuron], dt), raw)
 
     def block(self, layer_pos: int) -> np.ndarray:
+        """The whole shard at one layer: a view of the memory map for float32 (streamed, not
+        kept; holding many blocks keeps their shards open)."""
         raw, dt = self._raw(layer_pos)
         return to_float32(raw, dt)
 
 
-class _LegacySource:
-    """One prompt of a prototype ``activations.pt``: a torch tensor ``[n_layers, seq, d_mlp]``."""
-
-    def __init__(self, tensor: Any) -> None:
-        self._t = tensor
-
-    def rows(self, layer_pos: int, start: int, stop: int) -> np.ndarray:
-        return self._t[layer_pos, start:stop].float().numpy()
-
-    def column(self, layer_pos: int, neuron: int, start: int, stop: int) -> np.ndarray:
-        return self._t[layer_pos, start:stop, neuron].float().numpy()
-
-    def block(self, layer_pos: int) -> np.ndarray:
-        return self._t[layer_pos].float().numpy()
+def _detached(arr: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """A copy when ``arr`` views the memory map (float32): a prompt's rows or a neuron's column
+    that a caller keeps must not keep the shard's file open."""
+    return arr.copy() if np.may_share_memory(arr, raw) else arr
 
 
 @dataclass(frozen=True)
@@ -143,7 +138,6 @@ class Run:
             _prompt_record(i, p) for i, p in enumerate(manifest["prompts"])
         ]
         self._by_id = {p.probe_id: p.index for p in self.prompts}
-        self._sources: dict[int, _Source] = {}
 
     # -- metadata --------------------------------------------------------------------------
     @property
@@ -238,18 +232,28 @@ class Run:
 
 
 class _ShardedRun(Run):
+    """Shards open lazily; at most :data:`MAX_OPEN_SHARDS` stay mapped (each holds a file
+    descriptor), the least recently used closing first, so a run of thousands of shards never
+    meets ``Too many open files``."""
+
     def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
         super().__init__(run_dir, manifest)
         self._shards: list[dict[str, Any]] = manifest.get("shards", [])
+        self._open: OrderedDict[int, _ShardSource] = OrderedDict()
         for i, p in enumerate(manifest["prompts"]):
             if "shard" not in p or "shard_offset" not in p:
                 raise RunFormatError(f"prompt {i} of {run_dir} has no shard location")
 
     def _source(self, shard: int) -> _Source:
-        if shard not in self._sources:
-            name = self._shards[shard]["file"]
-            self._sources[shard] = _ShardSource(self.run_dir / ACTIVATIONS_DIR / name, self.layers)
-        return self._sources[shard]
+        src = self._open.get(shard)
+        if src is not None:
+            self._open.move_to_end(shard)
+            return src
+        name = self._shards[shard]["file"]
+        src = self._open[shard] = _ShardSource(self.run_dir / ACTIVATIONS_DIR / name, self.layers)
+        while len(self._open) > MAX_OPEN_SHARDS:
+            self._open.popitem(last=False)  # its memmap closes once no array views it
+        return src
 
     def _location(self, index: int) -> tuple[_Source, int]:
         p = self.manifest["prompts"][index]
@@ -268,43 +272,6 @@ class _ShardedRun(Run):
                 [int(self.manifest["prompts"][i]["shard_offset"]) for i in idx],
                 [self.prompts[i].seq_len for i in idx],
             )
-
-
-class _LegacyRun(Run):
-    def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
-        super().__init__(run_dir, manifest)
-        self._tensors: dict[str, Any] | None = None
-
-    def _load(self) -> dict[str, Any]:
-        if self._tensors is None:
-            import torch  # only prototype runs need torch to read
-
-            path = self.run_dir / str(self.manifest.get("activations_file", LEGACY_FILE))
-            if not path.is_file():
-                raise IncompleteRunError(f"{path} is missing: copy the whole run folder")
-            try:
-                self._tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception as e:
-                raise RunFormatError(
-                    f"{path} is not a plain tensor dict ({type(e).__name__}); refusing to "
-                    "unpickle arbitrary objects"
-                ) from None
-        return self._tensors
-
-    def _location(self, index: int) -> tuple[_Source, int]:
-        if index not in self._sources:
-            p = self.manifest["prompts"][index]
-            key = p.get("activation_tensor_key", p["probe_id"])
-            tensors = self._load()
-            if key not in tensors:
-                raise RunFormatError(f"activations.pt has no tensor {key!r} for prompt {index}")
-            self._sources[index] = _LegacySource(tensors[key])
-        return self._sources[index], 0
-
-    def iter_blocks(self) -> Iterator[Block]:
-        for i, p in enumerate(self.prompts):
-            src, _ = self._location(i)
-            yield Block(self, src, [i], [0], [p.seq_len])
 
 
 def _prompt_record(i: int, p: dict[str, Any]) -> PromptRecord:
@@ -342,6 +309,8 @@ def open_run(run_dir: str | Path, allow_incomplete: bool = False) -> Run:
     path = Path(run_dir)
     manifest = read_manifest(path)
     if int(manifest.get("format_version", 1)) == 1 or "shards" not in manifest:
+        from .legacy import _LegacyRun  # the prototype's activations.pt (needs torch)
+
         return _LegacyRun(path, manifest)
     if not manifest.get("complete", False) and not allow_incomplete:
         raise IncompleteRunError(

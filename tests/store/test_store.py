@@ -96,7 +96,7 @@ def test_resume_refuses_other_inputs(tiny_pair: Any, tmp_path: Path) -> None:
         batch_size=1,
         resume=True,
     )
-    with pytest.raises(RunExistsError, match="other prompts"):
+    with pytest.raises(RunExistsError, match=r"the prompts differ \(run: 4 prompts, now: 2\)"):
         run_dump(other, load=lambda _t: lm)
 
 
