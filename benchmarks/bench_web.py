@@ -77,15 +77,21 @@ def timed(fn: Callable[[], object], repeat: int = 5) -> float:
 
 def app_switches(run_dir: Path, switches: int, limit: int | None) -> tuple[float, list[float]]:
     """First page load, then ``switches`` presses of Next (each a new neuron), in seconds."""
+    from streamlit import config
     from streamlit.testing.v1 import AppTest
 
     from neuron_signatures.web import APP_SCRIPT
 
+    # As `neuron-signatures app` serves it: on localhost, where any run folder opens (with no
+    # address, the page would only open folders under the current one).
+    config.set_option("server.address", "localhost")
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     at.query_params["run_dir"] = str(run_dir)
     t = time.perf_counter()
     at.run()
     first = time.perf_counter() - t
+    if at.error:
+        raise RuntimeError(at.error[0].value)
     if limit is not None:
         at.number_input(key="hm_limit").set_value(limit).run()
     times = []

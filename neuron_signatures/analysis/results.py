@@ -6,7 +6,8 @@ Everything lives in ``<run_dir>/analysis/`` (or a chosen folder):
 * ``influence_<pid>_<metric>_<target_mode>_pos<P>_tok<T>.json`` (+ ``.csv``, ``_meta.json``):
   the influence ranking of one prompt (``kind: influence``)
 * ``write_scores_<...>.json``: tokens each neuron's output direction promotes / suppresses
-* ``signatures_<...>.json``: per-neuron signature class and name
+* ``signatures_<...>.json``: per-neuron signature class and name (and, when checked, whether the
+  write scores agree with a Say X reading)
 
 Each JSON holds ``format_version``, ``kind`` and a ``neurons`` (or ``records``) list of dicts with
 at least ``layer`` and ``neuron``. Readers here are torch-free so the UIs can use them.
@@ -15,9 +16,12 @@ at least ``layer`` and ``neuron``. Readers here are torch-free so the UIs can us
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..tokens import token_display
 
 ANALYSIS_DIR = "analysis"
 RESULTS_FORMAT_VERSION = 1
@@ -166,19 +170,80 @@ def load_write_scores(
     return out
 
 
-def load_signatures(folder: str | Path) -> dict[tuple[int, int], dict]:
-    """``{(layer, neuron): signature dict}`` from every ``signatures_*.json`` (newest wins)."""
+SIGNATURES_FILE = "signatures_file"  # key added to each loaded record: the file it came from
+
+
+def signature_files(folder: str | Path) -> list[Path]:
+    """Every ``signatures_*.json`` of a folder (``_meta`` files left out), newest first."""
     d = Path(folder)
-    out: dict[tuple[int, int], dict] = {}
     if not d.is_dir():
-        return out
-    for p in sorted(d.glob("signatures_*.json"), key=lambda p: p.stat().st_mtime):
-        if p.name.endswith("_meta.json"):
-            continue
-        data = _read_json(p)
-        for r in _rows(data or {}):
-            out[(int(r["layer"]), int(r["neuron"]))] = r
+        return []
+    files = [p for p in d.glob("signatures_*.json") if not p.name.endswith("_meta.json")]
+    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
+def load_signatures(
+    folder: str | Path, file: str | Path | None = None
+) -> dict[tuple[int, int], dict]:
+    """``{(layer, neuron): signature dict}``; each dict names its file under ``signatures_file``.
+
+    With ``file`` (a name in ``folder`` or a path) only that file is read; otherwise every
+    ``signatures_*.json``, the newest file winning for a neuron listed in several.
+    """
+    if file is not None:
+        path = Path(file) if Path(file).parent != Path(".") else Path(folder) / file
+        files = [path]
+    else:
+        files = signature_files(folder)[::-1]  # oldest first: later files overwrite
+    out: dict[tuple[int, int], dict] = {}
+    for p in files:
+        for r in _rows(_read_json(p) or {}):
+            out[(int(r["layer"]), int(r["neuron"]))] = {**r, SIGNATURES_FILE: p.name}
     return out
+
+
+@dataclass(frozen=True)
+class SayXCheck:
+    """Whether a Say X neuron's output direction promotes its target token (from write scores).
+
+    Attributes:
+        token: the Say X target token (``say_x_token``).
+        write_rank: the token's rank among the vocabulary by write score (1 = most promoted), or
+            None when write scores were not checked.
+        agrees: True when the write scores support the Say X reading, False when they contradict
+            it, None when not checked.
+    """
+
+    token: str
+    write_rank: int | None
+    agrees: bool | None
+
+    def describe(self, show: Callable[[str], str] = token_display) -> str:
+        """E.g. ``Say ' Austin' · write scores: promoted #3 ✓`` (``show`` renders the token)."""
+        head = f"Say '{show(self.token)}' · write scores: "
+        if self.write_rank is None or self.agrees is None:
+            rank = "" if self.write_rank is None else f" (rank {self.write_rank:,})"
+            return head + "not checked" + rank
+        if self.agrees:
+            return head + f"promoted #{self.write_rank:,} ✓"
+        return head + f"rank {self.write_rank:,} ✗"
+
+
+def say_x_check(sig: dict[str, Any] | None) -> SayXCheck | None:
+    """The Say X write-score check of a signature record; None when it names no Say X token.
+
+    Reads ``say_x_token``, ``say_x_write_rank`` and ``say_x_write_agrees`` with ``.get`` so files
+    written before these fields existed still load.
+    """
+    token = (sig or {}).get("say_x_token")
+    if not isinstance(token, str) or not token:
+        return None
+    rank, agrees = sig.get("say_x_write_rank"), sig.get("say_x_write_agrees")  # type: ignore[union-attr]
+    try:
+        rank = None if rank is None else int(rank)
+    except (TypeError, ValueError):
+        rank = None
+    return SayXCheck(token, rank, agrees if isinstance(agrees, bool) else None)
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -22,7 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--layer", type=int, default=None, help="first layer (default: the first captured layer)"
     )
-    p.add_argument("--neuron", type=int, default=0, help="first neuron (default 0)")
+    p.add_argument(
+        "--neuron",
+        default="0",
+        help="first neuron: an index in --layer (default 0), or L17/N1152 or 17:1152 (any layer)",
+    )
     p.add_argument("--ctx_idx", type=int, default=0, help="first token position (default 0)")
     p.add_argument(
         "--window",
@@ -51,16 +55,31 @@ def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from ..tui import BrowserApp, BrowserState
 
     run = open_run(args.run_dir)
+    layer, neuron = _first_neuron(str(args.neuron), args.layer, run.n_layers, run.d_mlp)
     state = BrowserState(
         run,
         prompt=args.prompt_idx,
-        layer=args.layer,
-        neuron=args.neuron,
+        layer=layer,
+        neuron=neuron,
         ctx_idx=args.ctx_idx,
         window=args.window,
         show_all=args.all_tokens,
     )
     return BrowserApp(state)
+
+
+def _first_neuron(
+    text: str, layer: int | None, n_layers: int, d_mlp: int
+) -> tuple[int | None, int]:
+    """``--neuron`` as ``(layer, index)``: a bare index keeps ``--layer``; ``L17/N1152`` sets it."""
+    from ..neurons import parse_neuron
+
+    if text.strip().lstrip("+-").isdigit():
+        return layer, int(text)
+    nid = parse_neuron(text, n_layers, d_mlp, what="--neuron")
+    if layer is not None and layer != nid.layer:
+        raise BadArgumentError(f"--neuron {text} is in layer {nid.layer} but --layer is {layer}")
+    return nid.layer, nid.index
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -49,6 +49,7 @@ KEYS: tuple[Key, ...] = (
     Key("}", "}", "ranked(1)", "next neuron of the ranking", "Ranked"),
     Key("{", "{", "ranked(-1)", "previous neuron of the ranking", "Ranked"),
     Key("r", "r", "next_ranking", "show the next ranking file", "Ranked"),
+    Key("s", "s", "next_signatures", "signatures: all files (newest wins) / each", "Ranked"),
     Key("escape", "Esc", "leave_panel", "leave the ranked panel / close a dialog", "Other"),
     Key("question_mark", "?", "help", "this help", "Other", "help"),
     Key("q", "q", "quit", "quit", "Other", "quit"),

@@ -1,7 +1,9 @@
 """The ranked-neurons side panel's model: which ranking file is shown and which row is current.
 
 Rankings come from :func:`neuron_signatures.analysis.results.list_rankings` (``top_neurons.json``,
-influence files, signatures); signatures also label the current neuron. Pure Python, no Textual.
+influence files, signatures); signatures also label the current neuron, read from every
+``signatures_*.json`` (newest wins) or from one file picked with
+:meth:`RankingCursor.cycle_signatures`. Pure Python, no Textual.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.results import (
+    SIGNATURES_FILE,
     RankedNeuron,
     Ranking,
+    SayXCheck,
     analysis_dir,
     list_rankings,
     load_signatures,
+    say_x_check,
+    signature_files,
 )
 
 
@@ -35,10 +41,17 @@ class RankingCursor:
     """
 
     def __init__(
-        self, rankings: list[Ranking], signatures: dict[tuple[int, int], dict] | None = None
+        self,
+        rankings: list[Ranking],
+        signatures: dict[tuple[int, int], dict] | None = None,
+        folder: Path | None = None,
     ) -> None:
         self.rankings = rankings
         self.signatures = signatures or {}
+        self.folder = folder
+        # signatures_*.json of the folder, newest first; ``sig_which`` -1 means all of them merged
+        self.signature_files = signature_files(folder) if folder is not None else []
+        self.sig_which = -1
         self.which = 0
         self.row = -1
         self._index: dict[tuple[int, int], int] | None = None
@@ -47,7 +60,25 @@ class RankingCursor:
     def load(cls, run_dir: str | Path) -> RankingCursor:
         """Read every ranking and signature file of ``<run_dir>/analysis`` (missing: empty)."""
         folder = analysis_dir(run_dir)
-        return cls(list_rankings(folder), load_signatures(folder))
+        return cls(list_rankings(folder), load_signatures(folder), folder)
+
+    @property
+    def signatures_source(self) -> str:
+        """Which signatures are used: ``all N files (newest wins)`` or one file's name."""
+        if self.sig_which < 0:
+            n = len(self.signature_files)
+            return "all files (newest wins)" if n != 1 else self.signature_files[0].name
+        return self.signature_files[self.sig_which].name
+
+    def cycle_signatures(self) -> str | None:
+        """Use the next signatures file: all merged, then each file, newest first; None if none."""
+        if not self.signature_files or self.folder is None:
+            return None
+        n = len(self.signature_files)
+        self.sig_which = (self.sig_which + 2) % (n + 1) - 1  # -1, 0, .., n-1, -1, ...
+        file = None if self.sig_which < 0 else self.signature_files[self.sig_which]
+        self.signatures = load_signatures(self.folder, file)
+        return self.signatures_source
 
     @property
     def ranking(self) -> Ranking | None:
@@ -101,5 +132,14 @@ class RankingCursor:
         sig = self.signatures.get((layer, neuron))
         if not sig:
             return None
-        text = f"{sig.get('class', '')}: {sig.get('name', '')}".strip(": ")
+        text = f"{sig.get('class') or ''}: {sig.get('name') or ''}".strip(": ")
         return text or None
+
+    def signature_file(self, layer: int, neuron: int) -> str | None:
+        """The file the neuron's signature was read from, or None."""
+        sig = self.signatures.get((layer, neuron))
+        return str(sig[SIGNATURES_FILE]) if sig and SIGNATURES_FILE in sig else None
+
+    def say_x(self, layer: int, neuron: int) -> SayXCheck | None:
+        """The Say X write-score check of the neuron's signature, when it has one."""
+        return say_x_check(self.signatures.get((layer, neuron)))

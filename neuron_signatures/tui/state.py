@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BadArgumentError
+from ..neurons import NeuronId, parse_neuron
 from ..store import PromptRecord, Run
 
 _CACHE_SIZE = 64
@@ -201,12 +202,26 @@ class BrowserState:
 
     # -- parsing dialog input --------------------------------------------------------------
     def parse_layer(self, text: str) -> int:
+        """A layer typed in the dialog: ``3`` or ``L3``."""
+        text = text.strip()
+        if text[:1] in ("L", "l") and text[1:].strip().isdigit():
+            text = text[1:]
         value = parse_int(text, "layer", 0, self.run.n_layers - 1)
         self.run.layer_pos(value)  # raises for a layer the run did not capture
         return value
 
-    def parse_neuron(self, text: str) -> int:
-        return parse_int(text, "neuron", 0, self.run.d_mlp - 1)
+    def parse_neuron(self, text: str) -> NeuronId:
+        """A neuron typed in the go-to dialog: ``42`` (in the current layer), ``L17/N1152``,
+        ``17:1152`` or ``17/1152`` (any captured layer)."""
+        if text.strip().lstrip("+-").isdigit():
+            return NeuronId(self.layer, parse_int(text, "neuron", 0, self.run.d_mlp - 1))
+        nid = parse_neuron(text, self.run.n_layers, self.run.d_mlp)
+        self.run.layer_pos(nid.layer)  # raises for a layer the run did not capture
+        return nid
+
+    def goto(self, nid: NeuronId) -> None:
+        """Show neuron ``nid`` (layer and index), on the same prompt and token."""
+        self.jump(nid.layer, nid.index)
 
     def parse_ctx(self, text: str) -> int:
         return parse_int(text, "ctx_idx", 0, self.seq_len - 1)

@@ -1,8 +1,10 @@
 """The Streamlit script: ``streamlit run neuron_signatures/web/app.py -- --run_dir R``.
 
 ``neuron-signatures app --run_dir R`` starts it. Script arguments (after ``--``): ``--run_dir`` and
-``--runs_root``; a ``?run_dir=`` query parameter overrides ``--run_dir``. The page reads runs and
-analysis files only through the library (store reader, analysis results) and never imports torch.
+``--runs_root`` (default: the current folder); a ``?run_dir=`` query parameter overrides
+``--run_dir`` and ``?layer=&neuron=`` picks the neuron. When the server listens on a non-local
+address, only folders under ``--runs_root`` open. The page reads runs and analysis files only
+through the library (store reader, analysis results) and never imports torch.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if str(_HERE.parents[1]) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from neuron_signatures.errors import NeuronSignaturesError  # noqa: E402
-from neuron_signatures.web import panels, sidebar  # noqa: E402
+from neuron_signatures.web import panels, settings, sidebar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Script arguments; anything unknown (e.g. a test runner's own flags) is ignored."""
     p = argparse.ArgumentParser(prog="neuron-signatures app", allow_abbrev=False, add_help=False)
     p.add_argument("--run_dir", default=None)
-    p.add_argument("--runs_root", default="runs")
+    p.add_argument("--runs_root", default=".")
     args, _ = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     return args
 
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     try:
         sel = sidebar.select_neuron(view, analysis, top_k)
-        cfg, order, limit = sidebar.heatmap_settings(run.n_prompts)
+        cfg, order, limit = settings.heatmap_settings(run.n_prompts)
         panels.render_page(view, analysis, sel, cfg, order, limit)
     except NeuronSignaturesError as e:
         st.error(str(e))

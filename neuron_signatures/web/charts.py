@@ -1,7 +1,8 @@
 """Plotly figures of the web app: activation lines per prompt and the influence distribution.
 
-Figures are built from plain dicts (no per-trace validation cost) and every hover label escapes the
-token text, since plotly renders a subset of HTML in hover labels.
+Figures are built from plain dicts (no per-trace validation cost). Plotly renders a subset of HTML
+(``<b>``, ``<br>``, ``<a>``...) in titles, legend entries and hover labels, so every prompt id and
+token placed in one goes through :func:`plotly_text`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .heatmap import escape, token_label
+from ..tokens import token_display
 from .selection import InfluenceTable
 
 CHART_KINDS = ("layer_scatter", "act_vs_inf", "rank_bars")
@@ -19,12 +20,18 @@ MAX_TRACES = 30  # more prompts than this share one trace
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
+def plotly_text(text: object) -> str:
+    """Text shown as typed in a plotly title, legend or hover label: ``&``, ``<`` and ``>`` become
+    entities plotly decodes (``html.escape``'s ``&quot;`` is not one of them: it would show)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _hover(
     prompt_id: str, tokens: Sequence[str], token_ids: Sequence[int], values: np.ndarray
 ) -> list[str]:
-    pid = escape(prompt_id)
+    pid = plotly_text(prompt_id)
     return [
-        f"prompt={pid}<br>ctx_idx={i}<br>token_id={tid}<br>token={token_label(str(t))}"
+        f"prompt={pid}<br>ctx_idx={i}<br>token_id={tid}<br>token={plotly_text(token_display(t))}"
         f"<br>act={v:+.6f}"
         for i, (t, tid, v) in enumerate(zip(tokens, token_ids, values.tolist(), strict=True))
     ]
@@ -39,7 +46,7 @@ def line_trace(
         "x": np.arange(len(values)),
         "y": np.asarray(values, dtype=np.float64),
         "mode": mode,
-        "name": prompt_id,
+        "name": plotly_text(prompt_id),
         "hovertext": _hover(prompt_id, tokens, token_ids, np.asarray(values)),
         "hoverinfo": "text",
     }
@@ -69,7 +76,7 @@ def overlay_figure(traces: list[dict], title: str) -> go.Figure:
     data = traces if len(traces) <= MAX_TRACES else [merged_trace(traces)]
     fig = go.Figure(data=data)
     fig.update_layout(
-        title=title,
+        title=plotly_text(title),
         xaxis_title="ctx_idx",
         yaxis_title="activation (hook_post)",
         height=420,
@@ -85,7 +92,7 @@ def prompt_figure(
     """The selected prompt only, with markers."""
     fig = go.Figure(data=[line_trace(prompt_id, tokens, token_ids, values, "lines+markers")])
     fig.update_layout(
-        title=f"Activation vs ctx_idx ({prompt_id})",
+        title=f"Activation vs ctx_idx ({plotly_text(prompt_id)})",
         xaxis_title="ctx_idx",
         yaxis_title="activation (hook_post)",
         height=420,

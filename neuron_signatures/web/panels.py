@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..analysis.results import SIGNATURES_FILE, say_x_check
 from ..tokens import token_display
 from . import charts
 from .heatmap import (
@@ -119,7 +120,7 @@ def neuron_card(view: RunView, analysis: Analysis, sel: Selection, peaks: Prompt
         c = sel.candidate
         if sel.mode == INFLUENCE and c is not None:
             _influence_lines(c.rank, c.fields)
-        signature_block(analysis.signatures.get((sel.layer, sel.neuron)))
+        signature_block(analysis.signatures_in(sel.signatures_file).get((sel.layer, sel.neuron)))
         ws, note = analysis.write_scores(sel.layer, sel.neuron, sel.source)
         if ws:
             chips = write_scores_html(ws)
@@ -180,12 +181,18 @@ def _explicit(ws: dict) -> None:
 
 
 def signature_block(sig: dict[str, Any] | None) -> None:
-    """The neuron's signature (class, name, reasons, per-probe peaks) when one was computed."""
+    """The neuron's signature (class, name, its file, the Say X write-score check, reasons,
+    per-probe peaks) when one was computed."""
     if not sig:
         return
+    source = sig.get(SIGNATURES_FILE)
+    check = say_x_check(sig)
     st.html(
-        f'<div class="nsh-signature"><b>signature</b>: {escape(sig.get("class", "?"))}'
-        f" - {escape(sig.get('name', ''))}</div>"
+        f'<div class="nsh-signature"><b>signature</b>: {escape(sig.get("class") or "?")}'
+        f" - {escape(sig.get('name') or '')}"
+        + (f' <small style="color:#666">· from {escape(source)}</small>' if source else "")
+        + "</div>"
+        + (f'<div class="nsh-say-x">{escape(check.describe())}</div>' if check else "")
     )
     reasons = sig.get("reasons")
     if reasons:

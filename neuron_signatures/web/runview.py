@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.results import Ranking, list_rankings, load_signatures, load_write_scores
+from ..analysis.results import (
+    Ranking,
+    list_rankings,
+    load_signatures,
+    load_write_scores,
+    signature_files,
+)
 from ..store import Run, open_run
 from .heatmap import segment_max
 
@@ -132,7 +138,9 @@ class Analysis:
     peaks: list[Ranking] = field(default_factory=list)
     influence: list[Ranking] = field(default_factory=list)
     signatures: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    signature_files: list[str] = field(default_factory=list)  # newest first
     _ws: dict[str, dict[tuple[int, int], dict]] = field(default_factory=dict, repr=False)
+    _sigs: dict[str, dict[tuple[int, int], dict]] = field(default_factory=dict, repr=False)
     _peak_rows: dict[tuple[int, int], dict[str, Any]] | None = field(default=None, repr=False)
 
     def write_scores(self, layer: int, neuron: int, source: Path | None) -> tuple[dict | None, str]:
@@ -157,6 +165,15 @@ class Analysis:
             self._ws[tag] = load_write_scores(self.folder, match=match)
         return self._ws[tag]
 
+    def signatures_in(self, file: str | None) -> dict[tuple[int, int], dict[str, Any]]:
+        """The signatures of one ``signatures_*.json`` (by name), or of all of them (``None``:
+        the newest file wins); each record names its file under ``signatures_file``."""
+        if not file:
+            return self.signatures
+        if file not in self._sigs:
+            self._sigs[file] = load_signatures(self.folder, file)
+        return self._sigs[file]
+
     def peak_row(self, layer: int, neuron: int) -> dict[str, Any] | None:
         """The neuron's row in the first peaks ranking that lists it."""
         if self._peak_rows is None:
@@ -177,6 +194,7 @@ def load_analysis(folder: str | Path) -> Analysis:
         peaks=[r for r in rankings if r.kind == "top_neurons"],
         influence=[r for r in rankings if r.kind == "influence"],
         signatures=load_signatures(d),
+        signature_files=[p.name for p in signature_files(d)],
     )
 
 

@@ -1,7 +1,9 @@
-"""The sidebar: run and analysis folders, the neuron selection modes, navigation, display settings.
+"""The sidebar: run and analysis folders, the neuron selection modes, navigation, signatures file.
 
 Widget state lives in ``st.session_state``; buttons and chart selections change it in the callbacks
-of :mod:`state`. A widget's state is only written here before that widget is drawn.
+of :mod:`state`. A widget's state is only written here before that widget is drawn. The neuron on
+screen is mirrored in the page URL (``?layer=&neuron=``), which also picks the neuron on load; the
+heatmap settings are in :mod:`settings`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import streamlit as st
 
 from ..analysis.results import analysis_dir
 from ..errors import NeuronSignaturesError
+from .access import check_inside, is_local_address
 from .cache import get_analysis, get_influence_table, get_view
-from .heatmap import NORMALIZATIONS, HeatmapConfig
 from .runview import Analysis, RunView, discover_runs
 from .selection import (
     INFLUENCE,
@@ -36,7 +38,7 @@ from .selection import (
     metric_bounds,
     peaks_candidates,
 )
-from .state import copy_run_pick, navigate
+from .state import copy_run_pick, goto_typed, navigate, read_url, write_url
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Selection:
     source: Path | None = None  # the ranking file of the candidates
     table: InfluenceTable | None = None
     kept: np.ndarray | None = None
+    signatures_file: str | None = None  # None: every signatures_*.json, the newest winning
 
     @property
     def candidate(self) -> Candidate | None:
@@ -72,8 +75,17 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
     """Draw the folder inputs and open the run; on failure show why and return None."""
     sb, ss = st.sidebar, st.session_state
     sb.header("Run")
-    ss.setdefault("runs_root", args.runs_root)
-    sb.text_input("runs root", key="runs_root", help="folder searched for run folders")
+    # Reachable from other machines: only folders under --runs_root open, and it cannot change.
+    root = None if is_local_address(st.get_option("server.address")) else str(args.runs_root)
+    if root is not None or "runs_root" not in ss:
+        ss["runs_root"] = str(args.runs_root)
+    sb.text_input(
+        "runs root",
+        key="runs_root",
+        disabled=root is not None,
+        help="folder searched for run folders"
+        + (" (fixed: the app listens on a non-local address)" if root is not None else ""),
+    )
     runs = discover_runs(ss["runs_root"])
     if "run_dir" not in ss:
         ss["run_dir"] = initial_run_dir(args, dict(st.query_params), runs)
@@ -90,6 +102,8 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
     if not run_dir:
         st.info("Pick a run folder in the sidebar, or type its path in run_dir.")
         return None
+    if not _allowed(run_dir, root, "run_dir"):
+        return None
     view = _open_view(run_dir)
     if view is None:
         return None
@@ -97,6 +111,8 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
         ss["analysis_dir"] = str(analysis_dir(run_dir))
         ss["_analysis_for"] = run_dir
     sb.text_input("analysis_dir", key="analysis_dir", help="rankings, write scores, signatures")
+    if not _allowed(str(ss["analysis_dir"]), root, "analysis_dir"):
+        return None
     top_k = sb.number_input(
         "top_k_limit",
         min_value=1,
@@ -107,6 +123,18 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
         help="longest candidate list",
     )
     return view, get_analysis(str(ss["analysis_dir"])), int(top_k)
+
+
+def _allowed(folder: str, root: str | None, what: str) -> bool:
+    """True unless the app is exposed (``root`` set) and ``folder`` is outside it (error shown)."""
+    if root is None:
+        return True
+    try:
+        check_inside(folder, root, what)
+    except NeuronSignaturesError as e:
+        st.error(str(e))
+        return False
+    return True
 
 
 def _open_view(run_dir: str) -> RunView | None:
@@ -126,9 +154,19 @@ def _open_view(run_dir: str) -> RunView | None:
 
 # -- neuron selection ----------------------------------------------------------------------------
 def select_neuron(view: RunView, analysis: Analysis, top_k: int) -> Selection:
-    """Navigation buttons, the mode and its inputs; returns the neuron to show."""
+    """Navigation buttons, the "go to" box, the mode and its inputs; returns the neuron to show.
+
+    A neuron asked for by name (``_goto``: the box, or the URL on load) is selected in the current
+    list when it is there; otherwise the page switches to manual mode to show it.
+    """
     sb, ss = st.sidebar, st.session_state
+    run = view.run
+    ss["_layers"], ss["_n_layers"], ss["_d_mlp"] = run.layers, run.n_layers, run.d_mlp
+    read_url()
+    goto = ss.get("_goto")
     modes = available_modes(bool(analysis.peaks), bool(analysis.influence))
+    if goto and ss.pop("_goto_manual", False):
+        ss["mode"] = MANUAL
     if ss.get("mode") not in modes:
         ss["mode"] = default_mode(modes)
     sb.header("Neuron")
@@ -142,6 +180,15 @@ def select_neuron(view: RunView, analysis: Analysis, top_k: int) -> Selection:
             width="stretch",
             help=f"move {delta:+d} in the current list (manual: through all neurons)",
         )
+    sb.text_input(
+        "go to neuron",
+        key="goto_text",
+        on_change=goto_typed,
+        placeholder="L17/N1152 or 17:1152",
+        help="any neuron of the run, as L17/N1152, 17:1152 or 17/1152 (Enter to go)",
+    )
+    if ss.get("_goto_error"):
+        sb.error(ss.pop("_goto_error"))  # shown once, after the typing that caused it
     mode = sb.selectbox("selection_mode", modes, key="mode")
     if mode == PEAKS:
         sel = _peaks(analysis, top_k)
@@ -149,19 +196,48 @@ def select_neuron(view: RunView, analysis: Analysis, top_k: int) -> Selection:
         sel = _influence(analysis, top_k)
     else:
         sel = Selection(MANUAL, 0, 0)
-    ss["_n_cand"], ss["_layers"], ss["_d_mlp"] = (
-        len(sel.candidates),
-        view.run.layers,
-        view.run.d_mlp,
-    )
+    ss["_n_cand"] = len(sel.candidates)
     if sel.candidates:
-        _pick_candidate(sel, (mode, str(sel.source)))
+        source_tag = (mode, str(sel.source))
+        if goto:
+            found = index_of(sel.candidates, *goto)
+            if found is None:  # not in this list: show it in manual mode
+                ss["_goto_manual"] = True
+                st.rerun()
+            ss["cand_pick"], ss["_cand_src"] = found, source_tag
+            del ss["_goto"]
+        _pick_candidate(sel, source_tag)
     else:
         if mode != MANUAL:
             sb.warning("No neuron in this list: widen the filter. Showing the manual choice.")
+        if goto:
+            ss["layer_in"], ss["neuron_in"] = goto
+            del ss["_goto"]
         sel.layer, sel.neuron = _manual(view)
     ss["_sel"] = (sel.layer, sel.neuron)
+    write_url(sel.layer, sel.neuron)
+    sel.signatures_file = _signatures_source(analysis)
     return sel
+
+
+def _signatures_source(analysis: Analysis) -> str | None:
+    """Which ``signatures_*.json`` the card reads: all of them (newest wins) or one file."""
+    ss = st.session_state
+    files = analysis.signature_files
+    if not files:
+        return None
+    options = ["", *files]
+    if ss.get("sig_file") not in options:
+        ss["sig_file"] = ""
+    every = f"all {len(files)} file{'s' if len(files) > 1 else ''} (newest wins)"
+    picked = st.sidebar.selectbox(
+        "signatures file",
+        options,
+        key="sig_file",
+        format_func=lambda f: f or every,
+        help="which signatures_*.json names the neuron; with all, the newest file listing it wins",
+    )
+    return picked or None
 
 
 def _pick_candidate(sel: Selection, source_tag: tuple[str, str]) -> None:
@@ -233,44 +309,3 @@ def _influence(analysis: Analysis, top_k: int) -> Selection:
     return Selection(
         INFLUENCE, 0, 0, cands, source=ranking.path, table=table, kept=kept[: len(cands)]
     )
-
-
-# -- display settings ----------------------------------------------------------------------------
-def heatmap_settings(n_prompts: int) -> tuple[HeatmapConfig, str, int]:
-    """Heatmap controls (applied to every heatmap); returns the config, prompt order and limit."""
-    with st.sidebar.expander("Heatmap settings", expanded=False):
-        cfg = HeatmapConfig(
-            tokens_per_row=int(st.number_input("tokens_per_row", 5, 500, 50, 5, key="hm_tpr")),
-            show_values=st.checkbox("values on tokens", True, key="hm_values"),
-            exclude_bos=st.checkbox(
-                "exclude BOS from max (and hide it in charts)", True, key="hm_bos"
-            ),
-            normalization=st.selectbox("normalization", NORMALIZATIONS, key="hm_norm"),
-            value_decimals=int(st.number_input("decimals", 0, 6, 2, 1, key="hm_dec")),
-            minimum_threshold=float(
-                st.number_input(
-                    "minimum_threshold", 0.0, 1e6, 5e-5, 1e-5, format="%.6f", key="hm_thr"
-                )
-            ),
-            minimum_opacity=float(
-                st.number_input("minimum_opacity", 0.0, 1.0, 0.05, 0.01, key="hm_minop")
-            ),
-            compact=st.checkbox("compact view", True, key="hm_compact"),
-        )
-        order = st.selectbox(
-            "stacked prompt order",
-            ["run", "peak"],
-            key="hm_order",
-            format_func=lambda o: "run order" if o == "run" else "peak |act| desc",
-        )
-        if int(st.session_state.get("hm_limit", 1)) > n_prompts:  # a smaller run was opened
-            del st.session_state["hm_limit"]
-        limit = st.number_input(
-            "prompts shown (overlay, stacked)",
-            1,
-            max(1, n_prompts),
-            min(50, max(1, n_prompts)),
-            10,
-            key="hm_limit",
-        )
-    return cfg, str(order), int(limit)

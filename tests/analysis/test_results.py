@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from neuron_signatures.analysis.results import list_rankings, load_signatures, load_write_scores
+import pytest
+
+from neuron_signatures.analysis.results import (
+    SIGNATURES_FILE,
+    list_rankings,
+    load_signatures,
+    load_write_scores,
+    say_x_check,
+    signature_files,
+)
 
 
 def write(path: Path, obj: dict) -> None:
@@ -79,3 +88,47 @@ def test_write_scores_match_the_selected_influence_file(tmp_path: Path) -> None:
     assert set(load_write_scores(tmp_path, match="influence_a.json")) == {(0, 1)}
     assert load_write_scores(tmp_path, match="influence_c.json") == {}
     assert load_write_scores(tmp_path / "missing") == {}
+
+
+def test_signatures_name_their_file_and_one_file_can_be_picked(tmp_path: Path) -> None:
+    import os
+
+    def sig(name: str, cls: str, age: float) -> None:
+        p = tmp_path / f"signatures_{name}.json"
+        write(p, {"kind": "signatures", "neurons": [{"layer": 1, "neuron": 4, "class": cls}]})
+        os.utime(p, (p.stat().st_mtime - age,) * 2)
+
+    sig("b_old", "semantic", 100)
+    sig("a_new", "say_x", 0)
+    write(tmp_path / "signatures_a_new_meta.json", {"kind": "signatures_meta"})
+    assert [p.name for p in signature_files(tmp_path)] == ["signatures_a_new.json",
+                                                          "signatures_b_old.json"]  # fmt: skip
+    merged = load_signatures(tmp_path)[(1, 4)]
+    assert merged["class"] == "say_x" and merged[SIGNATURES_FILE] == "signatures_a_new.json"
+    one = load_signatures(tmp_path, "signatures_b_old.json")[(1, 4)]
+    assert one["class"] == "semantic" and one[SIGNATURES_FILE] == "signatures_b_old.json"
+    assert load_signatures(tmp_path, tmp_path / "signatures_a_new.json")[(1, 4)]["class"] == "say_x"
+    assert signature_files(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"say_x_write_rank": 3, "say_x_write_agrees": True},
+         "Say ' Austin' · write scores: promoted #3 ✓"),
+        ({"say_x_write_rank": 41233, "say_x_write_agrees": False},
+         "Say ' Austin' · write scores: rank 41,233 ✗"),
+        ({"say_x_write_rank": None, "say_x_write_agrees": None},
+         "Say ' Austin' · write scores: not checked"),
+        ({}, "Say ' Austin' · write scores: not checked"),  # written before the check existed
+    ],
+)  # fmt: skip
+def test_say_x_check(fields: dict, text: str) -> None:
+    check = say_x_check({"class": "say_x", "say_x_token": "▁Austin", **fields})
+    assert check is not None and check.describe() == text
+
+
+def test_say_x_check_absent() -> None:
+    assert say_x_check(None) is None
+    assert say_x_check({"class": "semantic"}) is None
+    assert say_x_check({"say_x_token": None, "say_x_write_rank": 2}) is None

@@ -135,7 +135,8 @@ def _fill(app: BrowserApp, text: str) -> None:
 
 DIALOG_CASES = [
     ("g", "300", "neuron 300 is out of range: type 0..255", "42", "neuron", 42),
-    ("g", "abc", "'abc' is not a whole number", "0", "neuron", 0),
+    ("g", "abc", "'abc' is not a neuron id", "0", "neuron", 0),
+    ("g", "L9/N1", "layer 9 is out of range", "L0/N3", "neuron", 3),
     ("l", "7", "layer 7 is out of range: type 0..3", "2", "layer", 2),
     ("l", "", "'' is not a whole number", "1", "layer", 1),
     ("c", "-1", "ctx_idx -1 is out of range", "4", "ctx_idx", 4),
@@ -149,7 +150,7 @@ async def test_goto_dialogs_validate_and_keep_running(synth_run: SynthRun) -> No
         await _type(pilot, "1x")  # typed key by key once
         await pilot.press("enter")
         assert isinstance(app.screen, GoToDialog)
-        assert "'1x' is not a whole number" in app.screen.error
+        assert "'1x' is not a neuron id: type it as L17/N1152" in app.screen.error
         await pilot.press("escape")
         for key, bad, message, good, field, value in DIALOG_CASES:
             before = getattr(app.state, field)
@@ -169,7 +170,7 @@ async def test_goto_dialogs_validate_and_keep_running(synth_run: SynthRun) -> No
             assert getattr(app.state, field) == value
             await pilot.press(key, "9", "escape")  # Escape cancels
             assert not isinstance(app.screen, GoToDialog) and getattr(app.state, field) == value
-        assert f"Layer 1/3 | Neuron 0/{D_MLP - 1}" in header(app)
+        assert f"Layer 1/3 | Neuron 3/{D_MLP - 1}" in header(app)
         assert "Cursor: ctx_idx=4 |" in header(app)
 
 

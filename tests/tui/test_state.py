@@ -11,6 +11,7 @@ import pytest
 
 from neuron_signatures.analysis.results import RankedNeuron, Ranking
 from neuron_signatures.errors import BadArgumentError
+from neuron_signatures.neurons import NeuronId
 from neuron_signatures.store import open_run
 from neuron_signatures.tui.heat import heat_opacity, heat_rgb
 from neuron_signatures.tui.ranking import RankingCursor
@@ -99,11 +100,17 @@ def test_prompt_by_id_or_negative_index(synth_run: SynthRun) -> None:
 
 def test_dialog_parsing_messages(synth_run: SynthRun) -> None:
     state = BrowserState(open_run(synth_run.path))
-    assert state.parse_neuron(" 42 ") == 42
+    assert state.parse_neuron(" 42 ") == NeuronId(0, 42)  # in the current layer
+    assert state.parse_neuron("L3/N7") == state.parse_neuron("3:7") == NeuronId(3, 7)
     with pytest.raises(
-        BadArgumentError, match=re.escape("'x1' is not a whole number: type a neuron 0..255")
+        BadArgumentError, match=re.escape("neuron 300 is out of range: type 0..255")
     ):
+        state.parse_neuron("300")
+    with pytest.raises(BadArgumentError, match=re.escape("'x1' is not a neuron id: type it as")):
         state.parse_neuron("x1")
+    with pytest.raises(BadArgumentError, match="neuron 256 is out of range"):
+        state.parse_neuron("L1/N256")
+    assert state.parse_layer("L2") == 2
     with pytest.raises(BadArgumentError, match=re.escape("layer 9 is out of range: type 0..3")):
         state.parse_layer("9")
     with pytest.raises(BadArgumentError, match="ctx_idx 99 is out of range"):

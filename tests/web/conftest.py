@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,19 @@ def peaks_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bare_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("web") / "bare", analysis="none")
+
+
+@pytest.fixture(autouse=True)
+def server_address() -> Iterator[Callable[[str | None], None]]:
+    """Streamlit's ``server.address`` seen by the page under ``AppTest``: ``localhost`` (any folder
+    opens) unless a test calls the fixture with another address; restored afterwards."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+
+    def set_address(address: str | None) -> None:
+        config.set_option("server.address", address)
+
+    set_address("localhost")
+    yield set_address
+    set_address(before)

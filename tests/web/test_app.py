@@ -266,3 +266,21 @@ def test_no_run_given_lists_runs_root(tmp_path: Path, web_run: Path, bare_run: P
 def test_prototype_entry_point(web_run: Path) -> None:
     script = Path(__file__).resolve().parents[2] / "neuron_signatures" / "eda_streamlit.py"
     assert shown(start(web_run, script)) == (1, 3)
+
+
+def test_chart_titles_and_legends_show_prompt_ids_as_text(tmp_path: Path) -> None:
+    from neuron_signatures.store.build import write_run
+    from tests.web.fixtures import prompts_and_acts
+
+    prompts, acts = prompts_and_acts()
+    prompts[0]["probe_id"], prompts[1]["probe_id"] = "<b>x</b>", "<script>alert(1)</script>"
+    write_run(tmp_path / "run", prompts, acts)
+    at = start(tmp_path / "run")
+    shown(at)
+    specs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    overlay, single = specs["overlay_chart"], specs["prompt_chart"]
+    names = [t.get("name") for t in overlay["data"]]
+    assert "&lt;b&gt;x&lt;/b&gt;" in names and "&lt;script&gt;alert(1)&lt;/script&gt;" in names
+    assert single["layout"]["title"]["text"] == "Activation vs ctx_idx (&lt;b&gt;x&lt;/b&gt;)"
+    for spec in specs.values():
+        assert "<b>x" not in json.dumps(spec) and "<script>" not in json.dumps(spec)

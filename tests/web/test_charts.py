@@ -26,7 +26,24 @@ def test_line_trace_hover_escapes_tokens() -> None:
     assert t["hovertext"][1] == (
         "prompt=p&lt;1&gt;<br>ctx_idx=1<br>token_id=9<br>token= &lt;b&gt;<br>act=-0.500000"
     )
-    assert t["x"].tolist() == [0, 1] and t["name"] == "p<1>"
+    assert t["x"].tolist() == [0, 1] and t["name"] == "p&lt;1&gt;"
+
+
+@pytest.mark.parametrize("pid", ["<b>x</b>", "<script>alert(1)</script>", 'a"b&c <br> d'])
+def test_prompt_ids_show_as_text_in_titles_and_legends(pid: str) -> None:
+    """Plotly renders <b>, <br>, <a>... in titles and legend names: a prompt id must not."""
+    shown = charts.plotly_text(pid)
+    assert "<" not in shown and ">" not in shown
+    trace = charts.line_trace(pid, ["a", "b"], [1, 2], np.array([1.0, 2.0]), "lines")
+    other = charts.line_trace("p2", ["a", "b"], [1, 2], np.array([0.0, 1.0]), "lines")
+    overlay = charts.overlay_figure([trace, other], f"Overlay of {pid}")
+    single = charts.prompt_figure(pid, ["a", "b"], [1, 2], np.array([1.0, 2.0]))
+    for text in (overlay.data[0].name, overlay.layout.title.text, single.layout.title.text,
+                 single.data[0].hovertext[0]):  # fmt: skip
+        assert "<b>" not in text and "<script>" not in text and shown in text
+        assert "&quot;" not in text  # plotly does not decode &quot;: it would show as is
+    # plotly decodes these entities back to the typed characters
+    assert shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == pid
 
 
 def test_overlay_merges_many_prompts() -> None:

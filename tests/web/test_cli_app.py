@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,16 @@ from neuron_signatures.web import APP_SCRIPT
 
 
 def test_starts_streamlit_on_the_app_script(
-    web_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    web_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     seen: list[list[str]] = []
 
     class FakePopen:
-        def __init__(self, cmd: list[str]) -> None:
+        def __init__(self, cmd: list[str], **kwargs: object) -> None:
+            assert kwargs.get("stdin") == subprocess.DEVNULL  # nothing can wait on a prompt
             seen.append(cmd)
 
         def wait(self, timeout: float | None = None) -> int:
@@ -36,14 +42,17 @@ def test_starts_streamlit_on_the_app_script(
     with socket.socket() as s:  # a port that is free right now
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rc = main(["app", "--run_dir", str(web_run), "--port", str(port), "--runs_root", "r"])
+    root = tmp_path / "r"
+    root.mkdir()
+    rc = main(["app", "--run_dir", str(web_run), "--port", str(port), "--runs_root", str(root)])
     assert rc == 0
     cmd = seen[0]
     assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
     assert cmd[cmd.index("--server.port") + 1] == str(port)
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[cmd.index("--server.showEmailPrompt") + 1] == "false"
     script_args = cmd[cmd.index("--") + 1 :]
-    assert script_args == ["--runs_root", "r", "--run_dir", str(web_run.resolve())]
+    assert script_args == ["--runs_root", str(root.resolve()), "--run_dir", str(web_run.resolve())]
     assert f":{port}" in capsys.readouterr().out
 
 
@@ -64,6 +73,89 @@ def test_port_checks(web_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         s.listen()
         busy = s.getsockname()[1]
         assert main(["app", "--run_dir", str(web_run), "--port", str(busy)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "tty", "platform", "expected"),
+    [
+        ({"DISPLAY": ":0"}, True, "linux", True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, True, "linux", True),
+        ({}, True, "linux", False),  # no X or Wayland session
+        ({"DISPLAY": ":0", "SSH_CONNECTION": "10.0.0.2 5000 10.0.0.1 22"}, True, "linux", False),
+        ({"DISPLAY": ":0"}, False, "linux", False),  # no terminal: started by a script
+        ({}, True, "darwin", True),
+        ({"SSH_TTY": "/dev/pts/1"}, True, "darwin", False),
+    ],
+)
+def test_has_display(env: dict[str, str], tty: bool, platform: str, expected: bool) -> None:
+    assert app_cmd.has_display(env, tty, platform) is expected
+
+
+def test_tunnel_hint_names_this_machine() -> None:
+    env = {"SSH_CONNECTION": "10.0.0.2 51000 10.0.0.1 2222"}
+    user = __import__("getpass").getuser()
+    assert app_cmd.tunnel_hint(8600, env) == f"ssh -L 8600:localhost:8600 -p 2222 {user}@10.0.0.1"
+    assert app_cmd.tunnel_hint(8501, {}).startswith("ssh -L 8501:localhost:8501 ")
+
+
+def test_shared_address_keeps_run_dir_under_runs_root(
+    web_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(app_cmd.subprocess, "Popen", lambda *a, **k: pytest.fail("started"))
+    flags = ["app", "--run_dir", str(web_run), "--address", "0.0.0.0", "--runs_root"]
+    assert main([*flags, str(tmp_path)]) == 2
+    assert "outside the runs root" in capsys.readouterr().err
+
+
+def test_app_never_prompts_and_prints_the_url_without_a_display(
+    web_run: Path, tmp_path: Path
+) -> None:
+    """A fresh machine (empty HOME, no Streamlit credentials), no display, no stdin: Streamlit
+    must come up without its "Email:" prompt and the command must print where to reach it."""
+    from tests.web.browser import free_port
+
+    port = free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    drop = ("DISPLAY", "WAYLAND_DISPLAY", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("STREAMLIT")}
+    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "neuron_signatures", "app", "--run_dir", str(web_run),
+           "--port", str(port), "--runs_root", str(web_run.parent)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 90
+        while not _healthy(port) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert _healthy(port), "".join(lines)
+        out = "".join(lines)
+        assert f"http://localhost:{port}" in out
+        assert f"ssh -L {port}:localhost:{port}" in out  # no display: how to reach it
+        assert "Email" not in out and "Welcome to Streamlit" not in out, out
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the command stops its Streamlit child
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        reader.join(timeout=10)
+    assert "Email" not in "".join(lines)
+    assert not (home / ".streamlit" / "credentials.toml").exists()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 def test_serve_stops_streamlit_when_interrupted(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ then :meth:`BrowserScreen.redraw` pushes the new view into the widgets; nothing 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import BindingType
@@ -23,6 +23,8 @@ from ..widgets import RankedPanel, RunHeader, TokenStrip, TokenTable
 from ..widgets.token_table import table_view
 from .dialogs import GoToDialog, HelpScreen
 from .prompt_picker import PromptPicker
+
+T = TypeVar("T")
 
 
 class BrowserScreen(Screen[None]):
@@ -96,9 +98,9 @@ class BrowserScreen(Screen[None]):
 
     # -- dialogs ---------------------------------------------------------------------------
     def _ask(
-        self, title: str, hint: str, parse: Callable[[str], int], apply: Callable[[int], None]
+        self, title: str, hint: str, parse: Callable[[str], T], apply: Callable[[T], None]
     ) -> None:
-        def done(value: int | None) -> None:
+        def done(value: T | None) -> None:
             if value is not None:
                 apply(value)
                 self.redraw()
@@ -106,13 +108,12 @@ class BrowserScreen(Screen[None]):
         self.app.push_screen(GoToDialog(title, hint, parse), done)
 
     def action_goto_neuron(self) -> None:
-        d = self.state.run.d_mlp
-        self._ask(
-            "Go to neuron",
-            f"neuron index 0..{d - 1}",
-            self.state.parse_neuron,
-            self.state.goto_neuron,
+        s = self.state
+        hint = (
+            f"neuron 0..{s.run.d_mlp - 1} of layer {s.layer}, or any neuron as "
+            f"L{s.layer}/N{s.neuron} or {s.layer}:{s.neuron}"
         )
+        self._ask("Go to neuron", hint, s.parse_neuron, s.goto)
 
     def action_goto_layer(self) -> None:
         layers = self.state.run.layers
@@ -176,6 +177,20 @@ class BrowserScreen(Screen[None]):
         ranked = self.ranking.step(delta)
         if ranked is not None:
             self._go(self.ranking.row)
+
+    def action_next_signatures(self) -> None:
+        source = self.ranking.cycle_signatures()
+        if source is None:
+            self.notify(
+                f"no signatures_*.json in {self.state.run.run_dir / 'analysis'}: run "
+                "`neuron-signatures signatures` to name neurons",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self.notify(f"signatures from {source}", markup=False)
+        if self.ranking.rankings:
+            self._sync_panel()
 
     def action_next_ranking(self) -> None:
         if self._no_rankings():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -13,18 +13,22 @@ from textual.widgets import Input, Label, Static
 
 from ...errors import NeuronSignaturesError
 from ..keys import help_text
+from ..widgets import OrderedInput
+
+T = TypeVar("T")
 
 
-class GoToDialog(ModalScreen[int]):
-    """Ask for one number; a bad value shows a message under the input and the dialog stays.
+class GoToDialog(ModalScreen[T], Generic[T]):
+    """Ask for one value; a bad value shows a message under the input and the dialog stays.
 
     ``parse`` turns the typed text into the value or raises a :class:`NeuronSignaturesError`
-    whose message is shown. Enter accepts, Escape cancels (the result is then ``None``).
+    whose message is shown. Enter accepts, Escape cancels (the result is then ``None``). The input
+    is an :class:`OrderedInput`, so keys typed fast after an error still apply in order.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
 
-    def __init__(self, title: str, hint: str, parse: Callable[[str], int], value: str = "") -> None:
+    def __init__(self, title: str, hint: str, parse: Callable[[str], T], value: str = "") -> None:
         super().__init__()
         self._title, self._hint, self._parse, self._value = title, hint, parse, value
 
@@ -32,7 +36,7 @@ class GoToDialog(ModalScreen[int]):
         with Vertical(classes="dialog"):
             yield Label(self._title, classes="dialog-title", markup=False)
             yield Label(self._hint, classes="dialog-hint", markup=False)
-            yield Input(value=self._value, select_on_focus=True, id="dialog-input")
+            yield OrderedInput(value=self._value, select_on_focus=True, id="dialog-input")
             yield Label("", id="dialog-error", markup=False)
 
     @property
@@ -53,8 +57,9 @@ class GoToDialog(ModalScreen[int]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         message = self.query_one("#dialog-error", Label)
-        message.update("")
-        message.remove_class("shown")
+        if message.has_class("shown"):  # the message goes once the input changes
+            message.update("")
+            message.remove_class("shown")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -13,8 +13,8 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from ...store import PromptRecord
-from ...tokens import token_display
-from ..cells import fit
+from ..cells import fit, pad, visible
+from ..widgets import OrderedInput
 
 MAX_LISTED = 500
 
@@ -49,7 +49,7 @@ class PromptPicker(ModalScreen[int]):
         with Vertical(classes="dialog picker"):
             title = "Search prompts (id or text)" if self._focus_search else "Pick a prompt"
             yield Label(title, classes="dialog-title")
-            yield Input(placeholder="words to find in the id or text", id="picker-input")
+            yield OrderedInput(placeholder="words to find in the id or text", id="picker-input")
             yield Label("", id="picker-status", markup=False)
             yield OptionList(id="picker-list", markup=False)
 
@@ -78,7 +78,7 @@ class PromptPicker(ModalScreen[int]):
 
     def _label(self, i: int) -> Text:
         p = self._prompts[i]
-        line = f"{i:>5}  {fit(token_display(p.probe_id), 24):<24}  {token_display(p.text)}"
+        line = f"{i:>5}  {pad(visible(p.probe_id), 24)}  {visible(p.text[:400])}"
         return Text(fit(line, 200), no_wrap=True)
 
     def on_input_changed(self, event: Input.Changed) -> None:

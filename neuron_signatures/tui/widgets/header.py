@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from textual.widgets import Static
 
-from ...tokens import token_display
-from ..cells import fit, quoted
+from ..cells import fit, quoted, visible
 from ..state import BrowserState, NeuronStats
 
 N_LINES = 7
@@ -22,9 +21,9 @@ def header_lines(state: BrowserState, values: np.ndarray, stats: NeuronStats) ->
     return [
         f"Run: {run.run_dir}",
         f"Model: {run.model_name} | hook: {run.hook_name} | saved {run.save_dtype}",
-        f"Prompt {p.index + 1}/{run.n_prompts}: {token_display(p.probe_id)} | "
+        f"Prompt {p.index + 1}/{run.n_prompts}: {visible(p.probe_id)} | "
         f"seq_len={p.seq_len}{concept}",
-        f"Text: {fit(token_display(p.text[: 2 * TEXT_CELLS]), TEXT_CELLS)}",
+        f"Text: {fit(visible(p.text[: 2 * TEXT_CELLS]), TEXT_CELLS)}",
         f"Layer {state.layer}/{run.n_layers - 1}{layers} | Neuron {state.neuron}/{run.d_mlp - 1}",
         f"Cursor: ctx_idx={c} | token_id={p.token_ids[c]} | token={quoted(p.tokens[c], 60)} | "
         f"act={float(values[c]):+.6f}",

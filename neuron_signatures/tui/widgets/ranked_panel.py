@@ -9,8 +9,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...analysis.results import RankedNeuron
-from ...tokens import token_display
-from ..cells import fit
+from ..cells import fit, visible
 from ..ranking import RankingCursor
 
 MAX_ROWS = 2000  # rows listed; `}` / `{` still step through the whole ranking
@@ -20,7 +19,7 @@ COLUMNS = f"{'rank':>4} {'layer':>5} {'neuron':>6} {'score':>9}  peak token"
 
 def row_label(r: RankedNeuron) -> str:
     """One panel row: rank, layer, neuron, score and the row's label (peak token or signature)."""
-    label = fit(token_display(r.label), LABEL_CELLS)
+    label = fit(visible(r.label), LABEL_CELLS)
     return f"{r.rank:>4} {r.layer:>5} {r.neuron:>6} {r.score:>+9.4g}  {label}"
 
 
@@ -60,9 +59,24 @@ class RankedPanel(Vertical):
         self.options.highlighted = row if 0 <= row < self.options.option_count else None
 
     def show_signature(self, cursor: RankingCursor, layer: int, neuron: int) -> None:
-        """The current neuron's signature class and name (hidden when the run has none)."""
+        """The current neuron's signature: which file, class and name, and the Say X check.
+
+        Hidden when the run has no signatures file.
+        """
         line = self.query_one("#ranked-signature", Static)
-        line.display = bool(cursor.signatures)
-        if cursor.signatures:
-            sig = cursor.signature(layer, neuron) or "no signature"
-            line.update(f"signature L{layer} N{neuron}: {sig}", layout=False)
+        line.display = bool(cursor.signature_files or cursor.signatures)
+        if line.display:
+            line.update("\n".join(signature_lines(cursor, layer, neuron)), layout=False)
+
+
+def signature_lines(cursor: RankingCursor, layer: int, neuron: int) -> list[str]:
+    """The signature block: ``signature L2 N17 · <file>``, ``class: name``, the Say X check."""
+    source = cursor.signature_file(layer, neuron)
+    switch = " (s: switch)" if len(cursor.signature_files) > 1 else ""
+    lines = [f"signature L{layer} N{neuron} · {source or cursor.signatures_source}{switch}"]
+    sig = cursor.signature(layer, neuron)
+    lines.append(visible(sig) if sig else "no signature")
+    check = cursor.say_x(layer, neuron)
+    if check is not None:
+        lines.append(check.describe(visible))
+    return lines

@@ -17,7 +17,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ...tokens import token_display
+from ..cells import visible
 from ..heat import heat_rgb, ink_for
 
 MAX_LINES = 6
@@ -25,8 +25,9 @@ _DARK_INK = Color.from_rgb(20, 20, 20)
 
 
 def strip_pieces(tokens: list[str]) -> list[str]:
-    """What each token shows: :func:`token_display` (``\\n`` for a newline, spaces kept)."""
-    return [token_display(t) or "∅" for t in tokens]
+    """What each token shows: :func:`~neuron_signatures.tui.cells.visible` (``\\n`` for a newline,
+    spaces kept, characters of uncertain width escaped); ``∅`` for an empty token."""
+    return [visible(t) or "∅" for t in tokens]
 
 
 def wrap_pieces(pieces: list[str], width: int) -> list[list[tuple[int, str]]]:
