@@ -1,9 +1,11 @@
 """Influence mode: score every neuron of a prompt by its effect on a target logit.
 
 1. Open the run, resolve the prompt(s) (``all`` = every prompt, one model load), load the
-   tokenizer and check that it reproduces the stored token ids; resolve target flags.
+   tokenizer and check that it reproduces the stored token ids (cut as the dump cut them with
+   ``--truncate``; the stored ids are what is scored); resolve target flags.
 2. Load the run's model (or ``--model_name``) in fp32 by default and check its shape matches.
-3. Per prompt: one traced forward (plus one backward for ``act_grad``), the target, the
+3. Per prompt: one traced forward (plus one backward for ``act_grad``), the target and the
+   model's prediction there (top-5 tokens, the target's probability and rank), the
    influence of every (layer, neuron) (:mod:`.dla` or :mod:`.actgrad`), the DLA closure, and
    optionally the causal check (:mod:`.causal`).
 4. Write ``influence_<pid>_<metric>_<target_mode>_pos<P>_tok<T>[...].json`` (the selection),
@@ -25,6 +27,7 @@ from .targets import (
     Target,
     check_tokenisation,
     parse_ctx,
+    prediction,
     resolve_prompts,
     target_position,
     token_id_arg,
@@ -75,8 +78,7 @@ def run_influence(cfg: InfluenceConfig, lm: Any = None) -> list[InfluenceResult]
     prompts = resolve_prompts(run, cfg.prompt_id)
     name = cfg.model_name or run.model_name
     tok = lm.tokenizer if lm is not None else load_tokenizer(name)
-    for p in prompts:
-        check_tokenisation(tok, run, p)
+    truncated = {p.index: check_tokenisation(tok, run, p) for p in prompts}
     target_id = token_id_arg(tok, cfg.target_token, cfg.target_token_id, "--target_token")
     if cfg.target_mode == "next_token" and target_id is None:
         raise BadArgumentError("--target_mode next_token needs --target_token or --target_token_id")
@@ -94,6 +96,7 @@ def run_influence(cfg: InfluenceConfig, lm: Any = None) -> list[InfluenceResult]
     for p in prompts:
         t0 = time.perf_counter()
         res = prompt_influence(lm, weights, run, p, cfg, target_id, baseline, means)
+        res.meta["truncated_at_dump"] = truncated[p.index]
         res.meta["seconds"] = round(time.perf_counter() - t0, 4)
         res.files = write_influence(run, res, cfg)
         out.append(res)
@@ -164,6 +167,7 @@ def prompt_influence(
         ctx_pos = infl.new_full(infl.shape, pos).long()
         meta.update(_closure(tr, weights, tid, baseline))
     target = Target(cfg.target_mode, pos, tid, token_string(lm.tokenizer, tid))
+    meta.update(prediction(lm.tokenizer, tr.logits, tid))
     meta["activation_check"] = _activation_check(run, p, tr.acts, pos if ctx is None else ctx)
     arrays = [t.detach().cpu().numpy() for t in (infl, coef, ctx_pos, tr.acts)]
     table = build_table(p, *arrays)

@@ -1,12 +1,15 @@
 """Influence tables, the causal check on them, and their files.
 
-``influence_<pid>_<metric>_<target_mode>_pos<P>_tok<T>[_ctx<C>|_ctxall][_<objective>][_approx]``:
+``influence_<pid>_<metric>_<target_mode>_pos<P>_tok<T>[_ctx<C>|_ctxall][_<objective>][_approx]``,
+``<pid>`` being the prompt id when it is plain (``[A-Za-z0-9_.]``), else a slug and a hash of it
+(:func:`~neuron_signatures.analysis.tables.prompt_file_ids`), so no two prompts share a file:
 
 * ``.json``: ``kind: influence``, the target and the selected records (``rank, layer, neuron,
   ctx_idx, activation, influence, token_ascii, coef`` and, after ``--verify_top``,
   ``real_delta, predicted_delta``), sorted by ``|influence|``;
 * ``.csv`` / ``.parquet``: every neuron, same columns;
-* ``_meta.json``: every argument, the model, dtype, objective, DLA mode, norm scales, closure,
+* ``_meta.json``: every argument, the model, dtype, objective, the model's prediction at the
+  target row (``target_prob``, ``target_rank``, ``top_tokens``), DLA mode, norm scales, closure,
   activation check, causal-check summary and timings.
 """
 
@@ -19,7 +22,15 @@ import numpy as np
 
 from ..analysis.results import analysis_dir, write_json
 from ..analysis.selection import select
-from ..analysis.tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
+from ..analysis.tables import (
+    FORMAT_VERSION,
+    jsonable,
+    prompt_file_id,
+    prompt_file_ids,
+    records,
+    write_table,
+)
+from ..neurons import NeuronId
 from ..store import PromptRecord, Run
 from ..store.build import library_versions
 from ..store.manifest import utc_now
@@ -95,10 +106,15 @@ def verify(
     return summary
 
 
-def file_stem(res: InfluenceResult, cfg: InfluenceConfig) -> str:
-    """The prototype's name plus a suffix for every non-default choice."""
+def file_stem(res: InfluenceResult, cfg: InfluenceConfig, pid_name: str | None = None) -> str:
+    """The prototype's name plus a suffix for every non-default choice.
+
+    ``pid_name`` is the prompt id's file-name form within its run (:func:`prompt_file_ids`);
+    by default the id's own form (:func:`prompt_file_id`).
+    """
     t = res.target
-    stem = f"influence_{safe_name(res.prompt_id)}_{cfg.metric}_{t.mode}_pos{t.pos}_tok{t.token_id}"
+    pid = pid_name or prompt_file_id(res.prompt_id)
+    stem = f"influence_{pid}_{cfg.metric}_{t.mode}_pos{t.pos}_tok{t.token_id}"
     if cfg.ctx_idx is not None and str(cfg.ctx_idx).lower() == "all":
         stem += "_ctxall"
     elif cfg.ctx_idx is not None and res.meta.get("ctx_idx") != t.pos:
@@ -114,7 +130,7 @@ def write_influence(run: Run, res: InfluenceResult, cfg: InfluenceConfig) -> lis
     """Write the JSON (selection), CSV/Parquet (all neurons) and meta of one prompt."""
     folder = analysis_dir(run.run_dir, cfg.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = file_stem(res, cfg)
+    stem = file_stem(res, cfg, prompt_file_ids(p.probe_id for p in run.prompts)[res.prompt_id])
     chosen = select(res.table["influence"].abs().to_numpy(), cfg.selection)
     t = res.target
     head = {
@@ -126,6 +142,8 @@ def write_influence(run: Run, res: InfluenceResult, cfg: InfluenceConfig) -> lis
         "target_pos": t.pos,
         "target_token_id": t.token_id,
         "target_token": t.token,
+        "target_prob": res.meta.get("target_prob"),
+        "target_rank": res.meta.get("target_rank"),
         "ctx_idx": res.meta["ctx_idx"],
         "objective": cfg.objective,
         "baseline_token_id": res.meta.get("baseline_token_id"),
@@ -154,3 +172,36 @@ def write_influence(run: Run, res: InfluenceResult, cfg: InfluenceConfig) -> lis
     files = [json_path, *write_table(res.table, folder / f"{stem}.csv")]
     write_json(meta_path, jsonable(meta))
     return [*files, meta_path]
+
+
+def fmt_prob(p: float | None) -> str:
+    """A probability for people: 3 decimals, or 2 significant digits below 0.001."""
+    if p is None:
+        return "?"
+    return f"{p:.3f}" if p >= 1e-3 or p == 0 else f"{p:.1e}"
+
+
+def summary_lines(res: InfluenceResult, n: int = 10) -> list[str]:
+    """What ``analyze --mode influence`` prints for one prompt: the model's prediction at the
+    target row, the top ``n`` neurons and the causal check."""
+    t, m = res.target, res.meta
+    tops = " | ".join(f"{x['token']!r} {fmt_prob(x['prob'])}" for x in m.get("top_tokens", []))
+    lines = [
+        f"{res.prompt_id}: target {t.token!r} (id {t.token_id}) at position {t.pos}: "
+        f"p={fmt_prob(m.get('target_prob'))}, rank {m.get('target_rank')}",
+        f"  model's top {len(m.get('top_tokens', []))} there: {tops}",
+    ]
+    for _, r in res.table.head(n).iterrows():
+        lines.append(
+            f"  #{r['rank']:<4} {NeuronId(r['layer'], r['neuron'])!s:<12} "
+            f"influence={r['influence']:+.4g}  "
+            f"activation={r['activation']:.4g}  at {r['ctx_idx']} {r['token_ascii']!r}"
+        )
+    if res.verify:
+        v = res.verify
+        rho = "n/a" if v["spearman"] is None else f"{v['spearman']:.3f}"
+        sign = "n/a" if v["sign_agreement"] is None else f"{v['sign_agreement']:.3f}"
+        lines.append(f"  verify_top {v['n']}: spearman={rho} sign_agreement={sign}")
+    if res.files:
+        lines.append(f"  -> {res.files[0]} (+ .csv, .parquet, _meta.json)")
+    return lines

@@ -102,26 +102,63 @@ def parse_ctx(ctx_idx: str | int | None, pos: int, seq_len: int) -> int | None:
     return c
 
 
-def check_tokenisation(tokenizer: Any, run: Run, prompt: PromptRecord) -> None:
-    """Refuse when re-tokenising the prompt text does not give the run's stored token ids."""
+def check_tokenisation(tokenizer: Any, run: Run, prompt: PromptRecord) -> bool:
+    """Refuse when re-tokenising the prompt text does not give the run's stored token ids.
+
+    A run dumped with ``--truncate`` stored each prompt cut to its ``--max_seq_len`` (the
+    manifest's ``capture``): the text is re-tokenised and cut the same way. Returns whether the
+    stored tokens are such a cut (influence then scores the stored tokens only).
+    """
     from ..capture import tokenize_prompts
     from ..prompts import Prompt
 
-    got = tokenize_prompts(
+    full = tokenize_prompts(
         tokenizer,
         [Prompt(prompt.probe_id, prompt.text)],
         prepend_bos=run.prepend_bos,
-        max_seq_len=max(len(prompt.token_ids), 1) + 10**6,
+        max_seq_len=2**62,  # no limit: the cut, if any, is applied below
         truncate=False,
     )[0]["token_ids"]
-    if list(got) != list(prompt.token_ids):
+    capture = run.manifest.get("capture") or {}
+    limit = capture.get("max_seq_len") if capture.get("truncate") else None
+    want = list(full[: int(limit)] if limit else full)
+    if want != list(prompt.token_ids):
+        cut = f" cut to {limit}" if limit else ""
         raise BadArgumentError(
             f"the tokenizer of the model does not reproduce the stored tokens of prompt "
-            f"{prompt.probe_id!r} ({len(got)} vs {len(prompt.token_ids)} tokens): pass the "
-            f"run's model with --model_name (the run was made with {run.model_name})"
+            f"{prompt.probe_id!r} ({len(want)}{cut} vs {len(prompt.token_ids)} tokens): pass "
+            f"the run's model with --model_name (the run was made with {run.model_name})"
         )
+    return len(full) > len(want)
 
 
 def token_string(tokenizer: Any, token_id: int) -> str:
     """The decoded string of one token (leading space kept)."""
     return str(tokenizer.decode([int(token_id)]))
+
+
+def prediction(tokenizer: Any, row: Any, target_id: int, k: int = 5) -> dict[str, Any]:
+    """What the model predicts at the target row: its top ``k`` tokens and the target's place.
+
+    Args:
+        row: ``[vocab]`` the model's output logits (after any final softcap).
+
+    Returns:
+        ``target_prob`` (softmax), ``target_rank`` (1 = the argmax; ties count in the target's
+        favour) and ``top_tokens`` (``token, token_id, prob``, most probable first).
+    """
+    import torch
+
+    probs = torch.softmax(row.detach().double(), dim=-1)
+    p_target = probs[target_id]
+    top = probs.topk(min(k, probs.shape[0]))
+    ids = top.indices.tolist()
+    names = tokenizer.batch_decode([[i] for i in ids])
+    return {
+        "target_prob": float(p_target),
+        "target_rank": int((probs > p_target).sum()) + 1,
+        "top_tokens": [
+            {"token": t, "token_id": i, "prob": float(v)}
+            for t, i, v in zip(names, ids, top.values.tolist(), strict=True)
+        ],
+    }

@@ -20,6 +20,7 @@ from typing import Any
 from ..analysis.results import analysis_dir, load_ranking, write_json
 from ..analysis.tables import FORMAT_VERSION, jsonable, safe_name
 from ..errors import BadArgumentError
+from ..neurons import NeuronId
 from ..store import open_run
 from ..store.build import library_versions
 
@@ -127,7 +128,15 @@ def _side(tokenizer: Any, vals: Any, ids: Any) -> list[dict]:
     ]
 
 
-def run_write_scores(cfg: WriteScoresConfig, lm: Any = None) -> Path:
+@dataclass
+class WriteScoresResult:
+    """The written file and its document (``neurons[{layer, neuron, write_scores}]``)."""
+
+    path: Path
+    doc: dict[str, Any]
+
+
+def run_write_scores(cfg: WriteScoresConfig, lm: Any = None) -> WriteScoresResult:
     """Score the neurons of ``cfg.source`` and write ``write_scores_<source>_top<N>.json``."""
     from ..models import load_model
     from .trace import model_weights
@@ -177,4 +186,32 @@ def run_write_scores(cfg: WriteScoresConfig, lm: Any = None) -> Path:
     folder = analysis_dir(run.run_dir, cfg.out_dir)
     path = folder / f"write_scores_{safe_name(cfg.source.stem)}_top{cfg.top_n}.json"
     write_json(path, jsonable(doc))
-    return path
+    return WriteScoresResult(path, doc)
+
+
+def _tokens(side: list[dict], k: int) -> str:
+    return ", ".join(f"{x['token']!r} {x['score']:+.3g}" for x in side[:k])
+
+
+def summary_lines(res: WriteScoresResult, n: int = 10, k: int = 3) -> list[str]:
+    """What ``analyze --mode write_scores`` prints: per neuron of the first ``n``, the ``k``
+    tokens it promotes most and suppresses most, and the explicit strings' scores."""
+    doc = res.doc
+    lines = [
+        f"scored {len(doc['neurons'])} neurons of {doc['source']} ({doc['topk_write']} tokens "
+        f"per side) -> {res.path}"
+    ]
+    for rank, r in enumerate(doc["neurons"][:n], 1):
+        ws = r["write_scores"]
+        line = (
+            f"  #{rank:<4} {NeuronId(r['layer'], r['neuron'])!s:<12} "
+            f"promotes {_tokens(ws['top_pos'], k)}"
+            f"  suppresses {_tokens(ws['top_neg'], k)}"
+        )
+        if ws["explicit"]:
+            line += "  explicit " + ", ".join(
+                f"{x['token']!r} " + ("n/a" if x["score"] is None else f"{x['score']:+.3g}")
+                for x in ws["explicit"]
+            )
+        lines.append(line)
+    return lines

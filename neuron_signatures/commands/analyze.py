@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgumentError
+from ..neurons import NeuronId
 
 NAME = "analyze"
 HELP = "rank neurons across prompts (peaks), by influence on a target logit, or write scores"
@@ -131,7 +132,26 @@ def run(args: argparse.Namespace) -> int:
 def _need_run_dir(args: argparse.Namespace) -> str:
     if not args.run_dir:
         raise BadArgumentError(f"--mode {args.mode} needs --run_dir RUN_FOLDER")
-    return str(args.run_dir)
+    return _run_folder(args.run_dir)
+
+
+def _run_folder(run_dir: str) -> str:
+    """``run_dir``, refused with a fix when it names a file instead of a run folder."""
+    path = Path(run_dir)
+    if path.is_file():
+        raise BadArgumentError(
+            f"--run_dir {run_dir} is a file, not a run folder: pass the folder that holds "
+            f"manifest.json and activations/ (e.g. --run_dir {_folder_hint(path)})"
+        )
+    return str(run_dir)
+
+
+def _folder_hint(path: Path) -> Path:
+    """The run folder a file probably belongs to (its folder, or the one above analysis/)."""
+    parent = path.parent
+    if parent.name in ("analysis", "activations"):
+        return parent.parent
+    return parent
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,7 +176,7 @@ def _peaks(args: argparse.Namespace) -> int:
     )
     for _, r in res.selected.head(10).iterrows():
         print(
-            f"  #{r['rank']:<4} L{r['layer']}/N{r['neuron']:<6} mean_peak_abs="
+            f"  #{r['rank']:<4} {NeuronId(r['layer'], r['neuron'])!s:<12} mean_peak_abs="
             f"{r['mean_peak_abs']:.4g}  mode token {r['mode_peak_token_ascii']!r}"
         )
     return 0
@@ -165,6 +185,7 @@ def _peaks(args: argparse.Namespace) -> int:
 def _influence(args: argparse.Namespace) -> int:
     from ..analysis.selection import make_selection
     from ..attribution.influence import InfluenceConfig, run_influence
+    from ..attribution.influence_report import summary_lines
 
     cfg = InfluenceConfig(
         run_dir=Path(_need_run_dir(args)),
@@ -189,24 +210,18 @@ def _influence(args: argparse.Namespace) -> int:
         args=_flags(args),
     )
     for res in run_influence(cfg):
-        line = f"{res.prompt_id}: target {res.target.token!r} (id {res.target.token_id}) -> "
-        print(line + str(res.files[0]))
-        if res.verify:
-            print(
-                f"  verify_top {res.verify['n']}: spearman={res.verify['spearman']} "
-                f"sign_agreement={res.verify['sign_agreement']}"
-            )
+        print("\n".join(summary_lines(res)))
     return 0
 
 
 def _write_scores(args: argparse.Namespace) -> int:
-    from ..attribution.write_scores import WriteScoresConfig, run_write_scores
+    from ..attribution.write_scores import WriteScoresConfig, run_write_scores, summary_lines
 
     if not args.from_file:
         raise BadArgumentError("--mode write_scores needs --from INFLUENCE_CSV_OR_TOP_NEURONS_JSON")
     cfg = WriteScoresConfig(
         source=Path(args.from_file),
-        run_dir=Path(args.run_dir) if args.run_dir else None,
+        run_dir=Path(_run_folder(args.run_dir)) if args.run_dir else None,
         top_n=args.top_n,
         topk_write=args.topk_write,
         explicit_tokens=args.explicit_tokens,
@@ -216,6 +231,5 @@ def _write_scores(args: argparse.Namespace) -> int:
         out_dir=Path(args.out_dir) if args.out_dir else None,
         args=_flags(args),
     )
-    path = run_write_scores(cfg)
-    print(f"wrote {path}")
+    print("\n".join(summary_lines(run_write_scores(cfg))))
     return 0
