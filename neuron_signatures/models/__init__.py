@@ -16,7 +16,7 @@ equals the input of each layer's down projection.
 """
 
 from .convert import embedded_model_dir, local_folder
-from .hooks import capture_hook_post, verify_hook_contract
+from .hooks import capture_hook_post, capture_hook_post_bridge, verify_hook_contract
 from .load import load_model, load_tokenizer, wrap_hf_model
 from .specs import (
     EMBEDDED_ALIASES,
@@ -46,6 +46,7 @@ __all__ = [
     "ModelSpec",
     "cache_root",
     "capture_hook_post",
+    "capture_hook_post_bridge",
     "cpu_has_native_bf16",
     "default_device",
     "embedded_model_dir",

@@ -1,4 +1,20 @@
-"""The hook contract: ``blocks.{l}.mlp.hook_post`` captured, and checked against ``down_proj``."""
+"""The hook contract: ``blocks.{l}.mlp.hook_post`` captured, and checked against ``down_proj``.
+
+Two ways to read the same activations:
+
+1. **Bridge** (:func:`capture_hook_post_bridge`): TransformerLens hook points. Every module of the
+   booted model is wrapped and attention is eager, which costs 10-25% on a CPU; attribution uses
+   the bridge because it needs its backward hooks and caches.
+2. **Lean** (:func:`capture_hook_post`, what ``dump`` and ``atlas`` use): a forward pre-hook on
+   each wanted layer's ``mlp.down_proj`` of a *twin* of the HF model that shares every weight
+   with the bridge (no extra memory) but keeps transformers' default attention and has no hook
+   points. Its input is by definition the input of ``W_out``.
+
+At load, :func:`verify_hook_contract` checks on a short prompt that the bridge's ``hook_post`` is
+``[batch, seq, d_mlp]``, equals the bridge's own ``down_proj`` input, and equals the lean
+capture (to the tolerance of the two attention kernels): the lean path is only used once it has
+been shown to return ``hook_post``.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +50,55 @@ def _down_proj_modules(lm: LoadedModel) -> list[Any]:
     return out
 
 
+def _plain_down_projs(lm: LoadedModel) -> list[Any]:
+    # Gemma 2/3 causal LMs keep their decoder layers at ``model.layers``.
+    layers = lm.plain_model.model.layers
+    return [layers[i].mlp.down_proj for i in range(lm.n_layers)]
+
+
 def capture_hook_post(
+    lm: LoadedModel,
+    input_ids: Any,
+    attention_mask: Any,
+    layers: Sequence[int],
+    stop_early: bool = True,
+) -> dict[int, Any]:
+    """``{layer: [batch, seq, d_mlp]}`` of ``hook_post``, paying only for the hooks it uses.
+
+    Runs the lean twin's body (no unembedding) and stops by exception after the last wanted
+    layer. Falls back to the bridge when the model has no lean twin.
+    """
+    if lm.plain_model is None:
+        return capture_hook_post_bridge(lm, input_ids, attention_mask, layers, stop_early)
+    import torch
+
+    got: dict[int, torch.Tensor] = {}
+    last = max(layers)
+    mods = _plain_down_projs(lm)
+    handles = []
+    for layer in layers:
+
+        def pre(_m: Any, args: tuple, layer: int = layer) -> None:
+            got[layer] = args[0].detach()
+            if stop_early and layer == last:
+                raise _StopForward
+
+        handles.append(mods[layer].register_forward_pre_hook(pre))
+    try:
+        with torch.inference_mode(), contextlib.suppress(_StopForward):
+            lm.plain_model.model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            )
+    finally:
+        for h in handles:
+            h.remove()
+    missing = sorted(set(layers) - set(got))
+    if missing:
+        raise HookContractError(f"down_proj did not run for layers {missing} of {lm.name}")
+    return got
+
+
+def capture_hook_post_bridge(
     lm: LoadedModel,
     input_ids: Any,
     attention_mask: Any,
@@ -86,7 +150,7 @@ def verify_hook_contract(lm: LoadedModel) -> None:
 
         handles.append(mod.register_forward_pre_hook(pre))
     try:
-        got = capture_hook_post(lm, x, mask, list(range(lm.n_layers)), stop_early=False)
+        got = capture_hook_post_bridge(lm, x, mask, list(range(lm.n_layers)), stop_early=False)
     finally:
         for h in handles:
             h.remove()
@@ -102,4 +166,22 @@ def verify_hook_contract(lm: LoadedModel) -> None:
             raise HookContractError(
                 f"{HOOK_POST.format(l=layer)} differs from the input of the down projection: "
                 "refusing to dump activations that are not the neurons' outputs"
+            )
+    if lm.plain_model is not None:
+        _check_lean(lm, x, mask, got)
+
+
+def _check_lean(lm: LoadedModel, x: Any, mask: Any, bridge: dict[int, Any]) -> None:
+    """The lean twin must return the bridge's ``hook_post`` (the kernels differ: eager vs the
+    default attention, so compare to a tolerance scaled by the dtype and the layer's range)."""
+    lean = capture_hook_post(lm, x, mask, list(range(lm.n_layers)), stop_early=False)
+    rel = 1e-4 if lm.dtype == "fp32" else 5e-2
+    for layer in range(lm.n_layers):
+        a, b = lean[layer].float(), bridge[layer].float()
+        scale = float(b.abs().max()) or 1.0
+        err = float((a - b).abs().max())
+        if tuple(a.shape) != tuple(b.shape) or err > rel * scale:
+            raise HookContractError(
+                f"the lean capture of layer {layer} differs from {HOOK_POST.format(l=layer)} "
+                f"(max error {err:.3g} of {scale:.3g}): this model is not supported"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
 from collections.abc import Iterator
@@ -131,7 +132,8 @@ def wrap_hf_model(
 ) -> LoadedModel:
     """Boot a TransformerBridge around an in-memory HF causal LM (used by tests too).
 
-    The bridge replaces modules of ``hf`` and forces eager attention: never reuse ``hf`` elsewhere.
+    ``hf`` itself is kept as the lean capture model (see :mod:`.hooks`); the bridge wraps a twin
+    sharing its weights. Do not run or modify ``hf`` elsewhere.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -139,8 +141,11 @@ def wrap_hf_model(
     hf.requires_grad_(False)
     if not getattr(hf.config, "architectures", None):  # configs built in code carry none
         hf.config.architectures = [type(hf).__name__]
+    # Boot rewrites the modules of the model it wraps and forces eager attention: boot a twin
+    # that shares every parameter and buffer, and keep ``hf`` untouched for the lean capture.
+    twin = copy.deepcopy(hf, {id(t): t for t in (*hf.parameters(), *hf.buffers())})
     bridge = TransformerBridge.boot_transformers(
-        name, hf_model=hf, tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
+        name, hf_model=twin, tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
     )
     bridge.requires_grad_(False)
     cfg = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
@@ -154,6 +159,7 @@ def wrap_hf_model(
         d_model=int(cfg.hidden_size),
         device=device,
         dtype=dtype,
+        plain_model=hf,
         source={
             "kind": (spec.kind if spec else "memory"),
             "location": (spec.location if spec else name),

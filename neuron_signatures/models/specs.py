@@ -214,6 +214,7 @@ class LoadedModel:
     device: str
     dtype: str
     source: dict[str, Any] = field(default_factory=dict)
+    plain_model: Any = None  # the un-booted HF model sharing the bridge's weights (lean capture)
 
     @property
     def hf_model(self) -> Any:
