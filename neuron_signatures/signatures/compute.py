@@ -23,7 +23,14 @@ import numpy as np
 
 from .. import __version__
 from ..analysis.results import analysis_dir, write_json
-from ..analysis.tables import FORMAT_VERSION, jsonable, records, safe_name, write_table
+from ..analysis.tables import (
+    FORMAT_VERSION,
+    jsonable,
+    prompt_file_ids,
+    records,
+    safe_name,
+    write_table,
+)
 from ..errors import BadArgumentError
 from ..store import Run
 from ..store.manifest import utc_now
@@ -229,7 +236,9 @@ def file_stem(run: Run, res: SignatureResult, name: str | None = None) -> str:
     """``name``, else ``<seed id>_<selection tag>`` (the tag alone when it names the seed)."""
     if name:
         return safe_name(name)
-    seed, tag = safe_name(run.prompts[res.seed_index].probe_id), res.selection.tag
+    seed_id = run.prompts[res.seed_index].probe_id
+    seed = prompt_file_ids([p.probe_id for p in run.prompts])[seed_id]
+    tag = res.selection.tag
     return tag if f"_{seed}_" in f"_{tag}_" else f"{seed}_{tag}"
 
 

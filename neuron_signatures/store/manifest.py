@@ -86,6 +86,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """Load ``manifest.json`` or raise :class:`RunFormatError` naming the problem."""
     path = run_dir / MANIFEST
+    if run_dir.is_file():
+        raise RunFormatError(
+            f"{run_dir} is a file, not a run folder: pass the folder that holds manifest.json "
+            f"and activations/ (e.g. {run_dir.parent})"
+        )
     if not run_dir.is_dir():
         raise RunFormatError(f"run folder {run_dir} does not exist: check the path")
     if not path.is_file():
