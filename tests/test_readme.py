@@ -128,7 +128,8 @@ def run_cli(argv: list[str]) -> int:
 
 DEMO_STEPS = [
     # The same steps as the Makefile's `demo` target.
-    "dump --prompts_json docs/probe_prompts_list.json --out_dir runs/demo --overwrite --no_progress",
+    "dump --prompts_json docs/probe_prompts_list.json --out_dir runs/demo --overwrite "
+    "--no_progress",
     "analyze --run_dir runs/demo --top_k 50",
     "analyze --mode influence --run_dir runs/demo --prompt_id seed_prompt "
     "--influence_metric act_grad --target_mode next_token --target_token ' Austin' --verify_top 20",
