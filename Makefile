@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_RUN ?= runs/demo
+DEMO_ATLAS ?= atlases/demo
 
 .PHONY: demo test test-slow lint bench browser clean
 
@@ -34,11 +35,15 @@ demo: $(STAMP)
 		--top_n 50 --explicit_tokens " Austin| Texas" && \
 	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures signatures --run_dir $(DEMO_RUN) \
 		--seed_prompt_id seed_prompt --neurons $$inf --top_n 50
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures atlas --out_dir $(DEMO_ATLAS) --max_tokens 30000 \
+		--overwrite
 	@echo
 	@echo "Run folder: $(DEMO_RUN)   (manifest.json, activations/, analysis/)"
+	@echo "Atlas:      $(DEMO_ATLAS)   (30k tokens of the embedded fortune corpus)"
 	@echo "Next:"
 	@echo "  $(BIN)/neuron-signatures browse --run_dir $(DEMO_RUN)      # terminal browser"
 	@echo "  $(BIN)/neuron-signatures app --run_dir $(DEMO_RUN)         # web app"
+	@echo "  $(BIN)/neuron-signatures neuron --atlas $(DEMO_ATLAS) L17/N1152   # one neuron over the corpus"
 	@echo "  $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) --prompt_id all --influence_metric dla"
 
 lint: $(DEV_STAMP)

@@ -1,20 +1,39 @@
-"""Dump throughput and memory on the embedded model (CPU), as ratios measured in one run.
+"""Dump throughput and memory on the embedded model (CPU), as ratios measured in one process.
 
-Rows, all with the same compute dtype, prompts and length-sorted batching:
+Workload (issue 10's independent check): ``--prompts`` (240) prompts of 8-88 words, built
+deterministically by walking the words of ``docs/probe_prompts_list.json`` cyclically (prompt
+``i`` has ``8 + 37·i mod 81`` words and starts where prompt ``i-1`` stopped), one BOS each,
+length-sorted batches of ``--batch_size`` (8), fp32 compute, bf16 save.
 
-* (a) bare body forward: plain transformers ``model.model(...)``, no hooks, no logits: the limit;
-* ``dump``: ``run_dump`` end to end (bridge hooks, slicing, casting, safetensors shards, fsync);
-* (b) prototype: one prompt at a time, ``run_with_cache`` with a names filter and full logits,
-  everything kept in a dict, one ``torch.save`` at the end.
+Rows, all on the same batches, alternated in one process so machine noise hits each alike. Each
+is reported two ways: its best whole pass of ``--reps``, and "per batch", the sum over batches of
+each batch's best time (for (e) the intervals between its shard writes), which a busy shared
+machine disturbs far less:
 
-Then peak RSS of a dump of N and 10·N prompts, each in a fresh process.
+* (a) bare body: plain transformers loaded from the same converted folder, ``model.model(...)``
+  with its default attention (sdpa), no hooks, no logits: the baseline, 1.00×;
+* (b) the same body with eager attention (what TransformerBridge forces);
+* (c) bridge capture (``capture_hook_post_bridge``), nothing written;
+* (d) lean capture (``capture_hook_post``, what ``dump`` uses), nothing written;
+* (e) ``dump`` end to end with the model already loaded: tokenise, plan, capture, slice, bf16
+  cast, safetensors shards, sha256, fsync, manifest;
+* (f) load times, not in the ratios: plain ``from_pretrained`` and ``load_model`` (bridge boot and
+  the hook self-check);
+* the prototype (one prompt at a time, ``run_with_cache``, full logits, one ``torch.save``) on the
+  first ``--proto_prompts`` prompts, once.
 
-Usage: ``python benchmarks/bench_dump.py [--tokens 2500] [--dtype bf16] [--device cpu]``
+``--profile`` then times the steps (e) adds to (d) one by one, serially (slice + cast,
+serialise + sha256, write + fsync). Last, the peak RSS of dumps of N and 10·N prompts, each in a
+fresh process.
+
+Usage: ``python benchmarks/bench_dump.py [--prompts 240] [--reps 3] [--profile]``
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import os
 import resource
@@ -30,45 +49,39 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from neuron_signatures.capture import (  # noqa: E402
     DumpConfig,
-    auto_batch_tokens,
+    _pad_batch,
+    dump,
     plan_batches,
-    run_dump,
     tokenize_prompts,
 )
 from neuron_signatures.prompts import Prompt, load_prompts  # noqa: E402
 
+PROBES = ROOT / "docs" / "probe_prompts_list.json"
 
-def probe_prompts(n_tokens: int, tokenizer) -> list[Prompt]:
-    base = load_prompts(ROOT / "docs" / "probe_prompts_list.json")
-    out: list[Prompt] = []
-    total = 0
-    while total < n_tokens:
-        for p in base:
-            out.append(Prompt(f"{p.id}_r{len(out)}", p.text))
-            total += len(tokenizer(p.text).input_ids)
+
+def bench_prompts(n: int, min_words: int = 8, max_words: int = 88) -> list[Prompt]:
+    """``n`` prompts of ``min_words..max_words`` words, the same on every machine."""
+    words = " ".join(p.text for p in load_prompts(PROBES)).split()
+    span = max_words - min_words + 1
+    out, start = [], 0
+    for i in range(n):
+        k = min_words + (37 * i) % span
+        out.append(
+            Prompt(f"bench_{i:04d}", " ".join(words[(start + j) % len(words)] for j in range(k)))
+        )
+        start += k
     return out
 
 
-def bench_bare(model_dir: str, records: list[dict], batches, dtype, device, attn: str) -> float:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn)
-    hf = hf.to(device).eval()
-    hf.requires_grad_(False)
-    lengths = [len(r["token_ids"]) for r in records]
+def timed(fn, *args) -> float:
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for batch in batches:
-            longest = max(lengths[i] for i in batch)
-            ids = torch.zeros((len(batch), longest), dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(batch):
-                ids[row, : lengths[i]] = torch.tensor(records[i]["token_ids"])
-                mask[row, : lengths[i]] = 1
-            hf.model(input_ids=ids.to(device), attention_mask=mask.to(device))
-    rate = sum(lengths) / (time.perf_counter() - t0)
-    return rate
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def run_batches(fn, padded) -> None:
+    for ids, mask in padded:
+        fn(ids, mask)
 
 
 def bench_prototype(lm, records: list[dict], out: Path) -> float:
@@ -92,20 +105,64 @@ def bench_prototype(lm, records: list[dict], out: Path) -> float:
     return sum(len(r["token_ids"]) for r in records) / (time.perf_counter() - t0)
 
 
-def rss_child(n_prompts: int, dtype: str, device: str) -> None:
+def profile_steps(lm, prompts, tok, batch_size: int, out: Path) -> dict[str, float]:
+    """Seconds of each step of (e), run serially over all batches (no writer thread)."""
+    import torch
 
-    base = load_prompts(ROOT / "docs" / "probe_prompts_list.json")
-    prompts = [
-        Prompt(f"{base[i % len(base)].id}_r{i}", base[i % len(base)].text) for i in range(n_prompts)
-    ]
+    from neuron_signatures import models
+    from neuron_signatures.capture import _pack
+    from neuron_signatures.store.manifest import atomic_write_chunks
+    from neuron_signatures.store.writer import safetensors_chunks
+
+    secs: dict[str, float] = {}
+
+    def add(name: str, t0: float) -> float:
+        now = time.perf_counter()
+        secs[name] = secs.get(name, 0.0) + now - t0
+        return now
+
+    t = time.perf_counter()
+    records = tokenize_prompts(tok, prompts, prepend_bos=True, max_seq_len=2048, truncate=False)
+    lengths = [len(r["token_ids"]) for r in records]
+    batches = plan_batches(lengths, batch_size=batch_size, max_batch_tokens=1 << 30)
+    t = add("tokenise + plan", t)
+    layers = list(range(lm.n_layers))
+    for s, batch in enumerate(batches):
+        ids, mask = _pad_batch(batch, records, lengths, tok.pad_token_id)
+        t = add("pad", t)
+        got = models.capture_hook_post(lm, ids, mask, layers)
+        t = add("lean capture (d)", t)
+        parts = {
+            layer: [got[layer][r, : lengths[i]] for r, i in enumerate(batch)] for layer in layers
+        }
+        for layer in layers:
+            torch.cat(parts[layer]).to(torch.bfloat16).contiguous()
+        t = add("slice + bf16 cast, before (cat, then .to)", t)
+        tensors = {f"layer_{layer}": _pack(parts[layer], torch.bfloat16) for layer in layers}
+        t = add("slice + bf16 cast, now (_pack)", t)
+        digest = hashlib.sha256()
+        for chunk in safetensors_chunks(tensors):
+            digest.update(chunk)
+        hashed = time.perf_counter() - t
+        t = add("serialise + sha256", t)
+        atomic_write_chunks(out / f"shard_{s:05d}.safetensors", safetensors_chunks(tensors))
+        # atomic_write_chunks hashes too: count only the rest as writing.
+        secs["write + fsync"] = secs.get("write + fsync", 0.0) + time.perf_counter() - t - hashed
+        t = time.perf_counter()
+    return secs
+
+
+def rss_child(n_prompts: int) -> None:
+    prompts = bench_prompts(n_prompts, 8, 16)
     with tempfile.TemporaryDirectory() as d:
-        run_dump(
+        dump(
             DumpConfig(
                 prompts=prompts,
                 out_dir=Path(d) / "run",
-                model_dtype=dtype,
-                device=device,
+                model_dtype="fp32",
+                batch_size=8,
                 progress=False,
+                device="cpu",
             )
         )
     print(json.dumps({"maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -113,94 +170,151 @@ def rss_child(n_prompts: int, dtype: str, device: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=1200, help="tokens of repeated probe prompts")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prompts", type=int, default=240, help="prompts of 8-88 words")
+    ap.add_argument("--batch_size", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3, help="alternating repetitions; best is kept")
-    ap.add_argument("--rss_prompts", type=int, default=32)
+    ap.add_argument("--proto_prompts", type=int, default=8, help="prototype row size (0: skip)")
+    ap.add_argument("--profile", action="store_true", help="time the steps of (e) one by one")
+    ap.add_argument("--rss_prompts", type=int, default=32, help="RSS check size (0: skip)")
     ap.add_argument("--rss_child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
-        rss_child(args.rss_child, args.dtype, args.device)
+        rss_child(args.rss_child)
         return
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from neuron_signatures import models
 
-    dtype_name = models.resolve_model_dtype(args.dtype, args.device)
-    tok = models.load_tokenizer("gemma3-270m")
-    prompts = probe_prompts(args.tokens, tok)
-    records = tokenize_prompts(tok, prompts, prepend_bos=True, max_seq_len=2048, truncate=False)
-    lm = models.load_model("gemma3-270m", args.device, dtype_name, tokenizer=tok)
-    budget = auto_batch_tokens(lm.n_layers, lm.d_mlp)
-    batches = plan_batches(
-        [len(r["token_ids"]) for r in records], batch_size=None, max_batch_tokens=budget
-    )
-    dtype = models.torch_dtype(dtype_name)
     folder = str(models.embedded_model_dir())
-    n_tok = sum(len(r["token_ids"]) for r in records)
-    best: dict[str, float] = {}
+    tok = models.load_tokenizer("gemma3-270m")
+    prompts = bench_prompts(args.prompts)
+    records = tokenize_prompts(tok, prompts, prepend_bos=True, max_seq_len=2048, truncate=False)
+    lengths = [len(r["token_ids"]) for r in records]
+    batches = plan_batches(lengths, batch_size=args.batch_size, max_batch_tokens=1 << 30)
+    padded = [_pad_batch(b, records, lengths, tok.pad_token_id) for b in batches]
+    n_tok = sum(lengths)
+    padding = sum(ids.numel() for ids, _ in padded) / n_tok - 1
 
-    def keep(name: str, rate: float) -> None:
-        best[name] = max(best.get(name, 0.0), rate)
+    # The eager twin loads first so both timed loads find the imports and page cache warm.
+    eager = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    loads: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bare = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    loads["(f) load: plain from_pretrained (for (a))"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lm = models.load_model("gemma3-270m", "cpu", "fp32", tokenizer=tok)
+    loads["(f) load: load_model (boot + self-check, for (c)-(e))"] = time.perf_counter() - t0
+    layers = list(range(lm.n_layers))
 
-    with tempfile.TemporaryDirectory() as d:
-        bench_bare(folder, records, batches[:1], dtype, args.device, "eager")  # warm-up
-        # Alternate the methods so machine noise hits each of them alike; keep each one's best.
-        for rep in range(args.reps):
-            keep(
-                "bare body, eager attention (a)",
-                bench_bare(folder, records, batches, dtype, args.device, "eager"),
-            )
-            keep(
-                "bare body, sdpa attention",
-                bench_bare(folder, records, batches, dtype, args.device, "sdpa"),
-            )
-            t0 = time.perf_counter()
-            run_dump(
-                DumpConfig(
-                    prompts=prompts,
-                    out_dir=Path(d) / f"dump{rep}",
-                    model_dtype=dtype_name,
-                    device=args.device,
-                    progress=False,
-                ),
-                load=lambda _t: lm,
-            )
-            keep("neuron-signatures dump", n_tok / (time.perf_counter() - t0))
-            print(f"  dump: {best['neuron-signatures dump']:.0f} tok/s (best so far)", flush=True)
-            if rep < 2:
-                keep("prototype (b)", bench_prototype(lm, records, Path(d)))
-    ref = best["bare body, eager attention (a)"]
-    dump_rate = best["neuron-signatures dump"]
-    print(
-        f"\nDump throughput: {len(prompts)} prompts, {n_tok} tokens, {dtype_name}, {args.device}, "
-        f"{len(batches)} batches, best of {args.reps} alternating runs"
-    )
-    print(f"{'what':<34} {'tok/s':>8} {'vs (a)':>7} {'dump vs it':>11}")
-    for name, r in best.items():
-        print(f"{name:<34} {r:>8.0f} {r / ref:>6.2f}x {dump_rate / r:>10.2f}x")
-    rss = {}
-    for n in (args.rss_prompts, 10 * args.rss_prompts):
-        res = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--rss_child",
-                str(n),
-                "--dtype",
-                dtype_name,
-                "--device",
-                args.device,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+    def body(model):
+        def fn(ids, mask):
+            with torch.inference_mode():
+                model.model(input_ids=ids, attention_mask=mask)
+
+        return fn
+
+    def batched(fn):
+        def run(_d: Path) -> list[float]:
+            return [timed(fn, ids, mask) for ids, mask in padded]
+
+        return run
+
+    def dump_once(d: Path) -> list[float]:
+        """Seconds to each shard's write (the writer's on_batch), then to the end: per batch."""
+        cfg = DumpConfig(
+            prompts=prompts,
+            out_dir=d,
+            model_dtype="fp32",
+            save_dtype="bf16",
+            batch_size=args.batch_size,
+            device="cpu",
+            progress=False,
+            overwrite=True,
         )
-        rss[n] = json.loads(res.stdout.strip().splitlines()[-1])["maxrss_mib"]
-    n1, n10 = args.rss_prompts, 10 * args.rss_prompts
+        marks = [time.perf_counter()]
+        dump(cfg, load=lambda _t: lm, on_batch=lambda _s: marks.append(time.perf_counter()))
+        marks.append(time.perf_counter())
+        return [b - a for a, b in itertools.pairwise(marks)]
+
+    rows = {
+        "(a) bare body, default (sdpa) attention": batched(body(bare)),
+        "(b) bare body, eager attention": batched(body(eager)),
+        "(c) bridge capture, no writes": batched(
+            lambda i, m: models.capture_hook_post_bridge(lm, i, m, layers)
+        ),
+        "(d) lean capture, no writes": batched(
+            lambda i, m: models.capture_hook_post(lm, i, m, layers)
+        ),
+        "(e) dump end to end (bf16, sha256, fsync)": dump_once,
+    }
+    best: dict[str, float] = {}  # best whole pass, seconds
+    per_batch: dict[str, list[float]] = {}  # best of each batch, seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        for fn in (body(bare), body(eager)):  # warm-up
+            fn(*padded[0])
+        for rep in range(args.reps):
+            # Rotate the order too, so no method always runs right after the same one.
+            names = list(rows)
+            names = names[rep % len(names) :] + names[: rep % len(names)]
+            for name in names:
+                secs = rows[name](run_dir)
+                best[name] = min(best.get(name, float("inf")), sum(secs))
+                old = per_batch.get(name, secs)
+                per_batch[name] = [min(x, y) for x, y in zip(old, secs, strict=True)]
+            done = ", ".join(f"{n_tok / best[n]:.0f}" for n in rows)
+            print(f"  rep {rep + 1}/{args.reps}, best tok/s so far: {done}", flush=True)
+        proto = 0.0
+        if args.proto_prompts:
+            proto = bench_prototype(lm, records[: args.proto_prompts], Path(tmp))
+        steps = profile_steps(lm, prompts, tok, args.batch_size, Path(tmp)) if args.profile else {}
+
+    ref, ref_b = best[next(iter(rows))], sum(per_batch[next(iter(rows))])
     print(
-        f"\nPeak RSS of a dump (fresh process): {n1} prompts {rss[n1]:.0f} MiB, "
-        f"{n10} prompts {rss[n10]:.0f} MiB, ratio {rss[n10] / rss[n1]:.2f}x"
+        f"\nDump throughput: {len(prompts)} prompts, {n_tok} tokens ({padding:.0%} padding), "
+        f"{len(batches)} batches of {args.batch_size}, fp32 compute, bf16 save, cpu "
+        f"({torch.get_num_threads()} threads), best of {args.reps} alternating passes; "
+        "per batch: the sum of each batch's best"
     )
+    print(f"{'what':<56} {'tok/s':>6} {'vs (a)':>7} {'per batch':>10} {'vs (a)':>7}")
+    for name in rows:
+        r = f"{n_tok / best[name]:>6.0f} {ref / best[name]:>6.2f}x"
+        pb = sum(per_batch[name])
+        print(f"{name:<56} {r} {n_tok / pb:>10.0f} {ref_b / pb:>6.2f}x")
+    if proto:
+        name = f"prototype ({args.proto_prompts} prompts, run_with_cache, logits)"
+        print(f"{name:<56} {proto:>6.0f} {proto * ref / n_tok:>6.2f}x")
+    for name, s in loads.items():
+        print(f"{name:<56} {s:>5.1f}s")
+    load_bare, load_lm = loads.values()
+    e = best[list(rows)[-1]]
+    print(
+        f"With the load (what a `dump` command costs): bare {n_tok / (ref + load_bare):.0f} "
+        f"tok/s, dump {n_tok / (e + load_lm):.0f} tok/s, {(ref + load_bare) / (e + load_lm):.2f}x"
+    )
+    if steps:
+        total = sum(v for k, v in steps.items() if "before" not in k)
+        print(f"\nSteps of (e), serial (no writer thread), {total:.1f} s in all:")
+        for name, s in steps.items():
+            print(f"  {name:<44} {s:>6.2f} s  {s / total:>6.1%}")
+    if args.rss_prompts:
+        rss = {}
+        for n in (args.rss_prompts, 10 * args.rss_prompts):
+            res = subprocess.run(
+                [sys.executable, __file__, "--rss_child", str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rss[n] = json.loads(res.stdout.strip().splitlines()[-1])["maxrss_mib"]
+        n1, n10 = args.rss_prompts, 10 * args.rss_prompts
+        print(
+            f"\nPeak RSS of a dump (fresh process, 8-16 word prompts): {n1} prompts "
+            f"{rss[n1]:.0f} MiB, {n10} prompts {rss[n10]:.0f} MiB, ratio {rss[n10] / rss[n1]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

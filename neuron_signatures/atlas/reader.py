@@ -1,0 +1,258 @@
+"""Read an atlas: ``open_atlas(A).neuron(layer, n)`` → :class:`NeuronAtlas` (no torch, no model).
+
+One neuron is read from the memory-mapped layer file (a few rows of each array); statistics come
+out of the exact integer sums, intervals out of the exact histogram (:mod:`.record`).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadArgumentError, IncompleteRunError
+from . import store
+from .priority import token_priority
+from .record import (
+    Example,
+    Interval,
+    NeuronAtlas,
+    NeuronStats,
+    WriteScore,
+    equal_count_intervals,
+)
+
+__all__ = [
+    "Atlas",
+    "Example",
+    "Interval",
+    "NeuronAtlas",
+    "NeuronStats",
+    "WriteScore",
+    "equal_count_intervals",
+    "open_atlas",
+]
+
+SUM_SCALE = 2**64  # the exact sums count units of 2^-64
+
+
+def fixed_value(digits: Any) -> Any:
+    """The exact integer (units of 2^-64) of ``[..., 4]`` base-2^32 digits; Python ints."""
+    d = np.asarray(digits).astype(object)
+    return ((d[..., 0] * 2**32 + d[..., 1]) * 2**32 + d[..., 2]) * 2**32 + d[..., 3]
+
+
+def exact_sums(row: dict[str, Any]) -> tuple[Any, Any]:
+    """``(sum x, sum x^2)`` in units of ``2^-64`` as exact integers (see :mod:`.reduce`)."""
+    return fixed_value(row["sum"]), fixed_value(row["sumsq"])
+
+
+def _exact_stats(row: dict[str, Any], n: int, threshold: float) -> NeuronStats:
+    s1, s2 = (int(v) for v in exact_sums(row))
+    if n == 0:
+        nan = float("nan")
+        return NeuronStats(0, nan, nan, nan, nan, nan, nan, nan, threshold)
+    var = max(0.0, (s2 * n * SUM_SCALE - s1 * s1) / (n * n * SUM_SCALE * SUM_SCALE))
+    return NeuronStats(
+        count=n,
+        mean=s1 / (n * SUM_SCALE),
+        variance=var,
+        std=var**0.5,
+        min=float(row["min"]),
+        max=float(row["max"]),
+        frac_positive=int(row["n_pos"]) / n,
+        frac_above_threshold=int(row["n_thr"]) / n,
+        threshold=threshold,
+    )
+
+
+class Atlas:
+    """An opened atlas folder (see :mod:`.store` for the layout)."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.layers: list[int] = list(manifest["layers"])
+        self.n_layers = int(manifest["model"]["n_layers"])
+        self.d_mlp = int(manifest["model"]["d_mlp"])
+        self.model_name = str(manifest["model"]["name"])
+        self.ctx_len = int(manifest["params"]["ctx_len"])
+        self.seed = int(manifest["params"]["seed"])
+        self.edges = np.asarray(manifest["statistics"]["histogram"]["edges"], dtype=np.float64)
+
+    @property
+    def tokens_seen(self) -> int:
+        return int(self.manifest["progress"].get("tokens_seen", 0))
+
+    def _open(self, path: Path) -> Any:
+        from safetensors import safe_open
+
+        return safe_open(str(path), framework="numpy")
+
+    @cached_property
+    def _windows(self) -> dict[str, np.ndarray]:
+        with self._open(self.root / store.WINDOWS) as f:
+            return {k: f.get_tensor(k) for k in ("length", "doc", "offset")}
+
+    @cached_property
+    def vocab(self) -> list[str]:
+        return list(json.loads((self.root / store.VOCAB).read_text(encoding="utf-8")))
+
+    @cached_property
+    def documents(self) -> list[dict[str, Any]]:
+        text = (self.root / store.DOCUMENTS).read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines()]
+
+    def token(self, token_id: int) -> str:
+        v = self.vocab
+        return v[token_id] if 0 <= token_id < len(v) else f"<{token_id}>"
+
+    def window_ids(self, window: int) -> list[int]:
+        n = int(self._windows["length"][window])
+        with self._open(self.root / store.WINDOWS) as f:
+            return [int(t) for t in f.get_slice("tokens")[window][:n]]
+
+    def example(self, g: int, value: float, acts: np.ndarray | None = None) -> Example:
+        """The :class:`Example` of token ``g = window * ctx_len + position``."""
+        w, pos = divmod(int(g), self.ctx_len)
+        ids = self.window_ids(w)
+        doc = int(self._windows["doc"][w])
+        docs = self.documents
+        return Example(
+            window=w,
+            position=pos,
+            document=doc,
+            doc_token=int(self._windows["offset"][w]) + pos - 1 if pos else -1,
+            value=float(value),
+            token_ids=ids,
+            tokens=[self.token(i) for i in ids],
+            acts=None if acts is None else [float(a) for a in acts[: len(ids)]],
+            meta=dict(docs[doc]) if doc < len(docs) else {},
+        )
+
+    def _row(self, layer: int, index: int) -> dict[str, Any]:
+        if layer not in self.layers:
+            raise BadArgumentError(
+                f"layer {layer} is not in the atlas {self.root} (layers {self.layers})"
+            )
+        if not 0 <= index < self.d_mlp:
+            raise BadArgumentError(f"neuron {index} is out of range 0..{self.d_mlp - 1}")
+        with self._open(store.layer_file(self.root, layer)) as f:
+            row = {k: f.get_slice(k)[index] for k in f.keys() if k != "n"}  # noqa: SIM118
+            row["n"] = int(f.get_tensor("n")[0])
+        return row
+
+    def neuron(self, layer: int, index: int, n_intervals: int = 10) -> NeuronAtlas:
+        """Statistics, histogram, examples, intervals and write scores of one neuron."""
+        row = self._row(layer, index)
+        threshold = float(self.manifest["params"]["density_threshold"])
+        stats = _exact_stats(row, row["n"], threshold)
+        counts = np.asarray(row["hist"], dtype=np.int64)
+        sides = {}
+        for side in ("top", "bot"):
+            keep = row[f"{side}_g"] >= 0
+            sides[side] = [
+                self.example(g, v, a)
+                for g, v, a in zip(
+                    row[f"{side}_g"][keep],
+                    row[f"{side}_val"][keep],
+                    row[f"{side}_acts"][keep],
+                    strict=True,
+                )
+            ]
+        intervals = [
+            self._interval(row, counts, a, b, stats)
+            for a, b in equal_count_intervals(counts, n_intervals)
+        ]
+        pos, neg = self._write_scores(layer, index)
+        return NeuronAtlas(
+            layer=layer,
+            index=index,
+            stats=stats,
+            histogram_edges=self.edges.tolist(),
+            histogram_counts=counts.tolist(),
+            top=sides["top"],
+            bottom=sides["bot"],
+            intervals=intervals,
+            write_top=pos,
+            write_bottom=neg,
+        )
+
+    def _interval(
+        self, row: dict[str, Any], counts: np.ndarray, a: int, b: int, stats: NeuronStats
+    ) -> Interval:
+        nb = len(counts)
+        lo = max(float(self.edges[a - 1]) if a > 0 else -np.inf, stats.min)
+        hi = min(float(self.edges[b]) if b < nb - 1 else np.inf, stats.max)
+        g = row["samp_g"][a : b + 1].reshape(-1)
+        v = row["samp_v"][a : b + 1].reshape(-1)
+        keep = g >= 0
+        g, v = g[keep], v[keep]
+        r = row["samp_g"].shape[-1]
+        pick = np.argsort(token_priority(g, self.seed))[:r]
+        pick = pick[np.argsort(-v[pick], kind="stable")]
+        count = int(counts[a : b + 1].sum())
+        return Interval(
+            lo=lo,
+            hi=hi,
+            count=count,
+            fraction=count / max(1, stats.count),
+            samples=[self.example(int(g[i]), float(v[i])) for i in pick],
+        )
+
+    def _write_scores(self, layer: int, index: int) -> tuple[list[WriteScore], list[WriteScore]]:
+        path = self.root / store.WRITE_SCORES
+        if not path.is_file():
+            return [], []
+        out = []
+        with self._open(path) as f:
+            for side in ("pos", "neg"):
+                vals = f.get_slice(f"layer_{layer:03d}.{side}_val")[index]
+                ids = f.get_slice(f"layer_{layer:03d}.{side}_id")[index]
+                out.append(
+                    [
+                        WriteScore(self.token(int(i)), int(i), float(s))
+                        for i, s in zip(ids, vals, strict=True)
+                    ]
+                )
+        return out[0], out[1]
+
+    def layer_stats(self, layer: int) -> dict[str, np.ndarray]:
+        """Per-neuron ``mean, std, min, max, frac_positive, frac_above_threshold`` of a layer
+        (float64; for rankings in the UIs)."""
+        with self._open(store.layer_file(self.root, layer)) as f:
+            t = {k: f.get_tensor(k) for k in ("sum", "sumsq")}
+            extra = {k: f.get_tensor(k) for k in ("n", "min", "max", "n_pos", "n_thr")}
+        n = max(1, int(extra["n"][0]))
+        s1, s2 = exact_sums(t)
+        scale = SUM_SCALE * SUM_SCALE
+        var = ((s2 * n * SUM_SCALE - s1 * s1) / (n * n * scale)).astype(np.float64)
+        mean = (s1 / (n * SUM_SCALE)).astype(np.float64)
+        return {
+            "mean": mean,
+            "std": np.sqrt(np.maximum(var, 0.0)),
+            "min": extra["min"].astype(np.float64),
+            "max": extra["max"].astype(np.float64),
+            "frac_positive": extra["n_pos"] / n,
+            "frac_above_threshold": extra["n_thr"] / n,
+        }
+
+
+def open_atlas(path: str | Path, allow_incomplete: bool = False) -> Atlas:
+    """Open the atlas folder ``path``.
+
+    Raises:
+        RunFormatError: not an atlas, or of another format version.
+        IncompleteRunError: the build has not finished (unless ``allow_incomplete``).
+    """
+    root = Path(path)
+    manifest = store.read_manifest(root)
+    if not manifest.get("complete") and not allow_incomplete:
+        raise IncompleteRunError(
+            f"atlas {root} is not finished: run `neuron-signatures atlas --out_dir {root} "
+            "--resume` with the same flags"
+        )
+    return Atlas(root, manifest)

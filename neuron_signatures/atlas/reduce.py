@@ -1,0 +1,304 @@
+"""The streaming reduction of one layer's ``hook_post``, on the model's device, and its ``merge``.
+
+Per layer the state holds, for every neuron (``[d]`` unless noted):
+
+1. ``n``: tokens seen (the same for every neuron of the layer).
+2. ``sum``, ``sumsq [d, 4]``: each batch's float64 sums of ``x`` and ``x^2`` are truncated to a
+   multiple of ``2^-64`` and added as exact integers (four base-2^32 digits, most significant
+   first), so the totals do not depend on how batches are grouped: merge is exact.
+3. ``min``, ``max``; ``n_pos`` (count ``x > 0``) and ``n_thr`` (count ``x > threshold``).
+4. ``hist [d, n_bins]``: exact counts over half-octave bins read off the float bits
+   (:mod:`.bins`), fixed before the first token.
+5. Top-k and bottom-k examples (:mod:`.ranking`): order key, token ``g = window * ctx_len +
+   position`` and the neuron's activation on every token of the example's window. Once a
+   neuron's list is full, only the batch's activations at or beyond its k-th value are ranked.
+6. Interval samples: per (neuron, bin) the ``r`` tokens with the lowest seeded hash priority,
+   offered in priority order so that full reservoirs reject almost everything with one gather.
+
+Every part is a sum, a min/max or an exact selection, so :func:`merge` of two partial states is
+byte-identical to the state of the concatenated stream. Full activations never leave the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import bins
+from .exact import fixed_digits, normalize
+from .priority import token_priority
+from .ranking import (
+    BOTTOM_EMPTY,
+    INT64_MAX,
+    TOP_EMPTY,
+    batch_extremes,
+    key_value,
+    merge_ranked,
+    merge_reservoirs,
+    order_key,
+    rank_union,
+    refine_candidates,
+    reservoir_insert,
+)
+
+CAND_LIMIT = 8  # rank only candidates when fewer than CAND_LIMIT * top_k per neuron on average
+EXAMPLE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+SIDES = {"top": True, "bot": False}  # side name → largest
+
+
+@dataclass(frozen=True)
+class ReduceParams:
+    """What a layer reduction keeps (fixed for a whole atlas).
+
+    Attributes:
+        d_mlp: neurons per layer.
+        ctx_len: window length (BOS included); example activations are ``[ctx_len]``.
+        top_k: examples kept at each end (top-k and bottom-k).
+        samples: interval samples kept per (neuron, histogram bin).
+        threshold: ``n_thr`` counts activations strictly above it.
+        seed: seeds the sampling priorities.
+        example_dtype: ``fp16`` or ``fp32`` for the example windows' activations.
+        hist_exp: histogram range ``(lo_exp, hi_exp)``: half-octaves from ``2^lo`` to ``2^hi``.
+    """
+
+    d_mlp: int
+    ctx_len: int
+    top_k: int
+    samples: int
+    threshold: float
+    seed: int
+    example_dtype: str = "fp16"
+    hist_exp: tuple[int, int] = (bins.LO_EXP, bins.HI_EXP)
+
+    @property
+    def n_bins(self) -> int:
+        return bins.n_bins(*self.hist_exp)
+
+
+@dataclass
+class BatchTokens:
+    """The tokens of one batch that enter the statistics (BOS excluded unless asked).
+
+    Rows of the batch are sorted by window index, so ``acts[valid]`` lists tokens in
+    ``(window, position)`` order, the order ``g`` follows.
+    """
+
+    valid: torch.Tensor  # [B, T] bool
+    real: torch.Tensor  # [B, T] float32, 1 on the window's tokens, 0 on padding
+    row: torch.Tensor  # [N] batch row of each kept token
+    g: torch.Tensor  # [N] window * ctx_len + position
+    prio: torch.Tensor  # [N] sampling priority
+    prio_order: torch.Tensor  # [N] argsort of prio
+    prio_hi: torch.Tensor  # [N] int32 top half of prio (a cheap conservative filter)
+
+
+def batch_tokens(
+    windows: np.ndarray,
+    lengths: np.ndarray,
+    ctx_len: int,
+    include_bos: bool,
+    seed: int,
+    device: str,
+) -> BatchTokens:
+    """:class:`BatchTokens` for windows ``[B]`` (ascending) of ``lengths [B]``."""
+    width = int(lengths.max())
+    pos = np.arange(width)[None, :]
+    real = pos < lengths[:, None]
+    valid = real & (pos >= (0 if include_bos else 1))
+    r, c = np.nonzero(valid)
+    g = windows.astype(np.int64)[r] * ctx_len + c
+    prio = token_priority(g, seed)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    return BatchTokens(
+        valid=t(valid),
+        real=t(real.astype(np.float32)),
+        row=t(r.astype(np.int64)),
+        g=t(g),
+        prio=t(prio),
+        prio_order=t(np.argsort(prio, kind="stable")),
+        prio_hi=t((prio >> 32).astype(np.int32)),
+    )
+
+
+def new_state(p: ReduceParams, device: str) -> dict[str, torch.Tensor]:
+    """The empty state of one layer (the identity of :func:`merge`)."""
+    d, k, nb, r = p.d_mlp, p.top_k, p.n_bins, p.samples
+
+    def z(*shape: int, dtype: torch.dtype = torch.int64, fill: float = 0) -> torch.Tensor:
+        return torch.full(shape, fill, dtype=dtype, device=device)
+
+    st = {"n": z(1), "sum": z(d, 4), "sumsq": z(d, 4), "n_pos": z(d), "n_thr": z(d)}
+    st["min"] = z(d, dtype=torch.float32, fill=float("inf"))
+    st["max"] = z(d, dtype=torch.float32, fill=float("-inf"))
+    st["hist"] = z(d, nb)
+    for side, empty in (("top", TOP_EMPTY), ("bot", BOTTOM_EMPTY)):
+        st[f"{side}_key"] = z(d, k, fill=empty)
+        st[f"{side}_g"] = z(d, k, fill=-1)
+        st[f"{side}_acts"] = z(d, k, p.ctx_len, dtype=EXAMPLE_DTYPES[p.example_dtype])
+    st["samp_h"] = z(d * nb, r, fill=INT64_MAX)
+    st["samp_g"] = z(d * nb, r, fill=-1)
+    st["samp_v"] = z(d * nb, r, dtype=torch.float32)
+    return st
+
+
+@torch.no_grad()
+def update(
+    st: dict[str, torch.Tensor], p: ReduceParams, acts: torch.Tensor, bt: BatchTokens
+) -> None:
+    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place)."""
+    x = acts[bt.valid].float()  # [N, d]
+    if x.shape[0] == 0:
+        return
+    st["n"] += x.shape[0]
+    xd = x.double()
+    st["sum"] = normalize(st["sum"] + fixed_digits(xd.sum(0)))
+    st["sumsq"] = normalize(st["sumsq"] + fixed_digits((xd * xd).sum(0)))
+    del xd
+    st["min"] = torch.minimum(st["min"], x.amin(0))
+    st["max"] = torch.maximum(st["max"], x.amax(0))
+    st["n_pos"] += (x > 0).sum(0, dtype=torch.int32)
+    st["n_thr"] += (x > p.threshold).sum(0, dtype=torch.int32)
+    table = torch.tensor(bins.block_table(*p.hist_exp), device=x.device)
+    block = (x.view(torch.int32) >> bins.SHIFT) + 512
+    offs = torch.arange(p.d_mlp, device=x.device, dtype=torch.int32) * p.n_bins
+    group = table.index_select(0, block.view(-1)).view(x.shape) + offs  # [N, d] (neuron, bin)
+    st["hist"] += torch.bincount(group.view(-1), minlength=p.d_mlp * p.n_bins).view(p.d_mlp, -1)
+    for side, largest in SIDES.items():
+        _extremes(st, p, side, largest, x, acts, bt)
+    _sample(st, x, group, bt)
+
+
+def _extremes(
+    st: dict[str, torch.Tensor],
+    p: ReduceParams,
+    side: str,
+    largest: bool,
+    x: torch.Tensor,
+    acts: torch.Tensor,
+    bt: BatchTokens,
+) -> None:
+    """Merge the batch's best tokens of one side into the state's ranked list."""
+    kth = st[f"{side}_key"][:, -1]
+    local = None
+    if bool((st[f"{side}_g"][:, -1] >= 0).all()):
+        thr = key_value(kth)
+        ti, ni = ((x >= thr) if largest else (x <= thr)).nonzero(as_tuple=True)
+        if ti.numel() <= CAND_LIMIT * p.top_k * p.d_mlp:
+            key, local = refine_candidates(x, ti, ni, p.top_k, largest)
+    if local is None:
+        key, local = batch_extremes(order_key(x), p.top_k, largest)
+    touched = (local >= 0).any(1).nonzero().squeeze(1)  # neurons with a candidate
+    if not touched.numel():
+        return
+    key, local = key.index_select(0, touched), local.index_select(0, touched)
+    g = bt.g[local.clamp(min=0)].masked_fill(local < 0, -1)
+    names = [f"{side}_key", f"{side}_g", f"{side}_acts"]
+    cur_key, cur_g = (st[n].index_select(0, touched) for n in names[:2])
+    k = cur_key.shape[1]
+    new_key, new_g, sel = rank_union(cur_key, cur_g, key, g, k, largest)
+    # Windows: kept state examples are gathered from the state; only the batch's examples that
+    # made the list are gathered from the activations.
+    cur_acts = st[names[2]].index_select(0, touched)
+    win = cur_acts.gather(1, sel.clamp(max=k - 1)[..., None].expand(-1, -1, p.ctx_len))
+    i, j = (sel >= k).nonzero(as_tuple=True)
+    if i.numel():
+        lb = local[i, sel[i, j] - k]  # batch token of each new example (never missing)
+        rows = bt.row[lb]
+        w = acts[rows, :, touched[i]].float() * bt.real[rows]  # [n, T], 0 past the end
+        w = torch.nn.functional.pad(w, (0, p.ctx_len - w.shape[1]))
+        win[i, j] = w.to(win.dtype)
+    for n, t in zip(names, (new_key, new_g, win), strict=True):
+        st[n].index_copy_(0, touched, t)
+
+
+def _sample(
+    st: dict[str, torch.Tensor], x: torch.Tensor, group: torch.Tensor, bt: BatchTokens
+) -> None:
+    """Offer the batch's tokens to the reservoirs in ascending priority, in doubling chunks.
+
+    A token can only enter a reservoir whose r-th priority is above its own. Going through
+    tokens in priority order fills the reservoirs with the first chunk and leaves few candidates
+    in the later ones; the filter is one int32 gather of the thresholds' top halves, and only
+    its survivors are compared exactly.
+    """
+    res = {"h": st["samp_h"], "g": st["samp_g"], "v": st["samp_v"]}
+    n, start, size = bt.prio_order.numel(), 0, 64
+    while start < n:
+        tk = bt.prio_order[start : start + size]
+        start, size = start + size, size * 2
+        grp = group.index_select(0, tk)  # [c, d]
+        thr_hi = (res["h"][:, -1] >> 32).to(torch.int32)
+        near = bt.prio_hi[tk][:, None] <= thr_hi.index_select(0, grp.view(-1)).view(grp.shape)
+        ti, ni = near.nonzero(as_tuple=True)  # ascending ti: ascending priority
+        if not ti.numel():
+            continue
+        gi = grp[ti, ni].long()
+        tok = tk[ti]
+        prio = bt.prio[tok]
+        ok = prio < res["h"][:, -1].index_select(0, gi)
+        if bool(ok.any()):
+            tok, gi, ni, prio = tok[ok], gi[ok], ni[ok], prio[ok]
+            reservoir_insert(res, gi, prio, bt.g[tok], x[tok, ni])
+
+
+@torch.no_grad()
+def merge(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], p: ReduceParams
+) -> dict[str, torch.Tensor]:
+    """The state of ``a``'s tokens followed by ``b``'s (exact, associative, commutative)."""
+    out = {"n": a["n"] + b["n"]}
+    for name in ("sum", "sumsq"):
+        out[name] = normalize(a[name] + b[name])
+    out["min"] = torch.minimum(a["min"], b["min"])
+    out["max"] = torch.maximum(a["max"], b["max"])
+    for name in ("n_pos", "n_thr", "hist"):
+        out[name] = a[name] + b[name]
+    for side, largest in SIDES.items():
+        names = [f"{side}_key", f"{side}_g", f"{side}_acts"]
+        got = merge_ranked(
+            (a[names[0]], a[names[1]], a[names[2]]),
+            (b[names[0]], b[names[1]], b[names[2]]),
+            p.top_k,
+            largest,
+        )
+        out.update(zip(names, got, strict=True))
+    res = merge_reservoirs(
+        {"h": a["samp_h"], "g": a["samp_g"], "v": a["samp_v"]},
+        {"h": b["samp_h"], "g": b["samp_g"], "v": b["samp_v"]},
+    )
+    out.update(samp_h=res["h"], samp_g=res["g"], samp_v=res["v"])
+    return out
+
+
+def to_disk(st: dict[str, torch.Tensor], p: ReduceParams) -> dict[str, torch.Tensor]:
+    """CPU tensors to save: order keys become float32 values (NaN where empty), reservoir
+    priorities are dropped (they are a function of ``g``), reservoirs become ``[d, bins, r]``."""
+    out = {n: t for n, t in st.items() if not n.endswith("_key") and n != "samp_h"}
+    for side in SIDES:
+        empty = st[f"{side}_g"] < 0
+        out[f"{side}_val"] = torch.where(empty, float("nan"), key_value(st[f"{side}_key"]))
+    shape = (p.d_mlp, p.n_bins, p.samples)
+    out["samp_g"] = st["samp_g"].reshape(shape)
+    out["samp_v"] = st["samp_v"].reshape(shape)
+    return {n: t.detach().to("cpu").contiguous() for n, t in sorted(out.items())}
+
+
+def from_disk(
+    tensors: dict[str, torch.Tensor], p: ReduceParams, device: str
+) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`to_disk`, on ``device``."""
+    st = {n: t for n, t in tensors.items() if not n.endswith("_val")}
+    for side, empty in (("top", TOP_EMPTY), ("bot", BOTTOM_EMPTY)):
+        g = tensors[f"{side}_g"]
+        st[f"{side}_key"] = torch.where(g < 0, empty, order_key(tensors[f"{side}_val"]))
+    g = tensors["samp_g"].reshape(-1, p.samples)
+    prio = torch.from_numpy(token_priority(g.numpy(), p.seed))
+    st["samp_h"] = torch.where(g < 0, INT64_MAX, prio)
+    st["samp_g"] = g
+    st["samp_v"] = tensors["samp_v"].reshape(-1, p.samples)
+    return {n: t.to(device) for n, t in st.items()}
