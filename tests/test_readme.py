@@ -204,5 +204,8 @@ def test_readme_python_blocks_run(in_clone: Path) -> None:
     if not (in_clone / "runs/demo/manifest.json").is_file():
         for step in DEMO_STEPS:
             assert run_cli(shlex.split(step)) == 0, step
+    if not (in_clone / "atlases/demo/atlas.json").is_file():
+        argv = ["atlas", "--out_dir", "atlases/demo", "--max_tokens", "2000", "--overwrite"]
+        assert run_cli(argv) == 0
     for body in python_blocks():
         exec(compile(body, "README.md", "exec"), {})
