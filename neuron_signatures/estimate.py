@@ -117,3 +117,118 @@ def estimate_table(model_name: str, seq_len: int, n_prompts: int) -> list[Estima
     """One :class:`Estimate` per save dtype."""
     n_layers, d_mlp = model_shape(model_name)
     return [Estimate(model_name, n_layers, d_mlp, dt, seq_len, n_prompts) for dt in DTYPE_BYTES]
+
+
+# --- atlas estimates -------------------------------------------------------------------------
+# Byte sizes follow neuron_signatures.atlas.reduce.new_state (the device state) and
+# reduce.to_disk (the layer files); tests/test_estimate_atlas.py checks them against both.
+I64, F32, I32 = 8, 4, 4
+EXAMPLE_BYTES = {"fp16": 2, "fp32": 4}
+ATLAS_N_BINS = 100  # bins.n_bins() for the default half-octave range 2^-14..2^10
+# Assumed dense bf16 peaks (vendor spec sheets, no sparsity) and the utilisation they are taken
+# at: the forward is ~2 FLOPs per body parameter per token; short windows on a small model keep
+# the GPU far from its peak, so 30% is assumed. These are assumptions, not measurements.
+GPU_BF16_TFLOPS = {"A100 (SXM, 80 GB)": 312.0, "H100 (SXM)": 989.0, "H200": 989.0}
+ASSUMED_MFU = 0.30
+
+
+@dataclass(frozen=True)
+class AtlasEstimate:
+    """Device memory, disk size and forward time of an atlas of ``n_tokens`` corpus tokens."""
+
+    model_name: str
+    n_layers: int
+    d_mlp: int
+    d_model: int | None
+    n_tokens: int
+    ctx_len: int = 64
+    top_k: int = 20
+    samples: int = 5
+    example_dtype: str = "fp16"
+    write_scores_k: int = 10
+    n_bins: int = ATLAS_N_BINS
+
+    @property
+    def n_neurons(self) -> int:
+        return self.n_layers * self.d_mlp
+
+    @property
+    def examples_bytes(self) -> int:
+        """Top-k and bottom-k example windows' activations of one neuron."""
+        return 2 * self.top_k * self.ctx_len * EXAMPLE_BYTES[self.example_dtype]
+
+    @property
+    def state_bytes_per_neuron(self) -> int:
+        """``reduce.new_state`` per neuron: sums, counts, min/max, histogram, ranked lists
+        (int64 key + int64 g + window), reservoirs (int64 hash + int64 g + float32 value)."""
+        fixed = 4 * I64 + 4 * I64 + I64 + I64 + F32 + F32  # sum, sumsq, n_pos, n_thr, min, max
+        ranked = 2 * self.top_k * (I64 + I64)
+        res = self.n_bins * self.samples * (I64 + I64 + F32)
+        return fixed + self.n_bins * I64 + ranked + self.examples_bytes + res
+
+    @property
+    def disk_bytes_per_neuron(self) -> int:
+        """``reduce.to_disk`` per neuron: keys become float32 values, reservoir hashes dropped."""
+        fixed = 4 * I64 + 4 * I64 + I64 + I64 + F32 + F32
+        ranked = 2 * self.top_k * (F32 + I64)
+        res = self.n_bins * self.samples * (I64 + F32)
+        return fixed + self.n_bins * I64 + ranked + self.examples_bytes + res
+
+    @property
+    def n_windows(self) -> int:
+        return -(-self.n_tokens // (self.ctx_len - 1))
+
+    @property
+    def device_bytes(self) -> int:
+        return self.n_neurons * self.state_bytes_per_neuron
+
+    @property
+    def layer_files_bytes(self) -> int:
+        return self.n_neurons * self.disk_bytes_per_neuron
+
+    @property
+    def windows_bytes(self) -> int:
+        """``windows.safetensors``: int32 tokens ``[W, ctx_len]`` and length, int64 doc, offset."""
+        return self.n_windows * (self.ctx_len * I32 + I32 + 2 * I64)
+
+    @property
+    def write_scores_bytes(self) -> int:
+        return self.n_neurons * 2 * self.write_scores_k * (F32 + I64)
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.layer_files_bytes + self.windows_bytes + self.write_scores_bytes
+
+    @property
+    def forward_tokens(self) -> int:
+        """Tokens forwarded: the corpus tokens plus one BOS per window."""
+        return self.n_tokens + self.n_windows
+
+    @property
+    def body_params(self) -> int | None:
+        """Approximate body parameters ``n_layers * (3 d_model d_mlp + 4 d_model^2)`` (GeGLU MLP
+        plus full-width attention; grouped-query attention makes the true count smaller)."""
+        if self.d_model is None:
+            return None
+        return self.n_layers * (3 * self.d_model * self.d_mlp + 4 * self.d_model**2)
+
+    def gpu_hours(self) -> dict[str, tuple[float, float]]:
+        """``{gpu: (assumed tokens/s, hours)}`` of the forward at ``ASSUMED_MFU`` of bf16 peak."""
+        params = self.body_params
+        if params is None:
+            return {}
+        out = {}
+        for gpu, tflops in GPU_BF16_TFLOPS.items():
+            tok_s = tflops * 1e12 * ASSUMED_MFU / (2 * params)
+            out[gpu] = (tok_s, self.forward_tokens / tok_s / 3600)
+        return out
+
+
+def atlas_estimate(model_name: str, n_tokens: int, **params: object) -> AtlasEstimate:
+    """:class:`AtlasEstimate` for a model spec (shape from config or the known-model table)."""
+    from .models import KNOWN_MODELS, resolve_model_spec
+
+    n_layers, d_mlp = model_shape(model_name)
+    km = KNOWN_MODELS.get(resolve_model_spec(model_name).name)
+    d_model = km.d_model if km is not None else None
+    return AtlasEstimate(model_name, n_layers, d_mlp, d_model, n_tokens, **params)  # type: ignore[arg-type]

@@ -1,0 +1,184 @@
+"""Atlas throughput against the bare body forward, and peak RSS against corpus size (CPU or GPU).
+
+One process, one model load, the same windows, batches (the atlas's own plan), device and dtype
+for every row; the rows are alternated (their order rotating each repetition) and each reports
+its best of ``--reps``:
+
+* (a) bare body: plain transformers loaded from the same converted folder, ``model.model(...)``
+  with its default attention, no hooks, no logits, every layer: the baseline, 1.00x;
+* (b) capture only: ``neuron_signatures.models.capture_hook_post`` on the same batches;
+* (c) the atlas's batch loop: ``build_atlas`` with the model already loaded and no write scores,
+  timed as its ``forward_s + reduce_s`` (``build.json``); (c') the whole ``build_atlas`` call
+  (adds tokenising the corpus, writing windows and the layer files) is reported beside it;
+* reduction share = (c - b) / c.
+
+Then peak RSS of builds of ``--rss_tokens`` N and 10*N corpus tokens, each in a fresh process
+(``--rss_layers``, default layer 0 only, to keep it fast: the forward stops after it).
+
+Usage: ``python benchmarks/bench_atlas.py [--tokens 600] [--reps 2] [--device cpu]
+[--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from neuron_signatures import models  # noqa: E402
+from neuron_signatures.atlas.build import AtlasConfig, build_atlas  # noqa: E402
+
+
+def config(out: Path, args: argparse.Namespace, tokens: int, layers: list[int] | None) -> Any:
+    return AtlasConfig(
+        out_dir=out,
+        max_tokens=tokens,
+        layers=layers,
+        device=args.device,
+        model_dtype=args.dtype,
+        write_scores_k=0,
+        checkpoint_every=10**12,
+        progress=False,
+        overwrite=True,
+    )
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    layers = [int(x) for x in args.rss_layers.split(",")]
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        build_atlas(config(Path(d) / "a", args, args.rss_child, layers))
+        elapsed = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"maxrss_mib": rss, "build_s": elapsed}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=600, help="corpus tokens of rows (a)-(c)")
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (the compute dtype)")
+    ap.add_argument("--rss_tokens", type=int, default=1000, help="N of the RSS builds (and 10N)")
+    ap.add_argument("--rss_layers", default="0", help="layers of the RSS builds, comma separated")
+    ap.add_argument("--no_rss", action="store_true")
+    ap.add_argument("--rss_child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child is not None:
+        rss_child(args)
+        return
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from neuron_signatures.atlas.plan import window_batches
+    from neuron_signatures.atlas.run import batch_inputs
+    from neuron_signatures.atlas.store import load_tensors
+    from neuron_signatures.models import capture_hook_post
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    tok = models.load_tokenizer(models.EMBEDDED_NAME)
+    loads = {}
+    t0 = time.perf_counter()
+    lm = models.load_model(models.EMBEDDED_NAME, args.device, args.dtype, tokenizer=tok)
+    loads["load_model (boot + self-check)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    folder = str(models.embedded_model_dir())
+    bare = AutoModelForCausalLM.from_pretrained(folder, dtype=dt).to(lm.device).eval()
+    loads["plain from_pretrained (for (a))"] = time.perf_counter() - t0
+    dev = lm.device
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_atlas_"))
+    out = tmp / "atlas"
+    build_atlas(config(out, args, args.tokens, None), load=lambda _: lm)  # warm-up + the plan
+    manifest = json.loads((out / "atlas.json").read_text())
+    w = load_tensors(out / "windows.safetensors")
+    tokens, lengths = w["tokens"].numpy(), w["length"].numpy()
+    budget = manifest["params"]["max_batch_tokens"]
+    batches = window_batches(lengths, manifest["params"]["batch_size"], budget)
+    assert len(batches) == manifest["params"]["n_batches"]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    inputs = [
+        tuple(t.to(dev) for t in batch_inputs(tokens, lengths, np.asarray(b), pad)) for b in batches
+    ]
+    layers = manifest["layers"]
+    n_fwd = int(lengths.sum())
+
+    def bare_pass() -> float:
+        t = time.perf_counter()
+        with torch.inference_mode():
+            for ids, mask in inputs:
+                bare.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        sync(dev)
+        return time.perf_counter() - t
+
+    def capture_pass() -> float:
+        t = time.perf_counter()
+        for ids, mask in inputs:
+            capture_hook_post(lm, ids, mask, layers)
+        sync(dev)
+        return time.perf_counter() - t
+
+    whole: list[float] = []
+
+    def atlas_pass() -> float:
+        t = time.perf_counter()
+        build_atlas(config(out, args, args.tokens, None), load=lambda _: lm)
+        whole.append(time.perf_counter() - t)
+        log = json.loads((out / "build.json").read_text())
+        return float(log["forward_s"] + log["reduce_s"])
+
+    rows = {"(a) bare body": bare_pass, "(b) capture only": capture_pass}
+    rows["(c) atlas batch loop"] = atlas_pass
+    best = {k: float("inf") for k in rows}
+    names = list(rows)
+    for rep in range(args.reps):
+        for name in names[rep % 3 :] + names[: rep % 3]:
+            best[name] = min(best[name], rows[name]())
+    print(
+        f"{models.EMBEDDED_NAME} on {dev}, {args.dtype}, {n_fwd} tokens forwarded "
+        f"({manifest['windows']['n_windows']} windows of <= {manifest['params']['ctx_len']}), "
+        f"{len(batches)} batches (<= {budget} tokens), {len(layers)} layers, best of {args.reps}"
+    )
+    base = best["(a) bare body"]
+    print(f"{'row':<34} {'seconds':>8} {'tokens/s':>9} {'vs (a)':>7}")
+    for name, s in best.items():
+        print(f"{name:<34} {s:>8.2f} {n_fwd / s:>9.0f} {base / s:>6.2f}x")
+    s, label = min(whole), "(c') whole build_atlas call"
+    print(f"{label:<34} {s:>8.2f} {n_fwd / s:>9.0f} {base / s:>6.2f}x")
+    c, b = best["(c) atlas batch loop"], best["(b) capture only"]
+    print(f"reduction share (c - b) / c: {(c - b) / c:.0%}")
+    for name, s in loads.items():
+        print(f"load, not in the ratios: {name:<34} {s:>6.1f} s")
+
+    if args.no_rss:
+        return
+    print(f"peak RSS, fresh processes, layers {args.rss_layers} only:")
+    for n in (args.rss_tokens, 10 * args.rss_tokens):
+        cmd = [sys.executable, __file__, "--rss_child", str(n), "--rss_layers", args.rss_layers]
+        cmd += ["--device", args.device, "--dtype", args.dtype]
+        got = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        print(f"  {n:>8} tokens: {got['maxrss_mib']:8.0f} MiB  (build {got['build_s']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
