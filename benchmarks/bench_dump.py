@@ -5,10 +5,11 @@ deterministically by walking the words of ``docs/probe_prompts_list.json`` cycli
 ``i`` has ``8 + 37·i mod 81`` words and starts where prompt ``i-1`` stopped), one BOS each,
 length-sorted batches of ``--batch_size`` (8), fp32 compute, bf16 save.
 
-Rows, all on the same batches, alternated in one process so machine noise hits each alike. Each
-is reported two ways: its best whole pass of ``--reps``, and "per batch", the sum over batches of
-each batch's best time (for (e) the intervals between its shard writes), which a busy shared
-machine disturbs far less:
+Rows, all on the same batches in one process: (a)-(d) interleaved batch by batch (their order
+rotating), (e) as a whole dump before or after them in turns, so machine noise hits each alike.
+Each is reported two ways: its best whole pass of ``--reps``, and "per batch", the sum over
+batches of each batch's best time (for (e) the intervals between its shard writes), which a busy
+shared machine disturbs far less:
 
 * (a) bare body: plain transformers loaded from the same converted folder, ``model.model(...)``
   with its default attention (sdpa), no hooks, no logits: the baseline, 1.00×;
@@ -22,9 +23,9 @@ machine disturbs far less:
 * the prototype (one prompt at a time, ``run_with_cache``, full logits, one ``torch.save``) on the
   first ``--proto_prompts`` prompts, once.
 
-``--profile`` then times the steps (e) adds to (d) one by one, serially (slice + cast,
-serialise + sha256, write + fsync). Last, the peak RSS of dumps of N and 10·N prompts, each in a
-fresh process.
+``--profile`` then times the steps of (e) one by one, serially (tokenise, pad, capture,
+slice + bf16 cast before and now, serialise + sha256, write + fsync). Last, the peak RSS of
+dumps of N and 10·N prompts, each in a fresh process.
 
 Usage: ``python benchmarks/bench_dump.py [--prompts 240] [--reps 3] [--profile]``
 """
@@ -186,6 +187,7 @@ def main() -> None:
 
     from neuron_signatures import models
 
+    load0 = os.getloadavg()[0]  # other processes' load makes the numbers noisy: say so
     folder = str(models.embedded_model_dir())
     tok = models.load_tokenizer("gemma3-270m")
     prompts = bench_prompts(args.prompts)
@@ -281,7 +283,8 @@ def main() -> None:
         f"\nDump throughput: {len(prompts)} prompts, {n_tok} tokens ({padding:.0%} padding), "
         f"{len(batches)} batches of {args.batch_size}, fp32 compute, bf16 save, cpu "
         f"({torch.get_num_threads()} threads), best of {args.reps} alternating passes; "
-        "per batch: the sum of each batch's best"
+        f"per batch: the sum of each batch's best; load average {load0:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
     )
     print(f"{'what':<56} {'tok/s':>6} {'vs (a)':>7} {'per batch':>10} {'vs (a)':>7}")
     for name in rows:
