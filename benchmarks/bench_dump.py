@@ -27,7 +27,8 @@ shared machine disturbs far less:
 slice + bf16 cast before and now, serialise + sha256, write + fsync). Last, the peak RSS of
 dumps of N and 10·N prompts, each in a fresh process.
 
-Usage: ``python benchmarks/bench_dump.py [--prompts 240] [--reps 3] [--profile]``
+Usage: ``python benchmarks/bench_dump.py [--prompts 240] [--reps 2] [--profile]`` (about 5 minutes
+on a quiet 2-core machine; ``--prompts 80`` for a quick look).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=240, help="prompts of 8-88 words")
     ap.add_argument("--batch_size", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=3, help="alternating repetitions; best is kept")
+    ap.add_argument("--reps", type=int, default=2, help="alternating repetitions; best is kept")
     ap.add_argument("--proto_prompts", type=int, default=8, help="prototype row size (0: skip)")
     ap.add_argument("--profile", action="store_true", help="time the steps of (e) one by one")
     ap.add_argument("--rss_prompts", type=int, default=32, help="RSS check size (0: skip)")
