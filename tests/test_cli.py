@@ -9,18 +9,10 @@ from typing import Any
 import pytest
 
 from neuron_signatures import poc1_dump_activations
-from neuron_signatures.cli import build_parser, command_modules, main
+from neuron_signatures.cli import build_parser, command_modules
 from neuron_signatures.store import open_run
+from tests.cli_run import run_cli
 from tests.tiny_models import exact_dump_args
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(argv))
-    except SystemExit as e:  # argparse
-        rc = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_every_command_has_help() -> None:

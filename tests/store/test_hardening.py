@@ -16,16 +16,8 @@ from neuron_signatures.cli import main
 from neuron_signatures.errors import ModelLoadError
 from neuron_signatures.store import open_run, verify_run
 from neuron_signatures.store.progress import read_progress
+from tests.cli_run import run_cli
 from tests.tiny_models import exact_dump_args
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(argv))
-    except SystemExit as e:  # argparse
-        rc = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_line_error(rc: int, err: str) -> bool:
