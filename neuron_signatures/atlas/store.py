@@ -25,7 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunExistsError, RunFormatError, RunLockedError
+from ..errors import RunExistsError, RunFormatError
+from ..store.claim import take_folder_lock
 from ..store.manifest import atomic_write_bytes
 
 FORMAT = "neuron-signatures atlas"
@@ -123,19 +124,11 @@ def clear(root: Path) -> None:
 
 
 class Lock:
-    """An exclusive ``flock`` on ``<atlas>/.lock`` held while building."""
+    """An exclusive ``flock`` on ``<atlas>/.lock`` held while building (the dump's lock)."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._fd)
-            raise RunLockedError(
-                f"another process is building the atlas in {root}: wait for it or use another "
-                "--out_dir"
-            ) from None
+        self._fd = take_folder_lock(root / LOCK, f"another atlas build{{pid}} is writing {root}")
 
     def release(self) -> None:
         if self._fd >= 0:

@@ -225,7 +225,13 @@ def _remove_if_empty(path: Path) -> None:
 
 
 def _take_lock(path: Path) -> int:
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    return take_folder_lock(path / LOCK_FILE, f"another dump{{pid}} is writing {path}")
+
+
+def take_folder_lock(lock_file: Path, busy: str) -> int:
+    """An exclusive ``flock`` on ``lock_file`` holding our pid; its fd (release with ``flock
+    LOCK_UN`` + close). ``busy`` (with a ``{pid}`` slot) says who holds it when it is taken."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -233,7 +239,7 @@ def _take_lock(path: Path) -> int:
         os.close(fd)
         pid = f" (pid {holder})" if holder.isdigit() else ""
         raise RunLockedError(
-            f"another dump{pid} is writing {path}: wait for it to finish or pick another --out_dir"
+            busy.replace("{pid}", pid) + ": wait for it to finish or pick another --out_dir"
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
