@@ -88,6 +88,7 @@ class BatchTokens:
     valid: torch.Tensor  # [B, T] bool
     real: torch.Tensor  # [B, T] float32, 1 on the window's tokens, 0 on padding
     row: torch.Tensor  # [N] batch row of each kept token
+    pos: torch.Tensor  # [N] position of each kept token in its row
     g: torch.Tensor  # [N] window * ctx_len + position
     prio: torch.Tensor  # [N] sampling priority
     prio_order: torch.Tensor  # [N] argsort of prio
@@ -118,6 +119,7 @@ def batch_tokens(
         valid=t(valid),
         real=t(real.astype(np.float32)),
         row=t(r.astype(np.int64)),
+        pos=t(c.astype(np.int64)),
         g=t(g),
         prio=t(prio),
         prio_order=t(np.argsort(prio, kind="stable")),
@@ -186,8 +188,8 @@ def _extremes(
     kth = st[f"{side}_key"][:, -1]
     local = None
     if bool((st[f"{side}_g"][:, -1] >= 0).all()):
-        thr = key_value(kth)
-        ti, ni = ((x >= thr) if largest else (x <= thr)).nonzero(as_tuple=True)
+        keys = order_key(x)  # keys, not values: a NaN k-th value compares false to all
+        ti, ni = ((keys >= kth) if largest else (keys <= kth)).nonzero(as_tuple=True)
         if ti.numel() <= CAND_LIMIT * p.top_k * p.d_mlp:
             key, local = refine_candidates(x, ti, ni, p.top_k, largest)
     if local is None:
@@ -209,7 +211,8 @@ def _extremes(
     if i.numel():
         lb = local[i, sel[i, j] - k]  # batch token of each new example (never missing)
         rows = bt.row[lb]
-        w = acts[rows, :, touched[i]].float() * bt.real[rows]  # [n, T], 0 past the end
+        w = acts[rows, :, touched[i]].float()  # [n, T], +0.0 past the end (not 0 * x)
+        w = torch.where(bt.real[rows] > 0, w, 0.0)
         w = torch.nn.functional.pad(w, (0, p.ctx_len - w.shape[1]))
         win[i, j] = w.to(win.dtype)
     for n, t in zip(names, (new_key, new_g, win), strict=True):
@@ -302,3 +305,60 @@ def from_disk(
     st["samp_g"] = g
     st["samp_v"] = tensors["samp_v"].reshape(-1, p.samples)
     return {n: t.to(device) for n, t in st.items()}
+
+
+def kernel_available() -> bool:
+    """True when the compiled CPU pass (numba) imports; set ``NEURON_SIGNATURES_NO_KERNEL=1`` to
+    use the torch ops instead."""
+    import os
+
+    if os.environ.get("NEURON_SIGNATURES_NO_KERNEL"):
+        return False
+    try:
+        from . import kernel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@torch.no_grad()
+def update_kernel(
+    st: dict[str, torch.Tensor], p: ReduceParams, acts: torch.Tensor, bt: BatchTokens
+) -> None:
+    """:func:`update` on a CPU through the compiled pass of :mod:`.kernel` (same state)."""
+    from . import kernel
+
+    if bt.row.numel() == 0:
+        return
+    a = acts.float().contiguous().numpy()
+    views = {n: st[n].numpy() for n in (*kernel.STATE, "hist")}
+    for side in SIDES:
+        views[f"{side}_acts"] = st[f"{side}_acts"].view(torch.int16).numpy()
+    rows = bt.row.numpy()
+    out = kernel.run(
+        torch.get_num_threads(),
+        a,
+        rows,
+        bt.pos.numpy(),
+        bt.prio_order.numpy(),
+        bt.g.numpy(),
+        bt.prio.numpy(),
+        p.threshold,
+        bins.block_table(*p.hist_exp),
+        bins.SHIFT,
+        views,
+    )
+    st["n"] += rows.size
+    st["sum"] = normalize(st["sum"] + fixed_digits(torch.from_numpy(out["s1"])))
+    st["sumsq"] = normalize(st["sumsq"] + fixed_digits(torch.from_numpy(out["s2"])))
+    lengths = bt.real.sum(1).to(torch.int64).numpy()
+    for side in SIDES:
+        src = out[f"{side}_src"]
+        i, j = np.nonzero(src < 0)  # the batch's tokens that made the list
+        if i.size:
+            r = rows[-1 - src[i, j]]
+            o = np.lexsort((i, r))  # by (row, neuron): the gather reads nearby addresses
+            i, j, r = i[o], j[o], r[o]
+            w = kernel.windows(a, r, lengths, i, p.ctx_len).T
+            win = torch.from_numpy(w).to(st[f"{side}_acts"].dtype)
+            st[f"{side}_acts"][torch.from_numpy(i), torch.from_numpy(j)] = win

@@ -22,19 +22,36 @@ import torch
 
 from . import store
 from .plan import reduce_params
-from .reduce import batch_tokens, from_disk, new_state, to_disk, update
+from .reduce import (
+    batch_tokens,
+    from_disk,
+    kernel_available,
+    new_state,
+    to_disk,
+    update,
+    update_kernel,
+)
 from .windows import WindowPlan
 
 log = logging.getLogger(__name__)
 REDUCE_THREADS = 1
 
 
+def reducer(device: str) -> Callable[..., None]:
+    """The fold of one batch into a layer state: on a CPU the compiled pass of :mod:`.kernel`
+    (where numba imports), else the torch ops of :func:`.reduce.update` (GPU, or no numba)."""
+    if device == "cpu" and kernel_available():
+        return update_kernel
+    return update
+
+
 @contextlib.contextmanager
-def _reduce_threads(device: str) -> Iterator[None]:
-    """One intra-op thread for the reduction on a CPU: it is many small ops, and with two
+def _reduce_threads(device: str, fold: Callable[..., None]) -> Iterator[None]:
+    """One intra-op thread for the torch reduction on a CPU: it is many small ops, and with two
     threads each waits for a shared core (a 262k-element sort: 186 ms with 2 threads on a busy
-    2-core machine, 5 ms with 1; the whole reduction ran 2.5x faster)."""
-    if device.startswith("cuda"):
+    2-core machine, 5 ms with 1; the whole reduction ran 2.5x faster). The compiled pass splits
+    neurons over all threads itself."""
+    if device.startswith("cuda") or fold is not update:
         yield
         return
     before = torch.get_num_threads()
@@ -85,6 +102,7 @@ def run_batches(
         start = int(ckpt[0]["next_batch"])
         states = {layer: from_disk(t, p, dev) for layer, t in ckpt[1].items()}
         log.info("resuming %s at batch %d of %d..%d", root, start, lo, hi)
+    fold = reducer(dev)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     bar = _bar(cfg.progress, sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, hi)))
     bar.update(sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)))
@@ -100,9 +118,9 @@ def run_batches(
         t_fwd += time.perf_counter() - t
         t = time.perf_counter()
         bt = batch_tokens(wins, lengths, p.ctx_len, cfg.include_bos, p.seed, dev)
-        with _reduce_threads(dev):
+        with _reduce_threads(dev, fold):
             for layer in layers:
-                update(states[layer], p, got[layer], bt)
+                fold(states[layer], p, got[layer], bt)
         del got
         _sync(dev)
         t_red += time.perf_counter() - t

@@ -1,0 +1,99 @@
+"""The compiled CPU pass (:mod:`neuron_signatures.atlas.kernel`) against the torch reduction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuron_signatures.atlas.reduce import (
+    ReduceParams,
+    batch_tokens,
+    kernel_available,
+    new_state,
+    update,
+    update_kernel,
+)
+from neuron_signatures.atlas.run import reducer
+
+pytestmark = pytest.mark.skipif(not kernel_available(), reason="numba is not installed")
+
+
+def _batches(seed: int, n_batches: int, d: int, ctx: int) -> list[tuple[np.ndarray, ...]]:
+    """Windows of ragged lengths whose activations hold ties, signed zeros, inf and NaN."""
+    rng = np.random.default_rng(seed)
+    out, w0 = [], 0
+    for _ in range(n_batches):
+        b = int(rng.integers(1, 6))
+        wins = np.arange(w0, w0 + b)
+        w0 += b + int(rng.integers(0, 3))  # gaps: other parts' windows
+        lengths = rng.integers(1, ctx + 1, b)
+        acts = rng.standard_normal((b, int(lengths.max()), d)).astype(np.float32)
+        acts = np.round(acts * 4) / 4  # many exact ties
+        pick = rng.random(acts.shape)
+        acts[pick < 0.03] = 0.0
+        acts[(pick > 0.03) & (pick < 0.05)] = -0.0
+        acts[(pick > 0.05) & (pick < 0.052)] = np.inf
+        acts[(pick > 0.052) & (pick < 0.054)] = -np.inf
+        acts[..., 1] = 0.1  # a constant neuron (every token ties)
+        out.append((wins, lengths, acts))
+    return out
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        x, y = a[name], b[name]
+        if name in ("sum", "sumsq"):  # float64 sums, added in another order
+            xs = x[:, 0].double() * 2.0**32 + x[:, 1] + x[:, 2] / 2.0**32
+            ys = y[:, 0].double() * 2.0**32 + y[:, 1] + y[:, 2] / 2.0**32
+            assert torch.allclose(xs, ys, rtol=1e-12, atol=1e-6), name
+        elif x.is_floating_point():  # bit patterns: -0.0, NaN and inf included
+            x = x.float() if x.dtype == torch.float16 else x
+            y = y.float() if y.dtype == torch.float16 else y
+            assert torch.equal(x.view(torch.int32), y.view(torch.int32)), name
+        else:
+            assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("include_bos", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_kernel_equals_torch_ops(include_bos: bool, threads: int) -> None:
+    d, ctx = 7, 6
+    p = ReduceParams(d_mlp=d, ctx_len=ctx, top_k=4, samples=3, threshold=0.1, seed=5)
+    a, b = new_state(p, "cpu"), new_state(p, "cpu")
+    before = torch.get_num_threads()
+    try:
+        for wins, lengths, acts in _batches(0, 12, d, ctx):
+            bt = batch_tokens(wins, lengths, ctx, include_bos, p.seed, "cpu")
+            x = torch.from_numpy(acts)
+            torch.set_num_threads(1)
+            update(a, p, x, bt)
+            torch.set_num_threads(threads)  # the kernel splits neurons over this many threads
+            update_kernel(b, p, x, bt)
+    finally:
+        torch.set_num_threads(before)
+    _assert_same(a, b)
+    assert int(a["n"][0]) > 0
+    assert bool((a["top_g"] >= 0).all())  # lists filled and then contested
+
+
+def test_kernel_nan_propagates_from_earlier_batches() -> None:
+    p = ReduceParams(d_mlp=2, ctx_len=3, top_k=2, samples=2, threshold=0.0, seed=0)
+    a, b = new_state(p, "cpu"), new_state(p, "cpu")
+    first = np.array([[[0.0, 1.0], [np.nan, 2.0], [1.0, 3.0]]], dtype=np.float32)
+    second = np.array([[[0.0, 1.0], [5.0, -2.0], [-1.0, 0.5]]], dtype=np.float32)
+    for i, acts in enumerate((first, second)):
+        bt = batch_tokens(np.array([i]), np.array([3]), 3, False, p.seed, "cpu")
+        update(a, p, torch.from_numpy(acts), bt)
+        update_kernel(b, p, torch.from_numpy(acts), bt)
+    _assert_same(a, b)
+    assert torch.isnan(b["min"][0]) and torch.isnan(b["max"][0])
+    assert b["min"][1] == -2.0 and b["max"][1] == 3.0
+
+
+def test_reducer_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert reducer("cpu") is update_kernel
+    assert reducer("cuda") is update
+    monkeypatch.setenv("NEURON_SIGNATURES_NO_KERNEL", "1")
+    assert reducer("cpu") is update
