@@ -164,6 +164,7 @@ def run_batches(
         "batches": [lo, hi],
         "tokens_forwarded_this_process": n_fwd
         - sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)),
+        "reducer": "numba kernel" if fold is update_kernel else "torch ops",
         "forward_s": round(t_fwd, 3),
         "reduce_s": round(t_red, 3),
         "save_s": round(t_save, 3),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from neuron_signatures.atlas.reduce import (
     ReduceParams,
@@ -15,6 +20,7 @@ from neuron_signatures.atlas.reduce import (
     update_kernel,
 )
 from neuron_signatures.atlas.run import reducer
+from tests.atlas.conftest import build
 
 pytestmark = pytest.mark.skipif(not kernel_available(), reason="numba is not installed")
 
@@ -97,3 +103,19 @@ def test_reducer_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert reducer("cuda") is update
     monkeypatch.setenv("NEURON_SIGNATURES_NO_KERNEL", "1")
     assert reducer("cpu") is update
+
+
+def test_whole_build_torch_ops_equal_kernel(
+    tiny_pair: tuple[Any, Any], corpus_txt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds of one corpus, one per reducer: the layer files agree (sums to rounding)."""
+    lm = tiny_pair[0]
+    fast = build(lm, tmp_path / "kernel", corpus_txt)
+    monkeypatch.setenv("NEURON_SIGNATURES_NO_KERNEL", "1")
+    slow = build(lm, tmp_path / "torch", corpus_txt)
+    assert json.loads((fast / "build.json").read_text())["reducer"] == "numba kernel"
+    assert json.loads((slow / "build.json").read_text())["reducer"] == "torch ops"
+    for layer in json.loads((fast / "atlas.json").read_text())["layers"]:
+        name = f"layers/layer_{layer:03d}.safetensors"
+        a, b = load_file(str(fast / name)), load_file(str(slow / name))
+        _assert_same(a, b)
