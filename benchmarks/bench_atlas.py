@@ -10,12 +10,17 @@ its best of ``--reps``:
 * (c) the atlas's batch loop: ``build_atlas`` with the model already loaded and no write scores,
   timed as its ``forward_s + reduce_s`` (``build.json``); (c') the whole ``build_atlas`` call
   (adds tokenising the corpus, writing windows and the layer files) is reported beside it;
+* (d) on a CPU, (c) again with the torch-ops reducer (``NEURON_SIGNATURES_NO_KERNEL=1``, the GPU
+  path), to show what the compiled pass saves;
 * reduction share = (c - b) / c.
 
 Then peak RSS of builds of ``--rss_tokens`` N and 10*N corpus tokens, each in a fresh process
 (``--rss_layers``, default layer 0 only, to keep it fast: the forward stops after it).
 
-Usage: ``python benchmarks/bench_atlas.py [--tokens 600] [--reps 2] [--device cpu]
+The reduction's cost per token falls as the lists fill (a token enters a top-k list of n seen
+tokens with probability ~k/n), so short corpora overstate it: the default is 12k tokens.
+
+Usage: ``python benchmarks/bench_atlas.py [--tokens 12000] [--reps 2] [--device cpu]
 [--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss]``
 """
 
@@ -73,13 +78,14 @@ def rss_child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=600, help="corpus tokens of rows (a)-(c)")
+    ap.add_argument("--tokens", type=int, default=12000, help="corpus tokens of rows (a)-(c)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (the compute dtype)")
     ap.add_argument("--rss_tokens", type=int, default=1000, help="N of the RSS builds (and 10N)")
     ap.add_argument("--rss_layers", default="0", help="layers of the RSS builds, comma separated")
     ap.add_argument("--no_rss", action="store_true")
+    ap.add_argument("--no_torch_ops", action="store_true", help="skip row (d) (CPU only)")
     ap.add_argument("--rss_child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child is not None:
@@ -139,25 +145,40 @@ def main() -> None:
         return time.perf_counter() - t
 
     whole: list[float] = []
+    reducer: list[str] = []
 
     def atlas_pass() -> float:
         t = time.perf_counter()
         build_atlas(config(out, args, args.tokens, None), load=lambda _: lm)
         whole.append(time.perf_counter() - t)
         log = json.loads((out / "build.json").read_text())
+        reducer.append(log["reducer"])
         return float(log["forward_s"] + log["reduce_s"])
+
+    def torch_ops_pass() -> float:
+        os.environ["NEURON_SIGNATURES_NO_KERNEL"] = "1"
+        try:
+            t = atlas_pass()
+        finally:
+            del os.environ["NEURON_SIGNATURES_NO_KERNEL"]
+        whole.pop()
+        reducer.pop()
+        return t
 
     rows = {"(a) bare body": bare_pass, "(b) capture only": capture_pass}
     rows["(c) atlas batch loop"] = atlas_pass
+    if args.device == "cpu" and not args.no_torch_ops:
+        rows["(d) (c) with the torch-ops reducer"] = torch_ops_pass
     best = {k: float("inf") for k in rows}
     names = list(rows)
     for rep in range(args.reps):
-        for name in names[rep % 3 :] + names[: rep % 3]:
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
             best[name] = min(best[name], rows[name]())
     print(
         f"{models.EMBEDDED_NAME} on {dev}, {args.dtype}, {n_fwd} tokens forwarded "
         f"({manifest['windows']['n_windows']} windows of <= {manifest['params']['ctx_len']}), "
-        f"{len(batches)} batches (<= {budget} tokens), {len(layers)} layers, best of {args.reps}"
+        f"{len(batches)} batches (<= {budget} tokens), {len(layers)} layers, best of {args.reps}, "
+        f"reducer: {reducer[-1]}"
     )
     base = best["(a) bare body"]
     print(f"{'row':<34} {'seconds':>8} {'tokens/s':>9} {'vs (a)':>7}")
@@ -167,6 +188,12 @@ def main() -> None:
     print(f"{label:<34} {s:>8.2f} {n_fwd / s:>9.0f} {base / s:>6.2f}x")
     c, b = best["(c) atlas batch loop"], best["(b) capture only"]
     print(f"reduction share (c - b) / c: {(c - b) / c:.0%}")
+    if "(d) (c) with the torch-ops reducer" in best:
+        d = best["(d) (c) with the torch-ops reducer"]
+        if c > b and d > b:
+            print(f"reduction time, torch ops / numba kernel: {(d - b) / (c - b):.1f}x")
+        else:
+            print("reduction time, torch ops / numba kernel: not measurable (noise > reduction)")
     for name, s in loads.items():
         print(f"load, not in the ratios: {name:<34} {s:>6.1f} s")
 
