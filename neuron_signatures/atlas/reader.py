@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .record import (
     WriteScore,
     equal_count_intervals,
 )
+
+if TYPE_CHECKING:
+    from .search import TextSearch, TokenIndex, TokenSearch
 
 __all__ = [
     "Atlas",
@@ -239,6 +242,35 @@ class Atlas:
             "frac_positive": extra["n_pos"] / n,
             "frac_above_threshold": extra["n_thr"] / n,
         }
+
+    @cached_property
+    def token_index(self) -> TokenIndex:
+        """The token of every top example of every layer, built once (for :meth:`search_token`)."""
+        from .search import TokenIndex
+
+        return TokenIndex(self)
+
+    def search_token(
+        self, token: str | int, top_n: int = 50, layers: list[int] | None = None
+    ) -> TokenSearch:
+        """Neurons whose top examples peak on ``token`` (:func:`.search.search_token`)."""
+        from .search import search_token
+
+        return search_token(self, token, top_n=top_n, layers=layers)
+
+    def search_text(
+        self,
+        text: str,
+        top_n: int = 10,
+        lm: Any = None,
+        rank_by: str = "value",
+        layers: list[int] | None = None,
+    ) -> TextSearch:
+        """Neurons ``text`` activates, per token and overall (:func:`.search.search_text`;
+        runs the model, loading it when ``lm`` is ``None``)."""
+        from .search import search_text
+
+        return search_text(self, text, top_n=top_n, lm=lm, rank_by=rank_by, layers=layers)
 
 
 def open_atlas(path: str | Path, allow_incomplete: bool = False) -> Atlas:

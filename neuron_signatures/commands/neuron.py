@@ -1,4 +1,5 @@
-"""``neuron``: one neuron of an atlas in the terminal (stats, coloured examples) or as JSON."""
+"""``neuron``: one neuron of an atlas in the terminal (stats, coloured examples) or as JSON, or a
+search of the atlas for the neurons that peak on a token or fire on a text."""
 
 from __future__ import annotations
 
@@ -9,27 +10,63 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BadArgumentError
+
 NAME = "neuron"
-HELP = "show one neuron of an atlas: statistics, top/bottom examples as coloured token strips"
+HELP = (
+    "show one neuron of an atlas (statistics, top/bottom examples as coloured token strips), "
+    "or search the atlas with --search_token / --search_text"
+)
 ORDER = 16
 BACKGROUND = (0, 0, 0)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("neuron", help="neuron id: L17/N345, 17:345 or 17/345")
+    p.add_argument(
+        "neuron", nargs="?", help="neuron id: L17/N345, 17:345 or 17/345 (not with a search)"
+    )
     p.add_argument(
         "--atlas", required=True, help="atlas folder (made by `neuron-signatures atlas`)"
     )
     p.add_argument("--examples", type=int, default=5, help="top and bottom examples to show")
     p.add_argument("--samples", type=int, default=2, help="samples shown per interval")
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    s = p.add_argument_group("search the atlas (instead of a neuron id)")
+    s.add_argument(
+        "--search_token",
+        metavar="TOK",
+        help="neurons whose top examples peak on this token ('Austin' also matches ' Austin')",
+    )
+    s.add_argument(
+        "--search_text",
+        metavar="TEXT",
+        help="neurons this text activates, per token and overall (runs the atlas's model)",
+    )
+    s.add_argument("--top_n", type=int, default=None, help="neurons listed (default 50 / 10)")
+    s.add_argument(
+        "--rank_by",
+        choices=["value", "frac_of_max"],
+        default="value",
+        help="--search_text ranking: activation, or activation / the neuron's atlas max",
+    )
+    s.add_argument("--layers", default=None, help="search only these layers, e.g. 5,10-17")
+    s.add_argument("--device", default=None, help="--search_text model device (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..atlas import open_atlas
     from ..neurons import parse_neuron
 
+    searches = [f for f in ("search_token", "search_text") if getattr(args, f) is not None]
+    if len(searches) > 1 or (searches and args.neuron):
+        raise BadArgumentError("give one of a neuron id, --search_token or --search_text")
+    if not searches and not args.neuron:
+        raise BadArgumentError(
+            "give a neuron id (e.g. L17/N345), --search_token TOK or --search_text TEXT"
+        )
     atlas = open_atlas(args.atlas)
+    if searches:
+        return _search(atlas, args)
     nid = parse_neuron(args.neuron, atlas.n_layers, atlas.d_mlp)
     rec = atlas.neuron(nid.layer, nid.index)
     if args.json:
@@ -107,3 +144,85 @@ def _show(rec: Any, atlas: Any, n_examples: int, n_samples: int) -> None:
         con.print("\n[bold]write scores[/bold] (logits of the write direction)")
         for title, ws in (("promotes", rec.write_top), ("suppresses", rec.write_bottom)):
             con.print(f"{title}: " + "  ".join(f"{w.token!r} {w.score:+.3g}" for w in ws))
+
+
+def _search(atlas: Any, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ..atlas.search import load_atlas_model
+    from .dump import parse_layers
+
+    layers = parse_layers(args.layers)
+    top = {"top_n": args.top_n} if args.top_n is not None else {}
+    if args.search_token is not None:
+        found: Any = atlas.search_token(args.search_token, layers=layers, **top)
+    else:
+        lm = load_atlas_model(atlas, args.device)
+        found = atlas.search_text(
+            args.search_text, lm=lm, rank_by=args.rank_by, layers=layers, **top
+        )
+    if args.json:
+        print(json.dumps(_finite(asdict(found)), ensure_ascii=False, indent=1))
+    elif args.search_token is not None:
+        _show_token_search(found, atlas)
+    else:
+        _show_text_search(found, atlas)
+    return 0
+
+
+def _show_token_search(found: Any, atlas: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    pieces = ", ".join(f"{atlas.token(i)!r} ({i})" for i in found.token_ids)
+    con.print(
+        f"token {found.query!r} = {pieces}: {len(found.hits)} neurons peak on it "
+        f"(atlas {atlas.root}, {atlas.model_name})"
+    )
+    if not found.hits:
+        con.print("no neuron has a top example on this token")
+        return
+    t = Table("rank", "neuron", "top examples on it", "atlas max")
+    for i, h in enumerate(found.hits, 1):
+        t.add_row(str(i), f"L{h.layer}/N{h.index}", f"{h.count}/{h.of}", f"{h.max_value:.4g}")
+    con.print(t)
+    _hint(con, atlas, found.hits[0])
+
+
+def _show_text_search(found: Any, atlas: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..tokens import token_display
+
+    con = Console(highlight=False)
+    shown = [token_display(t) for t in found.tokens]
+    con.print(f"text {found.text!r}: {len(shown)} tokens, ranked by {found.rank_by}")
+    t = Table("rank", "neuron", "max on text", "of atlas max", "at", title="overall")
+    for i, h in enumerate(found.overall, 1):
+        t.add_row(
+            str(i),
+            f"L{h.layer}/N{h.index}",
+            f"{h.value:+.4g}",
+            _pct(h.frac_of_max),
+            f"{h.position} {shown[h.position]!r}",
+        )
+    con.print(t)
+    per = Table("pos", "token", "top neurons (value, of atlas max)", title="per token")
+    for pos, hits in enumerate(found.per_token):
+        cells = "  ".join(
+            f"L{h.layer}/N{h.index} {h.value:+.3g} {_pct(h.frac_of_max)}" for h in hits
+        )
+        per.add_row(str(pos), repr(shown[pos]), cells or "(BOS: not in the atlas)")
+    con.print(per)
+    if found.overall:
+        _hint(con, atlas, found.overall[0])
+
+
+def _pct(frac: float) -> str:
+    return f"{frac:.0%}" if math.isfinite(frac) else "-"
+
+
+def _hint(con: Any, atlas: Any, hit: Any) -> None:
+    con.print(f"show one: neuron-signatures neuron --atlas {atlas.root} L{hit.layer}/N{hit.index}")
