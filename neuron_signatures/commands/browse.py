@@ -1,26 +1,48 @@
-"""``browse``: the terminal browser of a run (Textual); flags are checked before it starts."""
+"""``browse``: the terminal browser of a run or an atlas (Textual); flags are checked first.
+
+``--run_dir R`` browses the run's prompts; ``--atlas A`` shows the atlas's neurons (statistics,
+top and bottom examples, write scores), and with ``--run_dir`` too, ``e`` switches between the
+atlas's examples and the run's prompts on the same neuron.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import BadArgumentError
+from ..errors import BadArgumentError, RunFormatError
+
+if TYPE_CHECKING:
+    from ..store import Run
+    from ..tui import BrowserState
 
 NAME = "browse"
-HELP = "browse a run's activations in the terminal: prompts, layers, neurons, ranked neurons"
+HELP = (
+    "browse a run's activations in the terminal (prompts, layers, neurons, ranked neurons), "
+    "or an atlas's neurons (--atlas)"
+)
 ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run_dir", required=True, help="run folder (manifest.json + activations)")
+    p.add_argument("--run_dir", default=None, help="run folder (manifest.json + activations)")
+    p.add_argument(
+        "--atlas",
+        default=None,
+        help="atlas folder (made by `neuron-signatures atlas`): show its neurons; with --run_dir "
+        "too, e switches between the atlas's examples and the run's prompts",
+    )
     p.add_argument(
         "--prompt_idx",
         default="0",
         help="first prompt: index (negative counts from the end) or prompt id",
     )
     p.add_argument(
-        "--layer", type=int, default=None, help="first layer (default: the first captured layer)"
+        "--layer",
+        type=int,
+        default=None,
+        help="first layer (default: the first layer of the atlas, else of the run)",
     )
     p.add_argument(
         "--neuron",
@@ -50,13 +72,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Open the run and check every flag; raises a domain error before any UI starts."""
+    """Open the run and/or the atlas and check every flag; raises a domain error before any UI
+    starts."""
     from ..store import open_run
-    from ..tui import BrowserApp, BrowserState
+    from ..tui import BrowserApp
 
+    if args.atlas is not None:
+        return _atlas_app(args)
+    if args.run_dir is None:
+        raise BadArgumentError(
+            "browse needs --run_dir RUN (a run folder), --atlas ATLAS (an atlas folder) or both"
+        )
     run = open_run(args.run_dir)
     layer, neuron = _first_neuron(str(args.neuron), args.layer, run.n_layers, run.d_mlp)
-    state = BrowserState(
+    return BrowserApp(_run_state(args, run, layer, neuron))
+
+
+def _run_state(args: argparse.Namespace, run: Run, layer: int | None, neuron: int) -> BrowserState:
+    """The run browser's state from the flags, on ``layer`` / ``neuron``."""
+    from ..tui import BrowserState
+
+    return BrowserState(
         run,
         prompt=args.prompt_idx,
         layer=layer,
@@ -65,7 +101,41 @@ def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         window=args.window,
         show_all=args.all_tokens,
     )
-    return BrowserApp(state)
+
+
+def _atlas_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The atlas view on ``--neuron`` (read now, so a broken atlas fails before the UI), with
+    the run beside it when ``--run_dir`` is given (on the same neuron when the run has it)."""
+    from safetensors import SafetensorError
+
+    from ..atlas import open_atlas
+    from ..store import open_run
+    from ..tui import AtlasApp, AtlasState
+
+    atlas = open_atlas(args.atlas)
+    layer, neuron = _first_neuron(str(args.neuron), args.layer, atlas.n_layers, atlas.d_mlp)
+    state = AtlasState(atlas, layer=layer, neuron=neuron)
+    run_state = None
+    if args.run_dir is not None:
+        run = open_run(args.run_dir)
+        if (run.n_layers, run.d_mlp) != (atlas.n_layers, atlas.d_mlp):
+            raise BadArgumentError(
+                f"the atlas {args.atlas} ({atlas.model_name}: {atlas.n_layers} layers x "
+                f"{atlas.d_mlp} neurons) and the run {args.run_dir} ({run.model_name}: "
+                f"{run.n_layers} x {run.d_mlp}) are of different models: browse them apart"
+            )
+        same = state.layer in run.layers
+        run_state = _run_state(
+            args, run, state.layer if same else None, state.neuron if same else 0
+        )
+    try:
+        state.record()
+    except (OSError, SafetensorError) as e:
+        raise RunFormatError(
+            f"cannot read L{state.layer}/N{state.neuron} of the atlas {args.atlas} ({e}): "
+            "build it again with `neuron-signatures atlas`"
+        ) from None
+    return AtlasApp(state, run_state)
 
 
 def _first_neuron(

@@ -1,8 +1,10 @@
-"""The Textual app: opens on the browser screen for one run.
+"""The Textual apps: the browser of one run, and the atlas view (with a run beside it or not).
 
-Build it from a :class:`~neuron_signatures.tui.state.BrowserState` (validated before the app
-starts, so bad flags never reach the terminal UI) and optionally a ranking cursor; by default the
-run's ``analysis/`` folder is read for rankings and signatures.
+Build :class:`BrowserApp` from a :class:`~neuron_signatures.tui.state.BrowserState` (validated
+before the app starts, so bad flags never reach the terminal UI) and optionally a ranking cursor;
+by default the run's ``analysis/`` folder is read for rankings and signatures. Build
+:class:`AtlasApp` from an :class:`~neuron_signatures.tui.atlas_state.AtlasState`, and a run's
+state to switch between the atlas's examples and the run's prompts with ``e``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from pathlib import Path
 from textual.app import App
 from textual.screen import Screen
 
+from ..errors import NeuronSignaturesError
+from .atlas_state import AtlasState
 from .ranking import RankingCursor
-from .screens import BrowserScreen
+from .screens import AtlasScreen, BrowserScreen, LinkedBrowserScreen
 from .state import BrowserState
 
 
@@ -38,3 +42,55 @@ class BrowserApp(App[None]):
         screen = self.screen_stack[0]
         assert isinstance(screen, BrowserScreen)
         return screen
+
+
+class AtlasApp(App[None]):
+    """One neuron of an atlas at a time; with a run, ``e`` switches to the run's prompts and back
+    (both views stay on the same neuron when the other side has it)."""
+
+    CSS_PATH = BrowserApp.CSS_PATH
+    TITLE = "neuron-signatures browse --atlas"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(
+        self,
+        atlas: AtlasState,
+        run: BrowserState | None = None,
+        ranking: RankingCursor | None = None,
+    ) -> None:
+        super().__init__()
+        self.atlas = atlas
+        self.state = run
+        self.atlas_screen = AtlasScreen(atlas, has_run=run is not None)
+        self.install_screen(self.atlas_screen, "atlas")
+        self.run_screen: LinkedBrowserScreen | None = None
+        if run is not None:
+            cursor = ranking if ranking is not None else RankingCursor.load(run.run.run_dir)
+            self.run_screen = LinkedBrowserScreen(run, cursor)
+            self.install_screen(self.run_screen, "run")
+
+    def on_mount(self) -> None:
+        # Pushed over the default screen (not made the default one), so `e` can switch it out.
+        self.push_screen("atlas")
+
+    def show_run(self, layer: int, neuron: int) -> None:
+        """Switch to the run's prompts, on neuron ``layer/neuron`` when the run captured it.
+
+        Raises:
+            NeuronSignaturesError: no run is open.
+        """
+        if self.run_screen is None:
+            raise NeuronSignaturesError("no run is open: start with --run_dir RUN as well")
+        try:
+            self.run_screen.state.jump(layer, neuron)
+        except NeuronSignaturesError as e:
+            self.run_screen.notify(f"{e}; showing the run's last neuron", markup=False)
+        self.switch_screen("run")
+
+    def show_atlas(self, layer: int, neuron: int) -> None:
+        """Switch to the atlas view, on neuron ``layer/neuron`` when the atlas has it."""
+        try:
+            self.atlas.jump(layer, neuron)
+        except NeuronSignaturesError as e:
+            self.atlas_screen.say(f"{e}; showing the atlas's last neuron")
+        self.switch_screen("atlas")

@@ -8,6 +8,9 @@ The shared rules of :mod:`neuron_signatures.heat`, per prompt:
    0 when ``|v| <= threshold`` (or nothing is above it).
 3. Colour by sign: green ``rgb(52,211,153)`` for ``v >= 0``, orange ``rgb(251,146,60)`` below.
    Terminals have no alpha, so the colour is blended over the widget's background.
+
+Atlas examples use one scale per neuron instead of rule 1's per-prompt maximum
+(:func:`scaled_rgb`), so the strips of a neuron's examples compare with each other.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import numpy as np
 
 from ..heat import MIN_OPACITY, NEGATIVE_RGB, POSITIVE_RGB, THRESHOLD, opacity
 
-__all__ = ["MIN_OPACITY", "NEGATIVE_RGB", "POSITIVE_RGB", "THRESHOLD", "heat_opacity", "heat_rgb"]
+__all__ = [
+    "MIN_OPACITY",
+    "NEGATIVE_RGB",
+    "POSITIVE_RGB",
+    "THRESHOLD",
+    "heat_opacity",
+    "heat_rgb",
+    "scaled_rgb",
+]
 
 
 def heat_opacity(
@@ -43,9 +54,22 @@ def heat_rgb(
     min_op: float = MIN_OPACITY,
 ) -> np.ndarray:
     """``[seq, 3]`` uint8 colours: the sign colour at its opacity over ``background``."""
-    op = heat_opacity(values, n_bos, min_op)[:, None]
+    return _blend(values, heat_opacity(values, n_bos, min_op), background)
+
+
+def scaled_rgb(
+    values: np.ndarray, background: tuple[int, int, int], scale: float, min_op: float = MIN_OPACITY
+) -> np.ndarray:
+    """``[seq, 3]`` uint8 colours with a fixed ``scale`` (e.g. a neuron's ``max|v|`` over the
+    whole atlas) in place of the prompt's own maximum; ``scale <= 0`` (or NaN) colours nothing."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    s = float(scale) if np.isfinite(scale) and scale > THRESHOLD else 0.0
+    return _blend(v, opacity(v, s, min_op, THRESHOLD), background)
+
+
+def _blend(values: np.ndarray, op: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
     sign = np.where(np.nan_to_num(values)[:, None] >= 0, POSITIVE_RGB, NEGATIVE_RGB)
-    rgb = op * sign + (1.0 - op) * np.asarray(background, dtype=np.float64)
+    rgb = op[:, None] * sign + (1.0 - op[:, None]) * np.asarray(background, dtype=np.float64)
     return np.rint(rgb).astype(np.uint8)
 
 

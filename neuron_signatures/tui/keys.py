@@ -1,4 +1,7 @@
-"""The browser's keys: one table that makes the bindings, the help screen and the README."""
+"""The browser's keys: tables that make the bindings, the help screens and the README.
+
+:data:`KEYS` drives the run browser, :data:`ATLAS_KEYS` the atlas view (``browse --atlas``).
+"""
 
 from __future__ import annotations
 
@@ -55,41 +58,77 @@ KEYS: tuple[Key, ...] = (
     Key("q", "q", "quit", "quit", "Other", "quit"),
 )
 
+ATLAS_KEYS: tuple[Key, ...] = (
+    Key("left", "←", "layer(-1)", "previous layer of the atlas", "Navigate"),
+    Key("right", "→", "layer(1)", "next layer of the atlas", "Navigate"),
+    Key("n", "n", "neuron(1)", "next neuron", "Navigate"),
+    Key("b", "b", "neuron(-1)", "previous neuron", "Navigate"),
+    Key("pagedown", "PgDn", "neuron(100)", "neuron + 100", "Navigate"),
+    Key("pageup", "PgUp", "neuron(-100)", "neuron - 100", "Navigate"),
+    Key("up", "↑", "scroll(-1)", "scroll the examples up", "Navigate"),
+    Key("down", "↓", "scroll(1)", "scroll the examples down", "Navigate"),
+    Key("g", "g", "goto_neuron", "go to neuron… (L17/N345, 17:345 or an index)", "Jump", "neuron"),
+    Key("l", "l", "goto_layer", "go to layer…", "Jump", "layer"),
+    Key("x", "x", "toggle_bottom", "show / hide the bottom examples", "View", "bottom"),
+    Key("e", "e", "examples", "atlas examples / the run's prompts (with --run_dir)", "View", "run"),
+    Key("question_mark", "?", "help", "this help", "Other", "help"),
+    Key("q", "q", "quit", "quit", "Other", "quit"),
+)
+
+# Added to the run browser when an atlas is open too (``browse --atlas A --run_dir R``).
+LINKED_KEYS: tuple[Key, ...] = (
+    Key("e", "e", "examples", "the atlas's examples of this neuron", "Atlas", "atlas"),
+)
+
 PANEL_KEYS: tuple[tuple[str, str], ...] = (
     ("↑ / ↓, PgUp / PgDn, Home / End", "move in the ranked panel (while it has focus)"),
     ("Enter", "jump to the highlighted ranked neuron"),
 )
 
 
-def bindings() -> list[Binding]:
-    """Textual bindings of the main screen, built from :data:`KEYS`."""
+def bindings(keys: tuple[Key, ...] = KEYS) -> list[Binding]:
+    """Textual bindings of a main screen, built from ``keys`` (the run browser's by default)."""
     return [
         Binding(k.key, k.action, k.footer or k.help, show=bool(k.footer), key_display=k.label)
-        for k in KEYS
+        for k in keys
     ]
 
 
-def help_text() -> str:
-    """The help screen: every key, one per line, grouped."""
-    lines: list[str] = ["Activation browser — keys", ""]
+def help_text(linked: bool = False) -> str:
+    """The run browser's help screen: every key, one per line, grouped (``linked``: with the
+    keys it has when an atlas is open too)."""
+    lines = _key_lines("Activation browser — keys", KEYS)
+    lines += ["", "Ranked panel:"]
+    lines += [f"  {label}: {what}" for label, what in PANEL_KEYS]
+    if linked:
+        lines += ["", *_key_lines("With --atlas:", LINKED_KEYS)[2:]]
+    return "\n".join(lines)
+
+
+def atlas_help_text() -> str:
+    """The atlas view's help screen."""
+    return "\n".join(_key_lines("Atlas view — keys", ATLAS_KEYS))
+
+
+def _key_lines(title: str, keys: tuple[Key, ...]) -> list[str]:
+    lines: list[str] = [title, ""]
     group = ""
-    for k in KEYS:
+    for k in keys:
         if k.group != group:
             if group:
                 lines.append("")
             group = k.group
             lines.append(f"{group}:")
         lines.append(f"  {k.label:<6} {k.help}")
-    lines += ["", "Ranked panel:"]
-    lines += [f"  {label}: {what}" for label, what in PANEL_KEYS]
-    return "\n".join(lines)
+    return lines
 
 
-def markdown_table() -> str:
-    """The key table for the README."""
+def markdown_table(keys: tuple[Key, ...] = KEYS) -> str:
+    """The key table for the README (the run browser's, or the atlas view's)."""
     rows = ["| key | action |", "|---|---|"]
-    for k in KEYS:
+    for k in keys:
         label = k.label.replace("|", "\\|")
         rows.append(f"| `{label}` | {k.help} |")
-    rows += [f"| {label} | {what} |" for label, what in PANEL_KEYS]
+    if keys is KEYS:
+        rows += [f"| {label} | {what} |" for label, what in PANEL_KEYS]
     return "\n".join(rows)

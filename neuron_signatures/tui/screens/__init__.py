@@ -1,7 +1,15 @@
-"""Screens of the browser: the main view and its modal dialogs, one per module."""
+"""Screens of the browser: the run view, the atlas view and their modal dialogs."""
 
-from .browser import BrowserScreen
+from .atlas_view import AtlasScreen
+from .browser import BrowserScreen, LinkedBrowserScreen
 from .dialogs import GoToDialog, HelpScreen
 from .prompt_picker import PromptPicker
 
-__all__ = ["BrowserScreen", "GoToDialog", "HelpScreen", "PromptPicker"]
+__all__ = [
+    "AtlasScreen",
+    "BrowserScreen",
+    "GoToDialog",
+    "HelpScreen",
+    "LinkedBrowserScreen",
+    "PromptPicker",
+]

@@ -7,7 +7,7 @@ then :meth:`BrowserScreen.redraw` pushes the new view into the widgets; nothing 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import BindingType
@@ -16,13 +16,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList
 
 from ...errors import NeuronSignaturesError
-from ..keys import bindings
+from ..keys import LINKED_KEYS, bindings, help_text
 from ..ranking import RankingCursor
 from ..state import BrowserState
 from ..widgets import RankedPanel, RunHeader, TokenStrip, TokenTable
 from ..widgets.token_table import table_view
 from .dialogs import GoToDialog, HelpScreen
 from .prompt_picker import PromptPicker
+
+if TYPE_CHECKING:
+    from ..app import AtlasApp
 
 T = TypeVar("T")
 
@@ -212,3 +215,23 @@ class BrowserScreen(Screen[None]):
             self.notify(str(e), severity="error", markup=False)
             return
         self.redraw()
+
+
+class LinkedBrowserScreen(BrowserScreen):
+    """The run browser when an atlas is open too: ``e`` shows the atlas's view of the neuron."""
+
+    BINDINGS: ClassVar[list[BindingType]] = bindings(LINKED_KEYS)  # type: ignore[assignment]
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self.redraw()
+
+    def action_examples(self) -> None:
+        app: AtlasApp = self.app  # type: ignore[assignment]
+        try:
+            app.show_atlas(self.state.layer, self.state.neuron)
+        except NeuronSignaturesError as e:
+            self.notify(str(e), severity="warning", markup=False)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(help_text(linked=True)))

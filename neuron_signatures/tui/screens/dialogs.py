@@ -66,13 +66,18 @@ class GoToDialog(ModalScreen[T], Generic[T]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key, one per line; Escape, q or ? closes it."""
+    """Every key, one per line (the run browser's unless ``text`` is given); Escape, q or ?
+    closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "close")]
 
+    def __init__(self, text: str | None = None) -> None:
+        super().__init__()
+        self._text = help_text() if text is None else text
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):
-            yield Static(help_text(), id="help-text", markup=False)
+            yield Static(self._text, id="help-text", markup=False)
             yield Label("Esc, q or ? closes this help; ↑ / ↓ scroll it.", classes="dialog-hint")
 
     def action_close(self) -> None:
