@@ -7,7 +7,9 @@ row of activations is read into cache once and folded into everything:
 1. float64 sums of ``x`` and ``x^2`` (made exact digits by the caller, as in torch), ``min`` and
    ``max`` (NaN propagates, as ``torch.minimum`` does), ``n_pos``, ``n_thr``: short loops over
    the row that the compiler vectorises;
-2. the histogram, through the same block table (:mod:`.bins`);
+2. the histogram, through the same block table (:mod:`.bins`), counted in an int32
+   ``(bin, neuron)`` table whose other half holds each reservoir's threshold (the top 32 bits
+   of its ``r``-th priority): one cache line serves the count and the reservoir test;
 3. the interval reservoirs by insertion: a token enters a ``(neuron, bin)`` reservoir iff its
    priority is below the reservoir's ``r``-th, so the result is the bottom-r set that
    :func:`.reduce._sample` keeps;
@@ -43,7 +45,7 @@ STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
     lo, hi, acts, bits, rows, pos, order, g, prio, thr, table, shift,
-    s1, s2, mn, mx, nan, npos, nthr, hist, rthr,
+    s1, s2, mn, mx, nan, npos, nthr, cells,
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
 ):  # fmt: skip
     """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring)."""
@@ -51,16 +53,16 @@ def _block(
     w = hi - lo
     k = tkey.shape[1]
     r = rh.shape[1]
-    nb = hist.shape[0]
+    nb = cells.shape[0]
     a1, a2, a3, a4 = s1[lo:hi], s2[lo:hi], mn[lo:hi], mx[lo:hi]
     a5, a6, a7 = nan[lo:hi], npos[lo:hi], nthr[lo:hi]
-    hflat = hist.reshape(-1)
-    tflat = rthr.reshape(-1)
+    cf = cells.reshape(-1)  # (count, threshold) pairs: one cache line serves both
     tlast = tkey[lo:hi, k - 1].copy()
     blast = bkey[lo:hi, k - 1].copy()
     t32 = np.maximum(tlast, I32_MIN).astype(np.int32)  # the k-th keys, clamped to int32
     b32 = np.minimum(blast, I32_MAX).astype(np.int32)
-    cell = np.empty(w, np.int64)  # flat index of (bin, neuron) in hist / rthr (bin-major)
+    cell = np.empty(w, np.int64)  # flat index of the (bin, neuron) count in cells
+    flag = np.empty(w, np.int32)
     key = np.empty(w, np.int32)
     cand = np.empty(w + 1, np.int64)
     for ii in range(order.shape[0]):
@@ -88,25 +90,26 @@ def _block(
             a6[n] += x[n] > 0
         for n in range(w):
             a7[n] += x[n] > thr
-        # 2. histogram
+        # 2. histogram, and 3. the reservoir test on the same cache line
         for n in range(w):
-            cell[n] = table[(xb[n] >> shift) + 512] * d + lo + n
+            cell[n] = (table[(xb[n] >> shift) + 512] * d + lo + n) * 2
         for n in range(w):
-            hflat[cell[n]] += 1
-        # 3. reservoirs
+            i = cell[n]
+            cf[i] += 1
+            flag[n] = ph <= cf[i + 1]
         c = 0
         for c0 in range(0, w, CHUNK):  # a vectorised test per chunk, then compaction
             c1 = min(c0 + CHUNK, w)
-            hit = False
+            hit = np.int32(0)
             for n in range(c0, c1):
-                hit |= ph <= tflat[cell[n]]
+                hit |= flag[n]
             if hit:
                 for n in range(c0, c1):
                     cand[c] = n
-                    c += ph <= tflat[cell[n]]
+                    c += flag[n]
         for q in range(c):
             n = cand[q]
-            bn = cell[n] // d
+            bn = cell[n] // (2 * d)
             grp = (lo + n) * nb + bn
             if pr >= rh[grp, r - 1]:  # the int32 test is a superset
                 continue
@@ -119,7 +122,7 @@ def _block(
             rh[grp, j] = pr
             rg[grp, j] = gt
             rv[grp, j] = x[n]
-            tflat[cell[n]] = rh[grp, r - 1] >> 32
+            cf[cell[n] + 1] = rh[grp, r - 1] >> 32
         # 4. top-k and bottom-k (ties at the k-th key are settled by g below)
         for n in range(w):  # order key: integer order = float order (int32 throughout)
             key[n] = xb[n] ^ ((xb[n] >> np.int32(31)) & _FLIP)
@@ -239,13 +242,13 @@ def run(
     for side in ("top", "bot"):
         out[f"{side}_src"] = np.ascontiguousarray(np.broadcast_to(np.arange(k), (d, k)))
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
-    # bin-major and int32 (half the cache lines): a row's neurons fall in a few bins
-    hist = np.zeros((nb, d), dtype=np.int32)
-    rthr = np.ascontiguousarray((st["samp_h"][:, r - 1] >> 32).astype(np.int32).reshape(d, nb).T)
+    # bin-major (a row's neurons fall in a few bins), int32, count and threshold side by side
+    cells = np.zeros((nb, d, 2), dtype=np.int32)
+    cells[..., 1] = (st["samp_h"][:, r - 1] >> 32).astype(np.int32).reshape(d, nb).T
     args: tuple[Any, ...] = (
         acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold), table,
         shift, out["s1"], out["s2"], st["min"], st["max"], out["nan"], st["n_pos"],
-        st["n_thr"], hist, rthr, st["top_key"], st["top_g"], out["top_src"], st["top_acts"],
+        st["n_thr"], cells, st["top_key"], st["top_g"], out["top_src"], st["top_acts"],
         st["bot_key"], st["bot_g"], out["bot_src"], st["bot_acts"], st["samp_h"], st["samp_g"],
         st["samp_v"],
     )  # fmt: skip
@@ -257,7 +260,7 @@ def run(
         jobs = [_pool(len(spans)).submit(_block, a, b, *args) for a, b in spans]
         for j in jobs:
             j.result()
-    st["hist"] += hist.T
+    st["hist"] += cells[..., 0].T
     nan = (out.pop("nan") > 0) | was_nan
     st["min"][nan] = np.nan  # torch.minimum / maximum propagate NaN
     st["max"][nan] = np.nan
