@@ -8,8 +8,9 @@ row of activations is read into cache once and folded into everything:
    ``max`` (NaN propagates, as ``torch.minimum`` does), ``n_pos``, ``n_thr``: short loops over
    the row that the compiler vectorises;
 2. the histogram, through the same block table (:mod:`.bins`), counted in an int32
-   ``(bin, neuron)`` table whose other half holds each reservoir's threshold (the top 32 bits
-   of its ``r``-th priority): one cache line serves the count and the reservoir test;
+   ``(bin, neuron)`` table (int16 when a batch has < 2^15 tokens) whose other half holds each
+   reservoir's threshold (the top 16 or 32 bits of its ``r``-th priority, a conservative
+   filter): one cache line serves the count and the reservoir test;
 3. the interval reservoirs by insertion: a token enters a ``(neuron, bin)`` reservoir iff its
    priority is below the reservoir's ``r``-th, so the result is the bottom-r set that
    :func:`.reduce._sample` keeps;
@@ -37,6 +38,7 @@ import numpy as np
 
 _FLIP = np.int32(0x7FFFFFFF)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+SMALL_BATCH = 2**15  # batches of fewer tokens count in int16
 CHUNK = 32  # neurons tested together for candidates (a row has few: most chunks are skipped)
 STATE: tuple[str, ...] = ("min", "max", "n_pos", "n_thr", "top_key", "top_g", "bot_key")
 STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
@@ -45,7 +47,7 @@ STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
     lo, hi, acts, bits, rows, pos, order, g, prio, thr, table, shift,
-    s1, s2, mn, mx, nan, npos, nthr, cells,
+    s1, s2, mn, mx, nan, npos, nthr, cells, pshift,
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
 ):  # fmt: skip
     """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring)."""
@@ -71,7 +73,7 @@ def _block(
         p = pos[t]
         gt = g[t]
         pr = prio[t]
-        ph = np.int32(pr >> 32)  # top halves: the reservoir filter runs on int32
+        ph = pr >> pshift  # top bits: the reservoir filter runs on cells' integer type
         x = acts[row, p, lo:hi]
         xb = bits[row, p, lo:hi]
         # 1. one short loop per statistic: each vectorises
@@ -122,7 +124,7 @@ def _block(
             rh[grp, j] = pr
             rg[grp, j] = gt
             rv[grp, j] = x[n]
-            cf[cell[n] + 1] = rh[grp, r - 1] >> 32
+            cf[cell[n] + 1] = rh[grp, r - 1] >> pshift
         # 4. top-k and bottom-k (ties at the k-th key are settled by g below)
         for n in range(w):  # order key: integer order = float order (int32 throughout)
             key[n] = xb[n] ^ ((xb[n] >> np.int32(31)) & _FLIP)
@@ -243,12 +245,15 @@ def run(
         out[f"{side}_src"] = np.ascontiguousarray(np.broadcast_to(np.arange(k), (d, k)))
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
     # bin-major (a row's neurons fall in a few bins), int32, count and threshold side by side
-    cells = np.zeros((nb, d, 2), dtype=np.int32)
-    cells[..., 1] = (st["samp_h"][:, r - 1] >> 32).astype(np.int32).reshape(d, nb).T
+    # int16 when a batch's counts fit (the table then fits a core's L2 cache for d = 2048)
+    small = rows.shape[0] < SMALL_BATCH
+    ctype, pshift = (np.int16, 48) if small else (np.int32, 32)
+    cells = np.zeros((nb, d, 2), dtype=ctype)
+    cells[..., 1] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb).T
     args: tuple[Any, ...] = (
         acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold), table,
         shift, out["s1"], out["s2"], st["min"], st["max"], out["nan"], st["n_pos"],
-        st["n_thr"], cells, st["top_key"], st["top_g"], out["top_src"], st["top_acts"],
+        st["n_thr"], cells, pshift, st["top_key"], st["top_g"], out["top_src"], st["top_acts"],
         st["bot_key"], st["bot_g"], out["bot_src"], st["bot_acts"], st["samp_h"], st["samp_g"],
         st["samp_v"],
     )  # fmt: skip
@@ -260,7 +265,7 @@ def run(
         jobs = [_pool(len(spans)).submit(_block, a, b, *args) for a, b in spans]
         for j in jobs:
             j.result()
-    st["hist"] += cells[..., 0].T
+    st["hist"] += cells[..., 0].T.astype(np.int64)
     nan = (out.pop("nan") > 0) | was_nan
     st["min"][nan] = np.nan  # torch.minimum / maximum propagate NaN
     st["max"][nan] = np.nan

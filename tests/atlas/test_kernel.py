@@ -64,7 +64,14 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 
 @pytest.mark.parametrize("include_bos", [False, True])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_kernel_equals_torch_ops(include_bos: bool, threads: int) -> None:
+@pytest.mark.parametrize("int16_cells", [True, False])
+def test_kernel_equals_torch_ops(
+    include_bos: bool, threads: int, int16_cells: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuron_signatures.atlas import kernel
+
+    if not int16_cells:  # the int32 table of batches of >= 2^15 tokens
+        monkeypatch.setattr(kernel, "SMALL_BATCH", 0)
     d, ctx = 7, 6
     p = ReduceParams(d_mlp=d, ctx_len=ctx, top_k=4, samples=3, threshold=0.1, seed=5)
     a, b = new_state(p, "cpu"), new_state(p, "cpu")
