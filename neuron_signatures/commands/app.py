@@ -1,4 +1,5 @@
-"""``app``: start the Streamlit web app on a run folder (``python -m streamlit run web/app.py``).
+"""``app``: start the Streamlit web app on a run folder or an atlas
+(``python -m streamlit run web/app.py``).
 
 Streamlit never prompts: its first-run "Email:" question is switched off, usage statistics are
 off, and without a display (ssh, a remote GPU box, no terminal) it runs headless and this command
@@ -21,13 +22,21 @@ from types import FrameType
 from ..errors import BadArgumentError
 
 NAME = "app"
-HELP = "open the web app (Streamlit) to explore neurons across the prompts of a run"
+HELP = (
+    "open the web app (Streamlit): neurons across the prompts of a run, or an atlas's neuron pages"
+)
 ORDER = 45
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--run_dir", default=None, help="run folder to open (default: pick one in the sidebar)"
+    )
+    p.add_argument(
+        "--atlas",
+        default=None,
+        help="atlas folder (made by `neuron-signatures atlas`): open its neuron pages and search; "
+        "with --run_dir too, each page adds the run's panels for the neuron",
     )
     p.add_argument(
         "--runs_root",
@@ -76,6 +85,8 @@ def streamlit_command(args: argparse.Namespace, headless: bool | None = None) ->
     ]  # fmt: skip
     if args.run_dir:
         cmd += ["--run_dir", str(Path(args.run_dir).resolve())]
+    if getattr(args, "atlas", None):
+        cmd += ["--atlas", str(Path(args.atlas).resolve())]
     return cmd
 
 
@@ -113,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
         if not is_local_address(args.address):
             check_inside(args.run_dir, args.runs_root, "--run_dir")
         open_run(args.run_dir)  # a missing or unfinished run fails here, in one line
+    if args.atlas:
+        from ..atlas import open_atlas
+
+        if not is_local_address(args.address):
+            check_inside(args.atlas, args.runs_root, "--atlas")
+        open_atlas(args.atlas)  # not an atlas, or unfinished: one line
     _check_port(args.address, args.port)
     headless = args.no_browser or not has_display()
     host = "localhost" if is_local_address(args.address) else socket.gethostname()

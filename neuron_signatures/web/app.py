@@ -1,10 +1,12 @@
 """The Streamlit script: ``streamlit run neuron_signatures/web/app.py -- --run_dir R``.
 
-``neuron-signatures app --run_dir R`` starts it. Script arguments (after ``--``): ``--run_dir`` and
-``--runs_root`` (default: the current folder); a ``?run_dir=`` query parameter overrides
-``--run_dir`` and ``?layer=&neuron=`` picks the neuron. When the server listens on a non-local
-address, only folders under ``--runs_root`` open. The page reads runs and analysis files only
-through the library (store reader, analysis results) and never imports torch.
+``neuron-signatures app --run_dir R`` (or ``--atlas A``) starts it. Script arguments (after
+``--``): ``--run_dir``, ``--atlas`` and ``--runs_root`` (default: the current folder); ``?run_dir=``
+and ``?atlas=`` query parameters override them and ``?layer=&neuron=`` picks the neuron. With an
+atlas the page is the atlas's neuron page (plus the run's panels when a run is open too) and its
+search panels; without one, the run page. When the server listens on a non-local address, only
+folders under ``--runs_root`` open. The page reads runs, analysis files and atlases only through
+the library and imports torch only when a text search first needs the model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ if str(_HERE.parents[1]) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from neuron_signatures.errors import NeuronSignaturesError  # noqa: E402
-from neuron_signatures.web import panels, settings, sidebar  # noqa: E402
+from neuron_signatures.web import (  # noqa: E402
+    atlasnav,
+    atlassearch,
+    atlasview,
+    panels,
+    settings,
+    sidebar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Script arguments; anything unknown (e.g. a test runner's own flags) is ignored."""
     p = argparse.ArgumentParser(prog="neuron-signatures app", allow_abbrev=False, add_help=False)
     p.add_argument("--run_dir", default=None)
+    p.add_argument("--atlas", default=None)
     p.add_argument("--runs_root", default=".")
     args, _ = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     return args
@@ -44,7 +54,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Draw the whole page once (Streamlit reruns this on every interaction)."""
     st.set_page_config(page_title="Neuron signatures", layout="wide")
     st.title("Neuron signatures")
-    opened = sidebar.open_inputs(parse_args(argv))
+    args = parse_args(argv)
+    atlas_dir = atlasnav.atlas_input(args)
+    if atlas_dir:
+        atlas_page(args, atlas_dir)
+        return
+    opened = sidebar.open_inputs(args)
     if opened is None:
         return
     view, analysis, top_k = opened
@@ -62,6 +77,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         panels.render_page(view, analysis, sel, cfg, order, limit)
     except NeuronSignaturesError as e:
         st.error(str(e))
+
+
+def atlas_page(args: argparse.Namespace, atlas_dir: str) -> None:
+    """The atlas's neuron page or one of its search panels; the sidebar picks the neuron."""
+    root = sidebar.access_root(args)
+    atlas = atlasnav.open_atlas_dir(atlas_dir, root)
+    if atlas is None:
+        return
+    try:
+        layer, neuron = atlasnav.select_neuron(atlas)
+        cfg, context = atlasnav.display_settings()
+        run = atlasnav.probe_run(args, root)
+        page = st.radio(
+            "page", atlasnav.PAGES, key="atlas_page", horizontal=True, label_visibility="collapsed"
+        )
+        if page == atlasnav.TEXT_PAGE:
+            atlassearch.text_panel(atlas)
+        elif page == atlasnav.TOKEN_PAGE:
+            atlassearch.token_panel(atlas)
+        else:
+            atlasview.render_neuron(atlas, atlas.neuron(layer, neuron), cfg, context)
+            if run is not None:
+                atlasview.probe_run_panels(*run, layer, neuron, cfg)
+    except NeuronSignaturesError as e:
+        st.error(str(e))
+    except OSError as e:  # a file of the atlas went missing or unreadable after it opened
+        log.warning("cannot read %s", atlas_dir, exc_info=True)
+        st.error(
+            f"Cannot read the atlas {atlas_dir}: {e}; rebuild it with `neuron-signatures atlas`"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Plotly figures of the web app: activation lines per prompt and the influence distribution.
+"""Plotly figures of the web app: activation lines per prompt, the influence distribution and
+the histogram of an atlas neuron.
 
 Figures are built from plain dicts (no per-trace validation cost). Plotly renders a subset of HTML
 (``<b>``, ``<br>``, ``<a>``...) in titles, legend entries and hover labels, so every prompt id and
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from ..heat import NEGATIVE_RGB, POSITIVE_RGB
 from ..tokens import token_display
 from .selection import InfluenceTable
 
@@ -156,5 +158,44 @@ def influence_figure(
     fig.update_layout(
         title=f"{title} ({len(kept)} neurons)", xaxis_title=x_title, yaxis_title=y_title,
         height=450, margin=_MARGIN, clickmode="event+select", dragmode="lasso", showlegend=False,
+    )  # fmt: skip
+    return fig
+
+
+def histogram_figure(edges: Sequence[float], counts: Sequence[int], title: str) -> go.Figure:
+    """The atlas's exact histogram: one bar per non-empty half-octave bin, log-count y.
+
+    The bins (``edges [n_bins - 1]``, ``counts [n_bins]``) grow geometrically away from 0, so the
+    x axis is the bin's rank, labelled with its edges; bars below 0 take the negative colour of
+    the heat rule, bars at or above 0 the positive one.
+    """
+    c = np.asarray(counts, dtype=np.int64)
+    e = np.concatenate([[-np.inf], np.asarray(edges, dtype=np.float64), [np.inf]])
+    nz = np.flatnonzero(c)
+    lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
+    idx = np.arange(lo, hi)
+    left, right = e[idx], e[idx + 1]
+    neg = right <= 0
+    rgb = np.where(neg[:, None], np.array(NEGATIVE_RGB), np.array(POSITIVE_RGB))
+    hover = [
+        f"{'(' if n else '['}{a:.4g}, {b:.4g}{']' if n else ')'}: {k:,} tokens"
+        for a, b, k, n in zip(
+            left.tolist(), right.tolist(), c[idx].tolist(), neg.tolist(), strict=True
+        )
+    ]
+    fig = go.Figure(
+        data=[{"type": "bar", "x": idx, "y": np.where(c[idx] > 0, c[idx], np.nan),
+               "marker": {"color": [f"rgb({r},{g},{b})" for r, g, b in rgb.tolist()]},
+               "hovertext": hover, "hoverinfo": "text"}]
+    )  # fmt: skip
+    ticks = idx[:: max(1, len(idx) // 8)]  # a tick at each shown bin's left edge
+    zero = int(np.searchsorted(e, 0.0))  # bars >= zero are at or above 0
+    if lo < zero < hi:
+        fig.add_vline(x=zero - 0.5, line={"width": 1, "dash": "dot", "color": "#888"})
+    fig.update_layout(
+        title=plotly_text(title), height=320, margin=_MARGIN, bargap=0.05,
+        yaxis={"type": "log", "title": "tokens (log)", "dtick": 1},
+        xaxis={"title": "activation (half-octave bins)", "tickvals": ticks - 0.5,
+               "ticktext": [f"{e[i]:.3g}" if np.isfinite(e[i]) else "-inf" for i in ticks]},
     )  # fmt: skip
     return fig

@@ -38,6 +38,7 @@ CSS = (
     ".nsh-tok{font-size:13px;font-weight:700;white-space:pre}"
     ".nsh-val{font-size:10px;opacity:.85}"
     ".nsh-compact .nsh-prompt{margin:4px 0 0 0;font-size:11px;color:#666;font-weight:400}"
+    ".nsh-max{border:2px solid #111;padding:1px 3px}"
     "</style>"
 )
 
@@ -141,13 +142,22 @@ def prompt_scales(
     return per
 
 
-def _cells(
+def token_cells(
     tokens: Sequence[str],
     token_ids: Sequence[int],
     values: np.ndarray,
     scale: float,
     cfg: HeatmapConfig,
+    start: int = 0,
+    marked: int | None = None,
 ) -> list[str]:
+    """One HTML cell per token (rules 1, 2 and 4); the tooltip gives ctx_idx, token id, token and
+    value (``n/a`` for a NaN value: a token whose activation is not stored).
+
+    Args:
+        start: ctx_idx of the first token (when the tokens are a slice of a longer window).
+        marked: ctx_idx of a token to outline (an example's own token).
+    """
     vals = np.asarray(values, dtype=np.float64)
     op = opacity(vals, scale, cfg.minimum_opacity, cfg.minimum_threshold)
     rgb = colors(vals)
@@ -157,20 +167,24 @@ def _cells(
     for i, (tok, tid, v, o, (r, g, b), s) in enumerate(
         zip(
             tokens, token_ids, vals.tolist(), op.tolist(), rgb.tolist(), shown.tolist(), strict=True
-        )
+        ),
+        start,
     ):
         label = token_label(str(tok))
-        tip = f"ctx_idx={i} | token_id={tid} | token={label} | activation={v:+.6f}"
+        act = f"{v:+.6f}" if v == v else "n/a"
+        tip = f"ctx_idx={i} | token_id={tid} | token={label} | activation={act}"
         val = f'<span class="nsh-val">{v:.{d}f}</span>' if s else ""
+        cls = "nsh-cell nsh-max" if i == marked else "nsh-cell"
         out.append(
-            f'<span class="nsh-cell" data-ctx="{i}" title="{tip}" style="background:'
+            f'<span class="{cls}" data-ctx="{i}" title="{tip}" style="background:'
             f'rgba({r},{g},{b},{o:.4f})">'
             f'<span class="nsh-tok">{label}</span>{val}</span>'
         )
     return out
 
 
-def _rows(cells: list[str], per_row: int) -> str:
+def rows_html(cells: list[str], per_row: int) -> str:
+    """Token cells wrapped into rows of ``per_row``."""
     n = max(1, int(per_row))
     return "".join(
         '<div class="nsh-row">' + "".join(cells[i : i + n]) + "</div>"
@@ -195,7 +209,7 @@ def render_prompt_html(
     meta = (
         f'<div class="nsh-meta">max|v|={scale:.6g} ({cfg.normalization}) | tokens={len(vals)}</div>'
     )
-    body = _rows(_cells(tokens, token_ids, vals, scale, cfg), cfg.tokens_per_row)
+    body = rows_html(token_cells(tokens, token_ids, vals, scale, cfg), cfg.tokens_per_row)
     return (CSS if with_css else "") + f'<div class="nsh-heatmap">{head}{meta}{body}</div>'
 
 
@@ -221,9 +235,8 @@ def render_stacked_html(
         if not cfg.compact:
             line = f"max|v|={p.scale:.6g} ({cfg.normalization}) | tokens={len(p.values)}"
             parts.append(f'<div class="nsh-meta">{escape(line + p.meta)}</div>')
-        parts.append(
-            _rows(_cells(p.tokens, p.token_ids, p.values, p.scale, cfg), cfg.tokens_per_row)
-        )
+        cells = token_cells(p.tokens, p.token_ids, p.values, p.scale, cfg)
+        parts.append(rows_html(cells, cfg.tokens_per_row))
     parts.append("</div>")
     return "".join(parts)
 

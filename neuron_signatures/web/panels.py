@@ -44,18 +44,40 @@ def render_page(
     ws_html = neuron_card(view, analysis, sel, peaks)
     i = line_charts(view, flat, shown, cfg.exclude_bos)
     tokens_df = token_heatmap(view, flat, float(scales[i]), i, sel, cfg)
-    st.markdown("#### Stacked heatmap: all prompts, same neuron")
-    heats = [_heat(view, flat, int(j), float(scales[j]), peaks) for j in shown]
-    norm = "one scale for all prompts" if cfg.normalization == "global" else "scale per prompt"
-    meta = f"{norm} | showing {len(shown)} of {view.run.n_prompts} prompts ({order} order)"
-    title = f"Layer {sel.layer} | neuron {sel.neuron}"
-    st.html(render_stacked_html(heats, cfg, title=title, subtitle_html=ws_html, meta=meta))
+    stacked_heatmap(view, flat, sel, cfg, order, shown, ws_html, scales, peaks)
     peaks_df = peaks_table(view, peaks)
     with st.expander("Per-prompt peaks", expanded=False):
         st.dataframe(peaks_df, width="stretch", height=300, hide_index=True)
     downloads(sel, view.run.prompts[i].probe_id, tokens_df, peaks_df)
     if sel.mode == INFLUENCE and sel.table is not None and sel.kept is not None:
         influence_distribution(sel)
+
+
+def stacked_heatmap(
+    view: RunView,
+    flat: np.ndarray,
+    sel: Selection,
+    cfg: HeatmapConfig,
+    order: str,
+    shown: np.ndarray,
+    ws_html: str = "",
+    scales: np.ndarray | None = None,
+    peaks: PromptPeaks | None = None,
+) -> None:
+    """Every shown prompt of the run, one under the other, for the same neuron (``scales`` and
+    ``peaks`` are computed here unless the caller has them)."""
+    if scales is None:
+        scales = prompt_scales(
+            flat, view.starts, view.lengths, view.bos_mask, cfg.normalization, cfg.exclude_bos
+        )
+    if peaks is None:
+        peaks = view.peaks(flat)
+    st.markdown("#### Stacked heatmap: all prompts, same neuron")
+    heats = [_heat(view, flat, int(j), float(scales[j]), peaks) for j in shown]
+    norm = "one scale for all prompts" if cfg.normalization == "global" else "scale per prompt"
+    meta = f"{norm} | showing {len(shown)} of {view.run.n_prompts} prompts ({order} order)"
+    title = f"Layer {sel.layer} | neuron {sel.neuron}"
+    st.html(render_stacked_html(heats, cfg, title=title, subtitle_html=ws_html, meta=meta))
 
 
 def token_heatmap(

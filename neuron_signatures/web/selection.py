@@ -193,3 +193,9 @@ def picked_from_points(points: Iterable[Any], n_candidates: int) -> int | None:
         if 0 <= i < n_candidates:
             picked.append(i)
     return min(picked) if picked else None
+
+
+def locate(table: InfluenceTable, layer: int, neuron: int) -> int | None:
+    """Row of the first record of ``(layer, neuron)`` in an influence table, or None."""
+    hit = np.flatnonzero((table.layer == layer) & (table.neuron == neuron))
+    return int(hit[0]) if hit.size else None

@@ -75,8 +75,7 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
     """Draw the folder inputs and open the run; on failure show why and return None."""
     sb, ss = st.sidebar, st.session_state
     sb.header("Run")
-    # Reachable from other machines: only folders under --runs_root open, and it cannot change.
-    root = None if is_local_address(st.get_option("server.address")) else str(args.runs_root)
+    root = access_root(args)
     if root is not None or "runs_root" not in ss:
         ss["runs_root"] = str(args.runs_root)
     sb.text_input(
@@ -102,16 +101,16 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
     if not run_dir:
         st.info("Pick a run folder in the sidebar, or type its path in run_dir.")
         return None
-    if not _allowed(run_dir, root, "run_dir"):
+    if not allowed(run_dir, root, "run_dir"):
         return None
-    view = _open_view(run_dir)
+    view = open_view(run_dir)
     if view is None:
         return None
     if ss.get("_analysis_for") != run_dir or "analysis_dir" not in ss:
         ss["analysis_dir"] = str(analysis_dir(run_dir))
         ss["_analysis_for"] = run_dir
     sb.text_input("analysis_dir", key="analysis_dir", help="rankings, write scores, signatures")
-    if not _allowed(str(ss["analysis_dir"]), root, "analysis_dir"):
+    if not allowed(str(ss["analysis_dir"]), root, "analysis_dir"):
         return None
     top_k = sb.number_input(
         "top_k_limit",
@@ -125,7 +124,13 @@ def open_inputs(args: Namespace) -> tuple[RunView, Analysis, int] | None:
     return view, get_analysis(str(ss["analysis_dir"])), int(top_k)
 
 
-def _allowed(folder: str, root: str | None, what: str) -> bool:
+def access_root(args: Namespace) -> str | None:
+    """``--runs_root`` when the app is reachable from other machines (then only folders under it
+    open, and it cannot change); None on a local address."""
+    return None if is_local_address(st.get_option("server.address")) else str(args.runs_root)
+
+
+def allowed(folder: str, root: str | None, what: str) -> bool:
     """True unless the app is exposed (``root`` set) and ``folder`` is outside it (error shown)."""
     if root is None:
         return True
@@ -137,7 +142,7 @@ def _allowed(folder: str, root: str | None, what: str) -> bool:
     return True
 
 
-def _open_view(run_dir: str) -> RunView | None:
+def open_view(run_dir: str) -> RunView | None:
     """The cached run, or None after showing why it cannot be opened (no stack trace)."""
     try:
         return get_view(run_dir)

@@ -58,16 +58,21 @@ def goto_typed() -> None:
 
 
 def request_neuron(
-    text: str, layers: list[int], n_layers: int | None, d_mlp: int | None, what: str = "neuron"
+    text: str,
+    layers: list[int],
+    n_layers: int | None,
+    d_mlp: int | None,
+    what: str = "neuron",
+    scope: str = "run",
 ) -> NeuronId | None:
     """Parse a typed neuron and queue it in ``_goto``; a bad one leaves its message in
-    ``_goto_error`` instead."""
+    ``_goto_error`` instead. ``scope`` names what holds ``layers`` (``run`` or ``atlas``)."""
     ss = st.session_state
     try:
         nid = parse_neuron(text, n_layers, d_mlp, what=what)
         if layers and nid.layer not in layers:
             raise BadArgumentError(
-                f"{what} {text!r}: layer {nid.layer} was not captured in this run (captured: "
+                f"{what} {text!r}: layer {nid.layer} was not captured in this {scope} (captured: "
                 f"{', '.join(map(str, layers))})"
             )
     except BadArgumentError as e:
@@ -78,7 +83,7 @@ def request_neuron(
     return nid
 
 
-def read_url() -> None:
+def read_url(scope: str = "run") -> None:
     """Once per session: ``?layer=17&neuron=1152`` (or ``?neuron=L17/N1152``) asks for a neuron."""
     ss = st.session_state
     if ss.get("_url_read"):
@@ -91,7 +96,9 @@ def read_url() -> None:
     neuron = str(neuron).strip()
     if layer and neuron.isdigit():
         neuron = f"{layer}:{neuron}"
-    request_neuron(neuron, ss["_layers"], ss["_n_layers"], ss["_d_mlp"], what="URL neuron")
+    request_neuron(
+        neuron, ss["_layers"], ss["_n_layers"], ss["_d_mlp"], what="URL neuron", scope=scope
+    )
 
 
 def write_url(layer: int, neuron: int) -> None:

@@ -1,4 +1,5 @@
-"""Hand-built runs and analysis files for the web app tests (no model needed).
+"""Hand-built runs and analysis files for the web app tests (no model needed), and a small real
+atlas of the tiny model.
 
 Neuron (1, 3) has hand-set values so heatmap opacities can be checked by hand; the BOS token of
 every prompt holds 50.0 (an attention-sink-like outlier that the default max excludes).
@@ -135,3 +136,20 @@ def write_signatures(ad: Path) -> None:
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+
+
+ATLAS_MARKUP = ("Illinois", "<script>Illinois")  # vocabulary piece shown as markup-like text
+
+
+def make_atlas(lm: Any, out: Path) -> Path:
+    """Build an atlas of ``lm`` (layers 0-2) over 40 lines of the tiny vocabulary's words, then
+    rename one vocabulary piece to HTML-like text (display only: the ids do not change)."""
+    from tests.atlas.conftest import build, corpus_lines
+
+    corpus = out.parent / "corpus.txt"
+    corpus.write_text("\n".join(corpus_lines()) + "\n")
+    build(lm, out, corpus)
+    vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
+    vocab[vocab.index(ATLAS_MARKUP[0])] = ATLAS_MARKUP[1]
+    (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    return out

@@ -80,3 +80,31 @@ def test_influence_figure_axes() -> None:
     assert np.all(np.abs(np.asarray(scatter.x) - t.layer) <= 0.3)  # jittered around the layer
     with pytest.raises(ValueError):
         charts.influence_figure(t, kept, "pie", "influence", None)
+
+
+def test_histogram_figure_shows_the_exact_bins() -> None:
+    from neuron_signatures.atlas import bins
+
+    edges = bins.edges()
+    values = np.array([-0.3, -0.3, 0.0, 0.2, 0.2, 0.2, 5.0], dtype=np.float32)
+    counts = np.bincount(bins.bin_of(values), minlength=bins.n_bins())
+    fig = charts.histogram_figure(edges, counts, "L1/N2 <b>")
+    bar = fig.data[0]
+    shown = np.flatnonzero(counts)
+    assert bar.x.tolist() == list(range(shown[0], shown[-1] + 1))  # first to last non-empty bin
+    y = np.nan_to_num(np.asarray(bar.y, dtype=float))
+    assert y.sum() == len(values) and (y[bar.x.tolist().index(shown[0])]) == 2
+    neg = bar.x < bins.n_bins() // 2
+    assert all(c == "rgb(251,146,60)" for c in np.asarray(bar.marker.color)[neg])
+    assert all(c == "rgb(52,211,153)" for c in np.asarray(bar.marker.color)[~neg])
+    assert fig.layout.yaxis.type == "log"
+    assert "half-octave bins" in fig.layout.xaxis.title.text
+    assert fig.layout.title.text == "L1/N2 &lt;b&gt;"
+    lo = bins.bin_of(np.array([0.2], dtype=np.float32))[0]
+    assert bar.hovertext[bar.x.tolist().index(lo)] == "[0.1875, 0.25): 3 tokens"
+    assert len(fig.layout.shapes) == 1  # the dotted line at 0
+
+
+def test_histogram_figure_of_an_empty_neuron() -> None:
+    fig = charts.histogram_figure([-1.0, 0.0, 1.0], [0, 0, 0, 0], "empty")
+    assert len(fig.data[0].x) == 0

@@ -65,6 +65,55 @@ def test_bad_run_dir_is_one_line_error(
     assert err.startswith("error:") and "does not exist" in err and err.count("\n") == 1
 
 
+def test_atlas_flag_reaches_the_script(
+    web_atlas: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(app_cmd, "serve", lambda cmd: seen.append(cmd) or 0)
+    from tests.web.browser import free_port
+
+    assert main(["app", "--atlas", str(web_atlas), "--port", str(free_port())]) == 0
+    script_args = seen[0][seen[0].index("--") + 1 :]
+    assert script_args[-2:] == ["--atlas", str(web_atlas.resolve())]
+    assert "--run_dir" not in script_args
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing", "is not an atlas"), ("run", "is not an atlas"), ("incomplete", "is not finished")],
+)
+def test_bad_atlas_is_one_line_error(
+    kind: str,
+    message: str,
+    web_atlas: Path,
+    web_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(app_cmd, "serve", lambda cmd: pytest.fail("started"))
+    folder = {"missing": tmp_path / "nope", "run": web_run}.get(kind, tmp_path / "A")
+    if kind == "incomplete":
+        import json
+        import shutil
+
+        shutil.copytree(web_atlas, folder)
+        m = json.loads((folder / "atlas.json").read_text())
+        (folder / "atlas.json").write_text(json.dumps({**m, "complete": False}))
+    assert main(["app", "--atlas", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and err.count("\n") == 1
+
+
+def test_shared_address_keeps_atlas_under_runs_root(
+    web_atlas: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(app_cmd, "serve", lambda cmd: pytest.fail("started"))
+    flags = ["app", "--atlas", str(web_atlas), "--address", "0.0.0.0", "--runs_root"]
+    assert main([*flags, str(tmp_path)]) == 2
+    assert "--atlas" in (err := capsys.readouterr().err) and "outside the runs root" in err
+
+
 def test_port_checks(web_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app_cmd.subprocess, "Popen", lambda cmd: pytest.fail("started"))
     assert main(["app", "--run_dir", str(web_run), "--port", "70000"]) == 2
@@ -198,6 +247,7 @@ def _alive(pid: int) -> bool:
 def test_web_app_imports_without_torch() -> None:
     code = (
         "import sys; import neuron_signatures.web.app, neuron_signatures.web.panels, "
+        "neuron_signatures.web.atlasview, neuron_signatures.web.atlassearch, "
         "neuron_signatures.commands.app; "
         "heavy = {'torch', 'transformers', 'transformer_lens'} & set(sys.modules); "
         "assert not heavy, heavy"
