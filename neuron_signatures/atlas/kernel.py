@@ -143,36 +143,32 @@ def _block(
             kn = np.int64(key[n])
             m = lo + n
             if kn > tlast[n] or (kn == tlast[n] and gt < tg[m, k - 1]):
-                j = k - 1
-                while j > 0 and (
-                    kn > tkey[m, j - 1] or (kn == tkey[m, j - 1] and gt < tg[m, j - 1])
-                ):
-                    tkey[m, j] = tkey[m, j - 1]
-                    tg[m, j] = tg[m, j - 1]
-                    tsrc[m, j] = tsrc[m, j - 1]
-                    j -= 1
-                tkey[m, j] = kn
-                tg[m, j] = gt
-                tsrc[m, j] = -1 - t
-                tlast[n] = tkey[m, k - 1]
+                tlast[n] = _insert(tkey, tg, tsrc, m, kn, gt, -1 - t, 1)
                 t32[n] = max(tlast[n], I32_MIN)
             if kn < blast[n] or (kn == blast[n] and gt < bg[m, k - 1]):
-                j = k - 1
-                while j > 0 and (
-                    kn < bkey[m, j - 1] or (kn == bkey[m, j - 1] and gt < bg[m, j - 1])
-                ):
-                    bkey[m, j] = bkey[m, j - 1]
-                    bg[m, j] = bg[m, j - 1]
-                    bsrc[m, j] = bsrc[m, j - 1]
-                    j -= 1
-                bkey[m, j] = kn
-                bg[m, j] = gt
-                bsrc[m, j] = -1 - t
-                blast[n] = bkey[m, k - 1]
+                blast[n] = _insert(bkey, bg, bsrc, m, kn, gt, -1 - t, -1)
                 b32[n] = min(blast[n], I32_MAX)
     # 5. the kept examples' windows follow their entries (new ones are filled by the caller)
     _follow(lo, hi, tsrc, tacts)
     _follow(lo, hi, bsrc, bacts)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _insert(keys, gs, src, m, kn, gt, tag, sign):  # fmt: skip
+    """Insert ``(kn, gt)`` into the ranked row ``m`` (it beats the last entry): ``sign`` 1 for
+    larger keys first, -1 for smaller first, ties by smaller ``g``. Returns the new last key."""
+    j = keys.shape[1] - 1
+    while j > 0 and (
+        sign * kn > sign * keys[m, j - 1] or (kn == keys[m, j - 1] and gt < gs[m, j - 1])
+    ):
+        keys[m, j] = keys[m, j - 1]
+        gs[m, j] = gs[m, j - 1]
+        src[m, j] = src[m, j - 1]
+        j -= 1
+    keys[m, j] = kn
+    gs[m, j] = gt
+    src[m, j] = tag
+    return keys[m, keys.shape[1] - 1]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
