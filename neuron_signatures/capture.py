@@ -180,6 +180,7 @@ def dump(
     *,
     load: Callable[..., Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    capture_all: Callable[..., int] | None = None,
 ) -> DumpResult:
     """Dump ``cfg.prompts`` into ``cfg.out_dir``.
 
@@ -191,6 +192,8 @@ def dump(
         load: ``load(tokenizer) -> LoadedModel`` override (tests pass an in-memory model).
         on_batch: called with the shard index after each shard is written (tests use it to
             simulate a kill).
+        capture_all: replaces the shard loop (same arguments as :func:`_capture_all`; the Ray
+            engine computes the shards on its workers).
     """
     from . import models
 
@@ -217,7 +220,7 @@ def dump(
         bar = _progress(cfg.progress, n_tok, len(records))
         with claim.start(plan.manifest) as w:
             result.shards_kept = sum(w.shard_done(s) for s in range(len(plan.batches)))
-            result.shards_written = _capture_all(
+            result.shards_written = (capture_all or _capture_all)(
                 lm, w, records, plan.batches, plan.layers, cfg, bar, on_batch
             )
             bar.close()
@@ -296,8 +299,6 @@ def _capture_all(
     computes (10% of the time on CPU otherwise); at most one shard is in flight, so memory stays
     bounded by two batches, and an error in a write surfaces before the next one starts.
     """
-    import torch
-
     from . import models
 
     save = models.torch_dtype(cfg.save_dtype)
@@ -319,21 +320,36 @@ def _capture_all(
                 bar.update(n_tok, len(batch))
                 continue
             written += 1
-            ids, mask = _pad_batch(batch, records, lengths, pad)
-            got = models.capture_hook_post(lm, ids.to(lm.device), mask.to(lm.device), layers)
-            tensors = {}
-            for layer in layers:
-                parts = [got[layer][row, : lengths[i]] for row, i in enumerate(batch)]
-                if cfg.check_finite:
-                    _check_finite(torch.cat(parts), layer, batch, records, lengths)
-                tensors[f"layer_{layer}"] = _pack(parts, save)
-            del got
+            recs = [records[i] for i in batch]
+            tensors = capture_shard(lm, recs, layers, save, cfg.check_finite, pad)
             if pending is not None:
                 pending.result()
             pending = pool.submit(write, s, tensors, n_tok, len(batch))
         if pending is not None:
             pending.result()
     return written
+
+
+def capture_shard(
+    lm: Any, recs: list[dict], layers: list[int], save: Any, check_finite: bool, pad: int
+) -> dict[str, Any]:
+    """One shard of the batch ``recs``: ``{"layer_<l>": [sum of their lengths, d_mlp]}`` CPU
+    tensors of dtype ``save``, the prompts' own rows concatenated in batch order."""
+    import torch
+
+    from . import models
+
+    batch = list(range(len(recs)))
+    lengths = [len(r["token_ids"]) for r in recs]
+    ids, mask = _pad_batch(batch, recs, lengths, pad)
+    got = models.capture_hook_post(lm, ids.to(lm.device), mask.to(lm.device), layers)
+    tensors = {}
+    for layer in layers:
+        parts = [got[layer][row, : lengths[row]] for row in batch]
+        if check_finite:
+            _check_finite(torch.cat(parts), layer, batch, recs, lengths)
+        tensors[f"layer_{layer}"] = _pack(parts, save)
+    return tensors
 
 
 def _pack(parts: list[Any], dtype: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import BadArgumentError
 from ..models import EMBEDDED_NAME
@@ -90,6 +91,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--resume", action="store_true", help="finish an interrupted atlas")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing atlas")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    e = add_engine_arguments(p)
+    e.add_argument(
+        "--units",
+        type=int,
+        default=None,
+        help="Ray: cut the batches into this many units, the unit of retry and resume "
+        "(default 4 per worker)",
+    )
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> Any:
+    """``--engine local|ray`` and, for Ray, the cluster address and the worker count."""
+    e = p.add_argument_group("engine")
+    e.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: Ray workers (pip install 'neuron-signatures[ray]')",
+    )
+    e.add_argument(
+        "--ray_address",
+        default=None,
+        help="a running Ray cluster (auto, ray://head:10001); default: start a local Ray",
+    )
+    e.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray workers, one GPU each on a GPU cluster (default: the cluster's GPUs, or 2)",
+    )
+    return e
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,7 +156,13 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    out = build_atlas(cfg)
+    if args.engine == "ray":
+        from ..scale.ray_atlas import RayOptions, build_atlas_ray
+
+        opts = RayOptions(address=args.ray_address, workers=args.workers, units=args.units)
+        out = build_atlas_ray(cfg, opts)
+    else:
+        out = build_atlas(cfg)
     atlas = open_atlas(out)
     m = atlas.manifest
     print(

@@ -88,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--resume", action="store_true", help="finish an interrupted dump")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    from .atlas import add_engine_arguments
+
+    add_engine_arguments(p)
 
 
 def load_prompt_args(args: argparse.Namespace) -> list:
@@ -107,6 +110,10 @@ def load_prompt_args(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     from ..capture import DumpConfig, dump
 
+    if args.engine == "ray":
+        from ..scale.ray_atlas import require_ray
+
+        require_ray()  # the one-line install hint before anything is read
     prompts = load_prompt_args(args)
     cfg = DumpConfig(
         prompts=prompts,
@@ -127,7 +134,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    result = dump(cfg)
+    if args.engine == "ray":
+        from ..scale.ray_dump import RayOptions, dump_ray
+
+        result = dump_ray(cfg, RayOptions(address=args.ray_address, workers=args.workers))
+    else:
+        result = dump(cfg)
     for note in result.notes:
         print(f"note: {note}")
     if result.already_complete:

@@ -1,0 +1,180 @@
+"""``dump --engine ray``: the dump's shards computed by Ray workers, the run folder owned here.
+
+1. The driver does everything a dump does before its shard loop (:func:`~neuron_signatures.
+   capture.dump`): claim and lock the folder, tokenise, plan the batches, check a resume, write
+   the manifest with every shard planned. The model's facts come from the first worker, so the
+   driver never loads the model.
+2. Each shard is a task: a :class:`ShardWorker` actor (the model loaded once) captures the batch
+   with :func:`~neuron_signatures.capture.capture_shard` and writes the shard file into the run
+   folder (shared storage) under a temporary name, renamed when whole.
+3. The driver logs each shard's size and sha256 in the progress log as it arrives, exactly as
+   the one-process writer does, and finishes the manifest. A killed worker's shard is computed
+   again (by any worker); a killed driver is resumed with ``--resume`` like any dump.
+The shards and the manifest are those of one process (but for times and durations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ..capture import DumpConfig, DumpResult, capture_shard, dump
+from ..store.manifest import ACTIVATIONS_DIR, atomic_write_chunks
+from ..store.progress import append_progress
+from ..store.writer import safetensors_chunks
+from .pool import init_ray, run_pool, start_actors
+from .ray_atlas import RayOptions, require_ray
+
+log = logging.getLogger(__name__)
+
+
+class ShardWorker:
+    """One worker of a dump: ``meta()`` for the driver's plan, ``run_shard(...)`` per shard."""
+
+    def __init__(
+        self,
+        model_name: str,
+        device: str | None,
+        model_dtype: str,
+        load: Callable[..., Any] | None = None,
+        on_shard: Callable[[int], None] | None = None,
+    ) -> None:
+        from ..models import load_model
+
+        self.lm = load(None) if load else load_model(model_name, device, model_dtype)
+        self.on_shard = on_shard
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def meta(self) -> dict[str, Any]:
+        keys = ("name", "n_layers", "d_mlp", "d_model", "dtype", "source", "device")
+        return {k: getattr(self.lm, k) for k in keys}
+
+    def run_shard(
+        self,
+        run_dir: str,
+        index: int,
+        file: str,
+        recs: list[dict],
+        layers: list[int],
+        save_dtype: str,
+        check_finite: bool,
+    ) -> dict[str, Any]:
+        """Capture one batch and write it as shard ``file``; returns its size and sha256."""
+        from ..models import torch_dtype
+
+        t0 = time.perf_counter()
+        tok = self.lm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        save = torch_dtype(save_dtype)
+        tensors = capture_shard(self.lm, recs, layers, save, check_finite, pad)
+        path = Path(run_dir) / ACTIVATIONS_DIR / file
+        size, digest = atomic_write_chunks(path, safetensors_chunks(tensors))
+        if self.on_shard:
+            self.on_shard(index)
+        return {
+            "bytes": size,
+            "sha256": digest,
+            "tokens": sum(len(r["token_ids"]) for r in recs),
+            "seconds": time.perf_counter() - t0,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
+
+
+def dump_ray(
+    cfg: DumpConfig,
+    opts: RayOptions | None = None,
+    *,
+    load: Callable[..., Any] | None = None,
+    on_shard: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> DumpResult:
+    """Dump ``cfg.prompts`` into ``cfg.out_dir`` with Ray workers (see the module docstring).
+
+    Args:
+        load: ``load(tokenizer) -> LoadedModel`` run in each worker (picklable).
+        on_shard: run in the worker after it wrote a shard (tests kill a worker with it).
+        on_batch: run in the driver after a shard is logged (tests interrupt the driver).
+    """
+    from ..store.claim import check_target
+
+    ray = require_ray()
+    opts = opts or RayOptions()
+    check_target(Path(cfg.out_dir), resume=cfg.resume, overwrite=cfg.overwrite)  # before Ray
+    with _workers(ray, opts, cfg, load, on_shard) as actors:
+
+        def meta(_: Any) -> Any:
+            from ..models import load_tokenizer
+
+            tokenizer = load(None).tokenizer if load else load_tokenizer(cfg.model_name)
+            return SimpleNamespace(tokenizer=tokenizer, **ray.get(actors[0].meta.remote()))
+
+        def capture_all(
+            lm: Any, w: Any, records: list[dict], batches: list[list[int]], layers: list[int],
+            cfg: DumpConfig, bar: Any, on_batch: Callable[[int], None] | None,
+        ) -> int:  # fmt: skip
+            todo = []
+            for s, batch in enumerate(batches):
+                if w.shard_done(s):
+                    bar.update(sum(len(records[i]["token_ids"]) for i in batch), len(batch))
+                else:
+                    todo.append(s)
+
+            def submit(actor: Any, s: int) -> Any:
+                recs = [records[i] for i in batches[s]]
+                file = w.manifest["shards"][s]["file"]
+                return actor.run_shard.remote(
+                    str(w.run_dir), s, file, recs, layers, cfg.save_dtype, cfg.check_finite
+                )
+
+            per_worker: dict[str, list[float]] = {}
+
+            def finished(s: int, r: dict[str, Any]) -> None:
+                tally = per_worker.setdefault(r["worker"], [0, 0.0])
+                tally[0] += r["tokens"]
+                tally[1] += r["seconds"]
+                entry = w.manifest["shards"][s]
+                entry["bytes"], entry["sha256"] = r["bytes"], r["sha256"]
+                append_progress(w.run_dir, s, r["bytes"], r["sha256"])
+                bar.update(r["tokens"], len(batches[s]))
+                if on_batch:
+                    on_batch(s)
+
+            run_pool(ray, actors, todo, submit, finished, opts.max_retries)
+            for name, (n_tok, sec) in sorted(per_worker.items()):
+                log.info("worker %s: %d tokens in %.1f s (%.0f tok/s)", name, n_tok, sec,
+                         n_tok / max(sec, 1e-9))  # fmt: skip
+            return len(todo)
+
+        return dump(cfg, load=meta, on_batch=on_batch, capture_all=capture_all)
+
+
+@contextlib.contextmanager
+def _workers(
+    ray: Any,
+    opts: RayOptions,
+    cfg: DumpConfig,
+    load: Callable[..., Any] | None,
+    on_shard: Callable[[int], None] | None,
+) -> Iterator[list[Any]]:
+    started = init_ray(ray, opts.address, opts.workers)
+    actors: list[Any] = []
+    try:
+        actors = start_actors(
+            ray, ShardWorker, opts.workers, opts.max_retries, cfg.model_name, cfg.device,
+            cfg.model_dtype, load, on_shard,
+        )  # fmt: skip
+        yield actors
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if started:
+            ray.shutdown()
