@@ -104,6 +104,18 @@ def check_config(cfg: AtlasConfig) -> None:
         raise BadArgumentError("--example_dtype must be fp16 or fp32")
 
 
+def plan_corpus(cfg: AtlasConfig, spec: CorpusSpec, tokenizer: Any) -> WindowPlan:
+    """The windows of ``cfg``'s corpus (one plan for a build, its parts and Ray units)."""
+    return plan_windows(
+        iter_documents(spec),
+        spec,
+        tokenizer,
+        ctx_len=cfg.ctx_len,
+        seed=cfg.seed,
+        max_tokens=cfg.max_tokens,
+    )
+
+
 def build_atlas(
     cfg: AtlasConfig,
     *,
@@ -135,14 +147,7 @@ def build_atlas(
         log.warning("atlas %s is already complete: nothing to resume", root)
         return root
     tokenizer = lm.tokenizer if lm else models.load_tokenizer(cfg.model_name)
-    plan = plan_windows(
-        iter_documents(spec),
-        spec,
-        tokenizer,
-        ctx_len=cfg.ctx_len,
-        seed=cfg.seed,
-        max_tokens=cfg.max_tokens,
-    )
+    plan = plan_corpus(cfg, spec, tokenizer)
     if old is not None:
         _refuse_mismatch(root, old, {"corpus": {"fingerprint": plan.fingerprint}})
     if lm is None:

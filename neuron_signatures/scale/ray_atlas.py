@@ -29,10 +29,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..atlas import store
-from ..atlas.build import AtlasConfig, _now, _write_static, check_config
-from ..atlas.corpus import CorpusSpec, check_corpus, iter_documents
+from ..atlas.build import AtlasConfig, _now, _write_static, check_config, plan_corpus
+from ..atlas.corpus import CorpusSpec, check_corpus
 from ..atlas.plan import plan_manifest, reduce_params, resume_mismatch
-from ..atlas.windows import plan_windows
 from ..errors import BadArgumentError, RunExistsError
 from .pool import init_ray, run_pool, start_actors
 from .units import PARTS, STATIC, UNITS, finish, fold, scan, split_units
@@ -98,14 +97,7 @@ def build_atlas_ray(
     from .. import models
 
     tokenizer = load(None).tokenizer if load else models.load_tokenizer(cfg.model_name)
-    plan = plan_windows(
-        iter_documents(spec),
-        spec,
-        tokenizer,
-        ctx_len=cfg.ctx_len,
-        seed=cfg.seed,
-        max_tokens=cfg.max_tokens,
-    )
+    plan = plan_corpus(cfg, spec, tokenizer)
     started = init_ray(ray, opts.address, opts.workers)
     actors: list[Any] = []
     try:

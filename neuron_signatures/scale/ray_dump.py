@@ -31,11 +31,12 @@ from ..store.progress import append_progress
 from ..store.writer import safetensors_chunks
 from .pool import init_ray, run_pool, start_actors
 from .ray_atlas import RayOptions, require_ray
+from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
 
-class ShardWorker:
+class ShardWorker(ModelWorker):
     """One worker of a dump: ``meta()`` for the driver's plan, ``run_shard(...)`` per shard."""
 
     def __init__(
@@ -46,13 +47,8 @@ class ShardWorker:
         load: Callable[..., Any] | None = None,
         on_shard: Callable[[int], None] | None = None,
     ) -> None:
-        from ..models import load_model
-
-        self.lm = load(None) if load else load_model(model_name, device, model_dtype)
+        super().__init__(model_name, device, model_dtype, load)
         self.on_shard = on_shard
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def meta(self) -> dict[str, Any]:
         keys = ("name", "n_layers", "d_mlp", "d_model", "dtype", "source", "device")

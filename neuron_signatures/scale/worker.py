@@ -27,7 +27,25 @@ from .units import STATIC, unit_dir
 NO_CHECKPOINT = 10**18  # a unit is the checkpoint: no state snapshots inside one
 
 
-class UnitWorker:
+class ModelWorker:
+    """A Ray worker that loads the model once (``load`` replaces ``load_model`` in tests)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        device: str | None,
+        model_dtype: str,
+        load: Callable[..., Any] | None = None,
+    ) -> None:
+        from ..models import load_model
+
+        self.lm = load(None) if load else load_model(model_name, device, model_dtype)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class UnitWorker(ModelWorker):
     """One worker: ``meta()`` for the driver's manifest, ``run_unit(...)`` per unit."""
 
     def __init__(
@@ -38,17 +56,12 @@ class UnitWorker:
         load: Callable[..., Any] | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        from ..models import load_model
-
-        self.lm = load(None) if load else load_model(model_name, device, model_dtype)
+        super().__init__(model_name, device, model_dtype, load)
         self.on_batch = on_batch
         self._parts: Path | None = None
         self._plan: WindowPlan | None = None
         self._batches: list[list[int]] = []
         self._manifest: dict[str, Any] = {}
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def meta(self) -> dict[str, Any]:
         """The model facts :func:`~neuron_signatures.atlas.plan.plan_manifest` records."""

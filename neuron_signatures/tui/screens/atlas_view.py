@@ -23,7 +23,7 @@ from ...errors import NeuronSignaturesError
 from ..atlas_state import AtlasState
 from ..keys import ATLAS_KEYS, atlas_help_text, bindings
 from ..widgets import AtlasHeader, ExampleList, WriteScores
-from .dialogs import GoToDialog, HelpScreen
+from .dialogs import HelpScreen, ask
 
 if TYPE_CHECKING:
     from ..app import AtlasApp
@@ -163,12 +163,7 @@ class AtlasScreen(Screen[None]):
     def _ask(
         self, title: str, hint: str, parse: Callable[[str], T], apply: Callable[[T], None]
     ) -> None:
-        def done(value: T | None) -> None:
-            if value is not None:
-                apply(value)
-                self._moved()
-
-        self.app.push_screen(GoToDialog(title, hint, parse), done)
+        ask(self, title, hint, parse, apply, self._moved)
 
     def action_goto_neuron(self) -> None:
         s = self.state

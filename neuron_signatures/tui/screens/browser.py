@@ -21,7 +21,7 @@ from ..ranking import RankingCursor
 from ..state import BrowserState
 from ..widgets import RankedPanel, RunHeader, TokenStrip, TokenTable
 from ..widgets.token_table import table_view
-from .dialogs import GoToDialog, HelpScreen
+from .dialogs import HelpScreen, ask
 from .prompt_picker import PromptPicker
 
 if TYPE_CHECKING:
@@ -103,12 +103,7 @@ class BrowserScreen(Screen[None]):
     def _ask(
         self, title: str, hint: str, parse: Callable[[str], T], apply: Callable[[T], None]
     ) -> None:
-        def done(value: T | None) -> None:
-            if value is not None:
-                apply(value)
-                self.redraw()
-
-        self.app.push_screen(GoToDialog(title, hint, parse), done)
+        ask(self, title, hint, parse, apply, self.redraw)
 
     def action_goto_neuron(self) -> None:
         s = self.state

@@ -8,7 +8,7 @@ from typing import ClassVar, Generic, TypeVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Label, Static
 
 from ...errors import NeuronSignaturesError
@@ -82,3 +82,21 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def ask(
+    screen: Screen[None],
+    title: str,
+    hint: str,
+    parse: Callable[[str], T],
+    apply: Callable[[T], None],
+    then: Callable[[], None],
+) -> None:
+    """Open a :class:`GoToDialog`; on a valid answer ``apply`` it, then ``then()`` (redraw)."""
+
+    def done(value: T | None) -> None:
+        if value is not None:
+            apply(value)
+            then()
+
+    screen.app.push_screen(GoToDialog(title, hint, parse), done)
