@@ -4,9 +4,9 @@ On a CPU the torch reduction is some forty full passes over a batch's ``[N, d]``
 (casts, boolean sums, gathers, sorts) and cost as much as the model's forward. Here each token's
 row of activations is read into cache once and folded into everything:
 
-1. float64 sums of ``x`` and ``x^2`` (made exact digits by the caller, as in torch), ``min`` and
-   ``max`` (NaN propagates, as ``torch.minimum`` does), ``n_pos``, ``n_thr``: short loops over
-   the row that the compiler vectorises;
+1. float64 sums of ``x`` .. ``x^4`` (made exact digits by the caller, as in torch), ``min``
+   and ``max`` (NaN propagates, as ``torch.minimum`` does), ``n_pos``, ``n_thr``: short loops
+   over the row that the compiler vectorises;
 2. the histogram, through the same block table (:mod:`.bins`), counted in an int32
    ``(bin, neuron)`` table (int16 when a batch has < 2^15 tokens) whose other half holds each
    reservoir's threshold (the top 16 or 32 bits of its ``r``-th priority, a conservative
@@ -22,7 +22,7 @@ Steps 3 and 4 first count a row's candidates in a vectorised loop and only walk 
 there are some (rare once lists and reservoirs are full: tokens come in ascending priority).
 Neurons are split into blocks run on threads (the GIL is released); each neuron is handled by
 one thread in a fixed token order, so results do not depend on the thread count. Everything but
-the two float64 sums is an exact selection or count, bit-identical to the torch path; the sums
+the float64 sums is an exact selection or count, bit-identical to the torch path; the sums
 are added in priority order rather than torch's pairwise order (equal to float64 rounding).
 """
 
@@ -47,7 +47,7 @@ STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
     lo, hi, acts, bits, rows, pos, order, g, prio, thr, table, shift,
-    s1, s2, mn, mx, nan, npos, nthr, cells, pshift,
+    s1, s2, s3, s4, mn, mx, nan, npos, nthr, cells, pshift,
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
 ):  # fmt: skip
     """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring)."""
@@ -58,6 +58,7 @@ def _block(
     nb = cells.shape[0]
     a1, a2, a3, a4 = s1[lo:hi], s2[lo:hi], mn[lo:hi], mx[lo:hi]
     a5, a6, a7 = nan[lo:hi], npos[lo:hi], nthr[lo:hi]
+    a8, a9 = s3[lo:hi], s4[lo:hi]
     cf = cells.reshape(-1)  # (count, threshold) pairs: one cache line serves both
     tlast = tkey[lo:hi, k - 1].copy()
     blast = bkey[lo:hi, k - 1].copy()
@@ -81,7 +82,10 @@ def _block(
             a1[n] += np.float64(x[n])
         for n in range(w):
             v = np.float64(x[n])
-            a2[n] += v * v
+            v2 = v * v
+            a2[n] += v2
+            a8[n] += v2 * v
+            a9[n] += v2 * v2
         for n in range(w):
             a3[n] = min(a3[n], x[n])
         for n in range(w):
@@ -230,13 +234,14 @@ def run(
     ``st`` holds writable numpy views of the state entries :data:`STATE`, ``hist`` and the
     example windows ``top_acts``/``bot_acts`` as raw bits (int16). Kept examples' windows are
     moved along; the caller fills those of new ones (``src < 0``). Returns the batch's float64
-    sums ``s1``, ``s2`` and the ``[d, k]`` ``top_src``/``bot_src``.
+    sums ``s1`` .. ``s4`` (of ``x`` .. ``x^4``) and the ``[d, k]`` ``top_src``/``bot_src``.
     """
     d = acts.shape[2]
     k = st["top_key"].shape[1]
     nb = st["hist"].shape[1]
     r = st["samp_h"].shape[1]
-    out = {"s1": np.zeros(d), "s2": np.zeros(d), "nan": np.zeros(d, np.int64)}
+    out = {f"s{i}": np.zeros(d) for i in range(1, 5)}
+    out["nan"] = np.zeros(d, np.int64)
     for side in ("top", "bot"):
         out[f"{side}_src"] = np.ascontiguousarray(np.broadcast_to(np.arange(k), (d, k)))
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
@@ -248,10 +253,10 @@ def run(
     cells[..., 1] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb).T
     args: tuple[Any, ...] = (
         acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold), table,
-        shift, out["s1"], out["s2"], st["min"], st["max"], out["nan"], st["n_pos"],
-        st["n_thr"], cells, pshift, st["top_key"], st["top_g"], out["top_src"], st["top_acts"],
-        st["bot_key"], st["bot_g"], out["bot_src"], st["bot_acts"], st["samp_h"], st["samp_g"],
-        st["samp_v"],
+        shift, out["s1"], out["s2"], out["s3"], out["s4"], st["min"], st["max"], out["nan"],
+        st["n_pos"], st["n_thr"], cells, pshift, st["top_key"], st["top_g"], out["top_src"],
+        st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"], st["bot_acts"], st["samp_h"],
+        st["samp_g"], st["samp_v"],
     )  # fmt: skip
     blocks = np.linspace(0, d, max(1, n_threads) + 1).round().astype(np.int64)
     spans = [(int(a), int(b)) for a, b in itertools.pairwise(blocks) if b > a]

@@ -7,6 +7,7 @@ out of the exact integer sums, intervals out of the exact histogram (:mod:`.reco
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,12 +54,31 @@ def exact_sums(row: dict[str, Any]) -> tuple[Any, Any]:
     return fixed_value(row["sum"]), fixed_value(row["sumsq"])
 
 
+def shape_moments(row: dict[str, Any], n: int) -> tuple[float, float]:
+    """``(skewness, excess kurtosis)`` from the exact sums of ``x`` .. ``x^4``, computed in exact
+    rational arithmetic (no cancellation); NaN when unknown (see :class:`NeuronStats`)."""
+    nan = float("nan")
+    if n == 0 or "sum4" not in row or int(row["moments_bad"]):
+        return nan, nan
+    mu, e2, e3, e4 = (
+        Fraction(int(fixed_value(row[name])), n * SUM_SCALE)
+        for name in ("sum", "sumsq", "sum3", "sum4")
+    )
+    m2 = e2 - mu * mu
+    if m2 <= 0:
+        return nan, nan
+    m3 = e3 - 3 * mu * e2 + 2 * mu**3
+    m4 = e4 - 4 * mu * e3 + 6 * mu * mu * e2 - 3 * mu**4
+    return float(m3 / m2) / float(m2) ** 0.5, float(m4 / (m2 * m2)) - 3.0
+
+
 def _exact_stats(row: dict[str, Any], n: int, threshold: float) -> NeuronStats:
     s1, s2 = (int(v) for v in exact_sums(row))
     if n == 0:
         nan = float("nan")
         return NeuronStats(0, nan, nan, nan, nan, nan, nan, nan, threshold)
     var = max(0.0, (s2 * n * SUM_SCALE - s1 * s1) / (n * n * SUM_SCALE * SUM_SCALE))
+    skew, kurt = shape_moments(row, n)
     return NeuronStats(
         count=n,
         mean=s1 / (n * SUM_SCALE),
@@ -69,6 +89,8 @@ def _exact_stats(row: dict[str, Any], n: int, threshold: float) -> NeuronStats:
         frac_positive=int(row["n_pos"]) / n,
         frac_above_threshold=int(row["n_thr"]) / n,
         threshold=threshold,
+        skewness=skew,
+        kurtosis=kurt,
     )
 
 

@@ -20,7 +20,13 @@ import numpy as np
 
 @dataclass
 class NeuronStats:
-    """Statistics of one neuron over every counted token of the atlas."""
+    """Statistics of one neuron over every counted token of the atlas.
+
+    ``variance``, ``skewness`` and ``kurtosis`` are population moments (no sample correction);
+    ``kurtosis`` is the excess kurtosis ``m4 / m2^2 - 3`` (0 for a normal distribution, as
+    ``scipy.stats.kurtosis`` gives by default). Both are NaN for a constant neuron, when a value
+    was not finite, and for atlases of format version 1 (built before they were kept).
+    """
 
     count: int
     mean: float
@@ -31,6 +37,8 @@ class NeuronStats:
     frac_positive: float
     frac_above_threshold: float
     threshold: float
+    skewness: float = float("nan")
+    kurtosis: float = float("nan")
 
 
 @dataclass

@@ -3,9 +3,11 @@
 Per layer the state holds, for every neuron (``[d]`` unless noted):
 
 1. ``n``: tokens seen (the same for every neuron of the layer).
-2. ``sum``, ``sumsq [d, 4]``: each batch's float64 sums of ``x`` and ``x^2`` are truncated to a
-   multiple of ``2^-64`` and added as exact integers (four base-2^32 digits, most significant
-   first), so the totals do not depend on how batches are grouped: merge is exact.
+2. ``sum``, ``sumsq``, ``sum3``, ``sum4 [d, 4]``: each batch's float64 sums of ``x`` .. ``x^4``
+   are truncated to a multiple of ``2^-64`` and added as exact integers (four base-2^32 digits,
+   most significant first), so the totals do not depend on how batches are grouped: merge is
+   exact. ``moments_bad [d]`` counts batches whose ``x^3``/``x^4`` sums were not finite or beyond
+   the digits' range (``|x|`` above ~40,000): the reader then reports NaN skewness and kurtosis.
 3. ``min``, ``max``; ``n_pos`` (count ``x > 0``) and ``n_thr`` (count ``x > threshold``).
 4. ``hist [d, n_bins]``: exact counts over half-octave bins read off the float bits
    (:mod:`.bins`), fixed before the first token.
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from . import bins
-from .exact import fixed_digits, normalize
+from .exact import SUM_CLAMP, fixed_digits, normalize
 from .priority import token_priority
 from .ranking import (
     BOTTOM_EMPTY,
@@ -46,6 +48,7 @@ from .ranking import (
 CAND_LIMIT = 8  # rank only candidates when fewer than CAND_LIMIT * top_k per neuron on average
 EXAMPLE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 SIDES = {"top": True, "bot": False}  # side name → largest
+SUMS = ("sum", "sumsq", "sum3", "sum4")  # exact sums of x, x^2, x^3, x^4
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ def new_state(p: ReduceParams, device: str) -> dict[str, torch.Tensor]:
     def z(*shape: int, dtype: torch.dtype = torch.int64, fill: float = 0) -> torch.Tensor:
         return torch.full(shape, fill, dtype=dtype, device=device)
 
-    st = {"n": z(1), "sum": z(d, 4), "sumsq": z(d, 4), "n_pos": z(d), "n_thr": z(d)}
+    st = {"n": z(1), "n_pos": z(d), "n_thr": z(d), "moments_bad": z(d)}
+    st.update({name: z(d, 4) for name in SUMS})
     st["min"] = z(d, dtype=torch.float32, fill=float("inf"))
     st["max"] = z(d, dtype=torch.float32, fill=float("-inf"))
     st["hist"] = z(d, nb)
@@ -158,9 +162,9 @@ def update(
         return
     st["n"] += x.shape[0]
     xd = x.double()
-    st["sum"] = normalize(st["sum"] + fixed_digits(xd.sum(0)))
-    st["sumsq"] = normalize(st["sumsq"] + fixed_digits((xd * xd).sum(0)))
-    del xd
+    x2 = xd * xd
+    add_sums(st, [xd.sum(0), x2.sum(0), (x2 * xd).sum(0), (x2 * x2).sum(0)])
+    del xd, x2
     st["min"] = torch.minimum(st["min"], x.amin(0))
     st["max"] = torch.maximum(st["max"], x.amax(0))
     st["n_pos"] += (x > 0).sum(0, dtype=torch.int32)
@@ -249,17 +253,26 @@ def _sample(
             reservoir_insert(res, gi, prio, bt.g[tok], x[tok, ni])
 
 
+def add_sums(st: dict[str, torch.Tensor], sums: list[torch.Tensor]) -> None:
+    """Add one batch's float64 power sums ``[d]`` (of ``x`` .. ``x^4``) to the exact digits."""
+    for name, s in zip(SUMS, sums, strict=True):
+        st[name] = normalize(st[name] + fixed_digits(s.to(st[name].device)))
+    high = torch.stack(sums[2:])
+    bad = ~torch.isfinite(high) | (high.abs() >= SUM_CLAMP)
+    st["moments_bad"] += bad.any(0).to(st["moments_bad"].device)
+
+
 @torch.no_grad()
 def merge(
     a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], p: ReduceParams
 ) -> dict[str, torch.Tensor]:
     """The state of ``a``'s tokens followed by ``b``'s (exact, associative, commutative)."""
     out = {"n": a["n"] + b["n"]}
-    for name in ("sum", "sumsq"):
+    for name in SUMS:
         out[name] = normalize(a[name] + b[name])
     out["min"] = torch.minimum(a["min"], b["min"])
     out["max"] = torch.maximum(a["max"], b["max"])
-    for name in ("n_pos", "n_thr", "hist"):
+    for name in ("n_pos", "n_thr", "hist", "moments_bad"):
         out[name] = a[name] + b[name]
     for side, largest in SIDES.items():
         names = [f"{side}_key", f"{side}_g", f"{side}_acts"]
@@ -349,8 +362,7 @@ def update_kernel(
         views,
     )
     st["n"] += rows.size
-    st["sum"] = normalize(st["sum"] + fixed_digits(torch.from_numpy(out["s1"])))
-    st["sumsq"] = normalize(st["sumsq"] + fixed_digits(torch.from_numpy(out["s2"])))
+    add_sums(st, [torch.from_numpy(out[f"s{i}"]) for i in range(1, 5)])
     lengths = bt.real.sum(1).to(torch.int64).numpy()
     for side in SIDES:
         src = out[f"{side}_src"]

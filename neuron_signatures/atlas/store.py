@@ -30,7 +30,8 @@ from ..store.claim import take_folder_lock
 from ..store.manifest import atomic_write_bytes
 
 FORMAT = "neuron-signatures atlas"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the sums of x^3, x^4 (skewness, kurtosis)
+READABLE_VERSIONS = (1, 2)  # version 1 reads with NaN skewness and kurtosis
 MANIFEST = "atlas.json"
 WINDOWS = "windows.safetensors"
 DOCUMENTS = "documents.jsonl"
@@ -79,7 +80,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
         m = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunFormatError(f"{path} is unreadable ({e}): rebuild the atlas") from None
-    if m.get("format") != FORMAT or int(m.get("format_version", 0)) != FORMAT_VERSION:
+    if m.get("format") != FORMAT or int(m.get("format_version", 0)) not in READABLE_VERSIONS:
         raise RunFormatError(
             f"{path} is not a version-{FORMAT_VERSION} atlas: rebuild it with this version"
         )
@@ -102,7 +103,13 @@ def check_target(root: Path, *, resume: bool, overwrite: bool) -> dict[str, Any]
             raise RunExistsError(
                 f"{root} is not an atlas to resume: drop --resume or fix --out_dir"
             )
-        return read_manifest(root)
+        old = read_manifest(root)
+        if int(old["format_version"]) != FORMAT_VERSION:
+            raise RunFormatError(
+                f"{root} is a version-{old['format_version']} atlas and cannot be resumed by this "
+                f"version ({FORMAT_VERSION}): rebuild it with --overwrite"
+            )
+        return old
     if overwrite:
         if not is_atlas:
             raise RunExistsError(f"{root} holds files but no atlas: refusing to --overwrite it")

@@ -68,6 +68,9 @@ def reduce_layer(acts: np.ndarray, lengths: np.ndarray, m: dict[str, Any]) -> di
         "n": len(g),
         "mean": x.mean(0),
         "var": x.var(0),
+        # population skewness and excess kurtosis, from central moments (scipy's defaults)
+        "skew": ((x - x.mean(0)) ** 3).mean(0) / x.var(0) ** 1.5,
+        "kurt": ((x - x.mean(0)) ** 4).mean(0) / x.var(0) ** 2 - 3.0,
         "min": v.min(0),
         "max": v.max(0),
         "n_pos": (v > 0).sum(0),

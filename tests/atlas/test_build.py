@@ -178,3 +178,32 @@ def test_kill_9_then_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert not json.loads((part / "atlas.json").read_text())["complete"]
     assert main([*args(part), "--resume"]) == 0
     assert atlas_bytes(part) == atlas_bytes(full)
+
+
+def test_version_1_atlas_reads_without_shape_moments(
+    lm: Any, corpus_txt: Path, whole: Path, tmp_path: Path
+) -> None:
+    """An atlas built before the x^3 / x^4 sums opens (NaN skewness, kurtosis, the rest equal);
+    resuming it is refused with a one-line fix, and nothing in it changes."""
+    from safetensors.torch import load_file, save_file
+
+    from neuron_signatures.errors import RunFormatError
+
+    old = _incomplete_copy(whole, tmp_path)
+    m = json.loads((old / "atlas.json").read_text())
+    m["format_version"], m["complete"] = 1, True
+    (old / "atlas.json").write_text(json.dumps(m))
+    for f in (old / "layers").iterdir():
+        t = load_file(str(f))
+        save_file({k: v for k, v in t.items() if k not in ("sum3", "sum4", "moments_bad")}, f)
+    new, got = open_atlas(whole).neuron(1, 3), open_atlas(old).neuron(1, 3)
+    assert got.stats.mean == new.stats.mean and got.stats.variance == new.stats.variance
+    assert new.stats.kurtosis == new.stats.kurtosis  # finite on the current version
+    assert got.stats.skewness != got.stats.skewness and got.stats.kurtosis != got.stats.kurtosis
+    assert [e.value for e in got.top] == [e.value for e in new.top]
+    m["complete"] = False
+    (old / "atlas.json").write_text(json.dumps(m))
+    before = atlas_bytes(old)
+    with pytest.raises(RunFormatError, match=r"version-1 atlas .* --overwrite"):
+        build(lm, old, corpus_txt, resume=True)
+    assert atlas_bytes(old) == before

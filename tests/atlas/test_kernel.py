@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from neuron_signatures.atlas.reduce import (
+    SUMS,
     ReduceParams,
     batch_tokens,
     kernel_available,
@@ -50,7 +51,7 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
     assert a.keys() == b.keys()
     for name in a:
         x, y = a[name], b[name]
-        if name in ("sum", "sumsq"):  # float64 sums, added in another order
+        if name in SUMS:  # float64 sums, added in another order
             xs = x[:, 0].double() * 2.0**32 + x[:, 1] + x[:, 2] / 2.0**32
             ys = y[:, 0].double() * 2.0**32 + y[:, 1] + y[:, 2] / 2.0**32
             assert torch.allclose(xs, ys, rtol=1e-12, atol=1e-6), name

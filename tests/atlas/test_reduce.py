@@ -127,6 +127,8 @@ def test_reader_neuron(atlas_and_ref: Any) -> None:
         assert rec.stats.count == ref["n"]
         assert rec.stats.mean == pytest.approx(ref["mean"][n], rel=1e-9, abs=1e-15)
         assert rec.stats.variance == pytest.approx(ref["var"][n], rel=1e-7, abs=1e-15)
+        assert rec.stats.skewness == pytest.approx(ref["skew"][n], rel=1e-6, abs=1e-9)
+        assert rec.stats.kurtosis == pytest.approx(ref["kurt"][n], rel=1e-6, abs=1e-9)
         assert [e.value for e in rec.top] == sorted((e.value for e in rec.top), reverse=True)
         top = rec.top[0]
         assert top.value == pytest.approx(float(ref["max"][n]))

@@ -310,7 +310,7 @@ def test_atlas_with_a_run_adds_the_probe_panels(web_atlas: Path, web_run: Path) 
         ("run", "is not an atlas (no atlas.json)"),
         ("incomplete", "is not finished"),
         ("bad_json", "is unreadable"),
-        ("future", "is not a version-1 atlas"),
+        ("future", "is not a version-2 atlas"),
     ],
 )
 def test_bad_atlas_folders_show_a_message(
