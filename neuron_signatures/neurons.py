@@ -64,3 +64,25 @@ def parse_neuron_list(
     if not parts:
         raise BadArgumentError(f"{what} is empty: list neurons like {_FORMS}")
     return [parse_neuron(p, n_layers, d_mlp, what) for p in parts]
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``"0,3,5-7"`` → ``[0, 3, 5, 6, 7]``; ``None`` or ``"all"`` → ``None`` (all layers)."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise BadArgumentError(
+                        f"--layers range {part} is reversed: write the low layer first ({hi}-{lo})"
+                    )
+                out.extend(range(lo, hi + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise BadArgumentError(f"--layers {text!r} is not a list like 0,3,5-7") from None
+    return out

@@ -135,10 +135,20 @@ class Atlas:
         v = self.vocab
         return v[token_id] if 0 <= token_id < len(v) else f"<{token_id}>"
 
+    def tokens(self, token_ids: list[int]) -> list[str]:
+        v = self.vocab
+        if token_ids and min(token_ids) >= 0 and max(token_ids) < len(v):
+            return [v[i] for i in token_ids]
+        return [self.token(i) for i in token_ids]
+
+    @cached_property
+    def _tokens(self) -> Any:
+        """The windows' token ids, memory-mapped once (a slice reads one window)."""
+        return self._open(self.root / store.WINDOWS).get_slice("tokens")
+
     def window_ids(self, window: int) -> list[int]:
         n = int(self._windows["length"][window])
-        with self._open(self.root / store.WINDOWS) as f:
-            return [int(t) for t in f.get_slice("tokens")[window][:n]]
+        return [int(t) for t in self._tokens[window][:n].tolist()]
 
     def example(self, g: int, value: float, acts: np.ndarray | None = None) -> Example:
         """The :class:`Example` of token ``g = window * ctx_len + position``."""
@@ -153,8 +163,8 @@ class Atlas:
             doc_token=int(self._windows["offset"][w]) + pos - 1 if pos else -1,
             value=float(value),
             token_ids=ids,
-            tokens=[self.token(i) for i in ids],
-            acts=None if acts is None else [float(a) for a in acts[: len(ids)]],
+            tokens=self.tokens(ids),
+            acts=None if acts is None else np.asarray(acts[: len(ids)], np.float64).tolist(),
             meta=dict(docs[doc]) if doc < len(docs) else {},
         )
 

@@ -127,7 +127,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..atlas.build import AtlasConfig, build_atlas
     from ..atlas.reader import open_atlas
-    from .dump import parse_layers
+    from ..neurons import parse_layers
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise BadArgumentError(f"--max_tokens must be a positive number, got {args.max_tokens}")

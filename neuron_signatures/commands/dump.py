@@ -5,34 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import BadArgumentError, BadPromptsError
+from ..errors import BadPromptsError
 from ..models import EMBEDDED_NAME
+from ..neurons import parse_layers
 
 NAME = "dump"
 HELP = "dump blocks.{l}.mlp.hook_post activations of prompts into a run folder"
 ORDER = 10
-
-
-def parse_layers(text: str | None) -> list[int] | None:
-    """``"0,3,5-7"`` → ``[0, 3, 5, 6, 7]``; ``None`` or ``"all"`` → ``None`` (all layers)."""
-    if text is None or text.strip().lower() == "all":
-        return None
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if lo > hi:
-                    raise BadArgumentError(
-                        f"--layers range {part} is reversed: write the low layer first ({hi}-{lo})"
-                    )
-                out.extend(range(lo, hi + 1))
-            elif part:
-                out.append(int(part))
-    except ValueError:
-        raise BadArgumentError(f"--layers {text!r} is not a list like 0,3,5-7") from None
-    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

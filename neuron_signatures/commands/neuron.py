@@ -150,7 +150,7 @@ def _search(atlas: Any, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from ..atlas.search import load_atlas_model
-    from .dump import parse_layers
+    from ..neurons import parse_layers
 
     layers = parse_layers(args.layers)
     top = {"top_n": args.top_n} if args.top_n is not None else {}
