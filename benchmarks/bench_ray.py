@@ -103,12 +103,13 @@ def main() -> None:
             f"{t_ray / t_one:.2f}",
             f"{(t_ray + t_start) / t_one:.2f}",
             f"{unit_s:.1f}",
-            f"{log['fold_s']:.1f}",
+            f"{sum(w['merge_s'] for w in log['per_worker'].values()):.1f}",
             same,
         )
         print("| " + " | ".join(map(str, cells)) + " |")
     print("ratio: Ray wall time / one process (both include their model loads); +start: with the")
-    print("Ray start; units s: the units' time summed over workers; merges s: the driver's folds.")
+    print("Ray start; units s: the units' time summed over workers; merges s: the merges' time")
+    print("summed over workers (they run there, in parallel with units).")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import BadArgumentError
 from ..models import EMBEDDED_NAME
+from ..store.manifest import utc_now
 from . import store
 from .corpus import CorpusSpec, check_corpus, iter_documents
 from .plan import plan_manifest, reduce_params, resume_mismatch
@@ -170,10 +171,10 @@ def build_atlas(
         if cfg.overwrite:
             store.clear(root)
         if old is None:
-            _write_static(root, plan, manifest, tokenizer)
+            write_static(root, plan, manifest, tokenizer)
         stats = run_batches(cfg, root, lm, plan, batches, manifest, (lo, hi), on_batch)
     stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    store.write_json(root / store.BUILD_LOG, {**stats, "created_at_utc": _now()})
+    store.write_json(root / store.BUILD_LOG, {**stats, "created_at_utc": utc_now()})
     return root
 
 
@@ -186,7 +187,7 @@ def _refuse_mismatch(root: Path, old: dict[str, Any], new: dict[str, Any]) -> No
         )
 
 
-def _write_static(root: Path, plan: WindowPlan, manifest: dict[str, Any], tokenizer: Any) -> None:
+def write_static(root: Path, plan: WindowPlan, manifest: dict[str, Any], tokenizer: Any) -> None:
     """Windows, documents and vocabulary, then the manifest (``complete: false``)."""
     import torch
 
@@ -206,12 +207,6 @@ def _write_static(root: Path, plan: WindowPlan, manifest: dict[str, Any], tokeni
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     store.write_json(root / store.VOCAB, [t if isinstance(t, str) else "" for t in vocab])
     store.write_json(root / store.MANIFEST, manifest)
-
-
-def _now() -> str:
-    from ..store.manifest import utc_now
-
-    return utc_now()
 
 
 def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) -> Path:
@@ -256,7 +251,7 @@ def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) 
         if scored:
             shutil.copyfile(scored[0] / store.WRITE_SCORES, root / store.WRITE_SCORES)
         manifest = dict(manifests[0])
-        manifest["progress"] = _merged_progress([m["progress"] for m in manifests], ranges)
+        manifest["progress"] = merged_progress([m["progress"] for m in manifests], ranges)
         manifest["complete"] = manifest["progress"]["batch_ranges"] == [
             [0, manifest["params"]["n_batches"]]
         ]
@@ -265,7 +260,7 @@ def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) 
     return root
 
 
-def _merged_progress(progress: list[dict[str, Any]], ranges: list[tuple[int, ...]]) -> dict:
+def merged_progress(progress: list[dict[str, Any]], ranges: list[tuple[int, ...]]) -> dict:
     joined: list[list[int]] = []
     for lo, hi in ranges:
         if joined and joined[-1][1] == lo:

@@ -22,14 +22,17 @@ PROBE = -1
 def run_pool(
     ray: Any,
     actors: list[Any],
-    tasks: Iterable[int],
+    tasks: Iterable[int] | collections.deque[int],
     submit: Callable[[Any, int], Any],
     done: Callable[[int, Any], None],
     max_retries: int,
 ) -> int:
     """Run every task (``submit(actor, task) -> ObjectRef``), calling ``done(task, result)`` as
-    each finishes, in completion order; returns how many times a task was resubmitted."""
-    todo = collections.deque(tasks)
+    each finishes, in completion order; returns how many times a task was resubmitted.
+
+    Given a deque, ``done`` may add tasks to it (the atlas driver adds merges as spans finish).
+    """
+    todo = tasks if isinstance(tasks, collections.deque) else collections.deque(tasks)
     pending: dict[Any, tuple[int, int]] = {}  # ref → (task, or PROBE; actor)
     idle = list(range(len(actors)))[::-1]
     attempts: collections.Counter[int] = collections.Counter()

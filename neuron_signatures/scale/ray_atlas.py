@@ -9,32 +9,34 @@
    equal tokens (``parts/units.json``).
 3. Units are handed to idle actors; each builds a partial atlas ``parts/unit_KKKK`` (renamed into
    place when complete). An actor killed mid-unit is restarted by Ray and its unit resubmitted.
-4. The driver folds finished units, in unit order, into ``parts/prefix_KKKK`` with the atlas's
-   exact merge (:func:`~neuron_signatures.atlas.reduce.merge`), so the disk holds about one
-   part per worker; at the end the last prefix and the static files move into the atlas.
-   A re-run with ``resume`` keeps the prefix and every finished unit.
+4. As soon as two adjacent spans of units are finished, the driver queues their merge (the
+   atlas's exact :func:`~neuron_signatures.atlas.reduce.merge`) ahead of the remaining units;
+   a worker runs it into ``parts/span_AAAA_BBBB``. Merges thus run in parallel on the workers
+   (a tree, not a chain on the driver), and the disk holds about one part per worker; at the
+   end the span of all units and the static files move into the atlas. A re-run with
+   ``resume`` keeps every finished unit and span.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from ..atlas import store
-from ..atlas.build import AtlasConfig, _now, _write_static, check_config, plan_corpus
+from ..atlas.build import AtlasConfig, check_config, plan_corpus, write_static
 from ..atlas.corpus import CorpusSpec, check_corpus
-from ..atlas.plan import plan_manifest, reduce_params, resume_mismatch
+from ..atlas.plan import plan_manifest, resume_mismatch
 from ..errors import BadArgumentError, RunExistsError
+from ..store.manifest import utc_now
 from .pool import init_ray, run_pool, start_actors
-from .units import PARTS, STATIC, UNITS, finish, fold, scan, split_units
+from .units import PARTS, STATIC, UNITS, finish, pair_adjacent, scan, split_units
 
 log = logging.getLogger(__name__)
 PIP_HINT = "pip install 'neuron-signatures[ray]'"
@@ -72,6 +74,7 @@ def build_atlas_ray(
     *,
     load: Callable[..., Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    on_merge: Callable[[int, int, int], None] | None = None,
     on_unit: Callable[[int], None] | None = None,
 ) -> Path:
     """Build (or, with ``cfg.resume``, finish) ``cfg.out_dir`` on Ray workers; returns it.
@@ -79,6 +82,8 @@ def build_atlas_ray(
     Args:
         load: ``load(tokenizer) -> LoadedModel`` run in each worker (picklable).
         on_batch: run in the worker after each batch (tests kill a worker with it).
+        on_merge: run in the worker with ``(a, b, c)`` after a merge's layers are written, before
+            its rename (tests kill a worker there).
         on_unit: run in the driver with K after units ``0..K-1`` are merged (tests interrupt).
     """
     ray = require_ray()
@@ -105,7 +110,7 @@ def build_atlas_ray(
 
         actors = start_actors(
             ray, UnitWorker, opts.workers, opts.max_retries, cfg.model_name, cfg.device,
-            cfg.model_dtype, load, on_batch,
+            cfg.model_dtype, load, on_batch, on_merge,
         )  # fmt: skip
         meta = SimpleNamespace(**ray.get(actors[0].meta.remote()))
         manifest, batches = plan_manifest(cfg, spec, plan, meta)
@@ -121,10 +126,10 @@ def build_atlas_ray(
                 store.clear(root)
                 shutil.rmtree(parts, ignore_errors=True)
             if old is None:
-                _write_static(parts / STATIC, plan, manifest, tokenizer)
+                write_static(parts / STATIC, plan, manifest, tokenizer)
             tokens = [int(plan.lengths[b].sum()) for b in batches]
             units = _units(parts, tokens, opts.units or 4 * len(actors))
-            run = _Run(ray, actors, cfg, parts, units, tokens, manifest, opts, on_unit)
+            run = _Run(ray, actors, cfg, parts, units, tokens, opts, on_unit)
             stats = run.loop()
             finish(root, parts, len(units))
     finally:
@@ -133,7 +138,7 @@ def build_atlas_ray(
         if started:
             ray.shutdown()
     stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    store.write_json(root / store.BUILD_LOG, {**stats, "created_at_utc": _now()})
+    store.write_json(root / store.BUILD_LOG, {**stats, "created_at_utc": utc_now()})
     return root
 
 
@@ -172,7 +177,12 @@ def _units(parts: Path, tokens: list[int], n_units: int) -> list[list[int]]:
 
 
 class _Run:
-    """The driver loop: hand units to idle workers, resubmit lost ones, fold finished ones."""
+    """The driver loop: hand units and merges to idle workers, resubmit lost ones.
+
+    Tasks ``0..n-1`` build units; task ``n + j`` is the merge ``self.merges[j]`` of two adjacent
+    finished spans, queued ahead of units as soon as both exist (so the disk holds about one part
+    per worker) and run on a worker: the driver does no math.
+    """
 
     def __init__(
         self,
@@ -182,94 +192,96 @@ class _Run:
         parts: Path,
         units: list[list[int]],
         tokens: list[int],
-        manifest: dict[str, Any],
         opts: RayOptions,
         on_unit: Callable[[int], None] | None,
     ) -> None:
         self.ray, self.actors, self.cfg, self.parts = ray, actors, cfg, parts
         self.units, self.opts, self.on_unit = units, opts, on_unit
         self.unit_tokens = [sum(tokens[lo:hi]) for lo, hi in units]
-        self.p = reduce_params(manifest)
-        self.layers: list[int] = manifest["layers"]
-        self.n_batches = int(manifest["params"]["n_batches"])
-        self.fold_s = 0.0
+        self.merges: list[tuple[int, int, int]] = []
+        self.spans: list[tuple[int, int]] = []  # finished, not being merged
+        self.todo: collections.deque[int] = collections.deque()
+        self.per_worker: dict[str, dict[str, float]] = {}
 
     def loop(self) -> dict[str, Any]:
         n = len(self.units)
-        k, done = scan(self.parts)
-        skipped = k + len(done)
-        bar = _bar(self.cfg.progress, sum(self.unit_tokens))
-        bar.update(sum(self.unit_tokens[u] for u in range(n) if u < k or u in done))
-        todo = [u for u in range(k, n) if u not in done]
-        per_worker: dict[str, dict[str, float]] = {}
-        finished_q: queue.Queue[int] = queue.Queue()
-        for u in sorted(done):
-            finished_q.put(u)
-        n_done = skipped
-
-        def submit(actor: Any, u: int) -> Any:
-            lo, hi = self.units[u]
-            return actor.run_unit.remote(self.cfg, u, lo, hi, str(self.parts))
-
-        def finished(u: int, r: dict[str, Any]) -> None:
-            nonlocal n_done
-            if folder.done():
-                folder.result()  # a failed merge stops the run
-            w = per_worker.setdefault(r["worker"], {"units": 0, "tokens": 0, "seconds": 0.0})
-            w["units"] += 1
-            w["tokens"] += r["tokens"]
-            w["seconds"] += r["seconds"]
-            log.info(
-                "unit %d/%d on %s: %d tokens in %.1f s (%.0f tok/s)",
-                u + 1, n, r["worker"], r["tokens"], r["seconds"],
-                r["tokens"] / max(r["seconds"], 1e-9),
-            )  # fmt: skip
-            n_done += 1
-            bar.update(r["tokens"], f"units {n_done}/{n}")
-            finished_q.put(u)
-
-        # Merges run on a thread: workers get new units while the driver folds finished ones.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fold") as pool:
-            folder = pool.submit(self._fold_all, k, n, finished_q)
-            try:
-                resubmitted = run_pool(
-                    self.ray, self.actors, todo, submit, finished, self.opts.max_retries
-                )
-            except BaseException:
-                finished_q.put(-1)  # stop the folder
-                raise
-            folder.result()
-        bar.close()
-        for w in per_worker.values():
+        self.spans = scan(self.parts)
+        covered = {u for a, b in self.spans for u in range(a, b)}
+        self.bar = _bar(self.cfg.progress, sum(self.unit_tokens))
+        self.bar.update(sum(self.unit_tokens[u] for u in covered))
+        self.todo.extend(u for u in range(n) if u not in covered)
+        self.n_done = len(covered)
+        self._queue_merges()
+        try:
+            resubmitted = run_pool(
+                self.ray,
+                self.actors,
+                self.todo,
+                self._submit,
+                self._finished,
+                self.opts.max_retries,
+            )
+        finally:
+            self.bar.close()
+        if self.spans != [(0, n)]:
+            raise BadArgumentError(
+                f"the Ray build ended with parts {self.spans}: re-run with --resume"
+            )
+        for w in self.per_worker.values():
             w["tok_per_s"] = round(w["tokens"] / max(w["seconds"], 1e-9), 1)
         return {
             "engine": "ray",
             "workers": len(self.actors),
             "units": n,
-            "units_skipped": skipped,
-            "units_run": n - skipped,
+            "units_skipped": len(covered),
+            "units_run": n - len(covered),
+            "merges_run": len(self.merges),
             "resubmitted": resubmitted,
-            "fold_s": round(self.fold_s, 3),
-            "per_worker": per_worker,
+            "per_worker": self.per_worker,
         }
 
-    def _fold_all(self, k: int, n: int, finished: queue.Queue[int]) -> None:
-        """Fold units into the prefix in unit order as they finish (``-1`` stops early)."""
-        done: set[int] = set()
-        while k < n:
-            while k in done:
-                t = time.perf_counter()
-                fold(self.parts, k, self.p, self.layers, self.n_batches)
-                self.fold_s += time.perf_counter() - t
-                done.discard(k)
-                k += 1
-                if self.on_unit:
-                    self.on_unit(k)
-            if k < n:
-                u = finished.get()
-                if u < 0:
-                    return
-                done.add(u)
+    def _submit(self, actor: Any, t: int) -> Any:
+        n = len(self.units)
+        if t >= n:
+            return actor.merge.remote(str(self.parts), *self.merges[t - n])
+        lo, hi = self.units[t]
+        return actor.run_unit.remote(self.cfg, t, lo, hi, str(self.parts))
+
+    def _finished(self, t: int, r: dict[str, Any]) -> None:
+        n = len(self.units)
+        w = self.per_worker.setdefault(
+            r["worker"], {"units": 0, "tokens": 0, "seconds": 0.0, "merges": 0, "merge_s": 0.0}
+        )
+        if t >= n:
+            a, _, c = self.merges[t - n]
+            w["merges"] += 1
+            w["merge_s"] += r["seconds"]
+            log.info("merged units %d..%d on %s in %.1f s", a, c - 1, r["worker"], r["seconds"])
+            self.spans.append((a, c))
+        else:
+            w["units"] += 1
+            w["tokens"] += r["tokens"]
+            w["seconds"] += r["seconds"]
+            log.info(
+                "unit %d/%d on %s: %d tokens in %.1f s (%.0f tok/s)",
+                t + 1, n, r["worker"], r["tokens"], r["seconds"],
+                r["tokens"] / max(r["seconds"], 1e-9),
+            )  # fmt: skip
+            self.n_done += 1
+            self.bar.update(r["tokens"], f"units {self.n_done}/{n}")
+            self.spans.append((t, t + 1))
+            if self.on_unit:
+                self.on_unit(self.n_done)
+        self._queue_merges()
+
+    def _queue_merges(self) -> None:
+        """Queue merges of adjacent finished spans, ahead of the remaining units."""
+        self.spans.sort()
+        for a, b, c in pair_adjacent(self.spans):
+            self.spans.remove((a, b))
+            self.spans.remove((b, c))
+            self.merges.append((a, b, c))
+            self.todo.appendleft(len(self.units) + len(self.merges) - 1)
 
 
 class _Bar:

@@ -5,14 +5,16 @@
   static/               windows, documents, vocab and the manifest (``complete: false``)
   units.json            the units: contiguous batch ranges ``[[lo, hi], ...]`` of the plan
   unit_KKKK/            a finished unit: a partial atlas (layers, manifest[, write scores])
-  unit_KKKK.tmp-*/      a unit being built (removed on resume: never counted as done)
-  prefix_KKKK/          units 0..K-1 merged (the driver folds finished units in, in order)
+  span_AAAA_BBBB/       units A..B-1 merged (a tree of merges run on the workers)
+  *.tmp-*/              a unit or a merge being written (removed on resume: never counted)
 ```
 
-A unit folder only appears under its final name by an atomic rename after its manifest is
-written, so a killed worker leaves a ``.tmp-*`` folder that is ignored, and a unit is never
-counted twice. :func:`fold` merges a finished unit into the prefix; :func:`finish` moves the
-last prefix and the static files into the atlas.
+A folder only appears under its final name by an atomic rename after its manifest is written, so
+a killed worker leaves a ``.tmp-*`` folder that is ignored, and nothing is counted twice. Every
+merge joins two adjacent finished spans into their union (:func:`merge_spans`), so the finished
+spans are always disjoint or nested; a nested one is a leftover of a merge interrupted after its
+rename and is removed by :func:`scan`. The exact merge is associative: any tree of merges gives
+the bytes of one process. :func:`finish` moves the span of all units into the atlas.
 """
 
 from __future__ import annotations
@@ -21,28 +23,31 @@ import itertools
 import os
 import re
 import shutil
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..atlas import store
-from ..atlas.build import _merged_progress
+from ..atlas.build import merged_progress
 from ..errors import NeuronSignaturesError
 
 PARTS = "parts"
 STATIC = "static"
 UNITS = "units.json"
 _UNIT = re.compile(r"^unit_(\d{4,})$")
-_PREFIX = re.compile(r"^prefix_(\d{4,})$")
+_SPAN = re.compile(r"^span_(\d{4,})_(\d{4,})$")
 
 
 def unit_dir(parts: Path, k: int) -> Path:
     return parts / f"unit_{k:04d}"
 
 
-def prefix_dir(parts: Path, k: int) -> Path:
-    return parts / f"prefix_{k:04d}"
+def span_dir(parts: Path, a: int, b: int) -> Path:
+    """The folder of units ``a..b-1`` merged (a unit's own folder when ``b == a + 1``)."""
+    return unit_dir(parts, a) if b == a + 1 else parts / f"span_{a:04d}_{b:04d}"
 
 
 def split_units(batch_tokens: list[int], n_units: int) -> list[list[int]]:
@@ -56,60 +61,80 @@ def split_units(batch_tokens: list[int], n_units: int) -> list[list[int]]:
     return [[lo, hi] for lo, hi in itertools.pairwise(bounds)]
 
 
-def scan(parts: Path) -> tuple[int, set[int]]:
-    """``(K, done)``: the largest finished prefix and the finished units at or after it.
-
-    Removes half-written folders (``*.tmp-*``), stale prefixes and units already in the prefix.
-    """
-    prefixes, units = [], []
+def scan(parts: Path) -> list[tuple[int, int]]:
+    """The finished spans ``[(a, b), ...]`` (sorted, disjoint): half-written folders and spans
+    inside a larger finished one (a merge stopped after its rename) are removed."""
+    spans = []
     for p in parts.iterdir() if parts.is_dir() else []:
         if ".tmp" in p.name:
             shutil.rmtree(p, ignore_errors=True)
-        elif (m := _PREFIX.match(p.name)) and (p / store.MANIFEST).is_file():
-            prefixes.append(int(m.group(1)))
+        elif (m := _SPAN.match(p.name)) and (p / store.MANIFEST).is_file():
+            spans.append((int(m.group(1)), int(m.group(2))))
         elif (m := _UNIT.match(p.name)) and (p / store.MANIFEST).is_file():
-            units.append(int(m.group(1)))
-    k = max(prefixes, default=0)
-    for old in prefixes:
-        if old != k:
-            shutil.rmtree(prefix_dir(parts, old))
-    for u in units:
-        if u < k:
-            shutil.rmtree(unit_dir(parts, u))
-    return k, {u for u in units if u >= k}
+            spans.append((int(m.group(1)), int(m.group(1)) + 1))
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    kept: list[tuple[int, int]] = []
+    for a, b in spans:
+        if kept and b <= kept[-1][1]:
+            shutil.rmtree(span_dir(parts, a, b))
+        else:
+            kept.append((a, b))
+    return kept
 
 
-def fold(parts: Path, k: int, p: Any, layers: list[int], n_batches: int) -> None:
-    """``prefix_k`` + ``unit_k`` → ``prefix_{k+1}`` (written aside, then renamed into place)."""
+def pair_adjacent(spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Merges ``(a, b, c)`` of adjacent spans ``[a, b)`` + ``[b, c)``, each span used once."""
+    out, i = [], 0
+    while i + 1 < len(spans):
+        (a, b), (b2, c) = spans[i], spans[i + 1]
+        if b == b2:
+            out.append((a, b, c))
+            i += 2
+        else:
+            i += 1
+    return out
+
+
+def merge_spans(
+    parts: Path,
+    a: int,
+    b: int,
+    c: int,
+    p: Any,
+    layers: list[int],
+    n_batches: int,
+    before_rename: Callable[[int, int, int], None] | None = None,
+) -> None:
+    """``span [a, b)`` + ``span [b, c)`` → ``span [a, c)`` (written aside, renamed into place,
+    then the inputs removed); a retry after the rename only removes the inputs."""
     from ..atlas.reduce import from_disk, merge, to_disk
 
-    unit, out = unit_dir(parts, k), prefix_dir(parts, k + 1)
-    if k == 0:
-        os.rename(unit, out)
-        return
-    prev = prefix_dir(parts, k)
-    tmp = parts / f"{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for layer in layers:
-        a = from_disk(store.load_tensors(store.layer_file(prev, layer)), p, "cpu")
-        b = from_disk(store.load_tensors(store.layer_file(unit, layer)), p, "cpu")
-        store.save_tensors(store.layer_file(tmp, layer), to_disk(merge(a, b, p), p))
-    if (prev / store.WRITE_SCORES).is_file():
-        shutil.copyfile(prev / store.WRITE_SCORES, tmp / store.WRITE_SCORES)
-    ma, mb = store.read_manifest(prev), store.read_manifest(unit)
-    ranges = sorted(tuple(r) for m in (ma, mb) for r in m["progress"]["batch_ranges"])
-    manifest = dict(ma)
-    manifest["progress"] = _merged_progress([ma["progress"], mb["progress"]], ranges)
-    manifest["complete"] = manifest["progress"]["batch_ranges"] == [[0, n_batches]]
-    store.write_json(tmp / store.MANIFEST, manifest)
-    os.rename(tmp, out)
-    shutil.rmtree(prev)
-    shutil.rmtree(unit)
+    left, right, out = span_dir(parts, a, b), span_dir(parts, b, c), span_dir(parts, a, c)
+    if not (out / store.MANIFEST).is_file():
+        tmp = parts / f"{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        for layer in layers:
+            x = from_disk(store.load_tensors(store.layer_file(left, layer)), p, "cpu")
+            y = from_disk(store.load_tensors(store.layer_file(right, layer)), p, "cpu")
+            store.save_tensors(store.layer_file(tmp, layer), to_disk(merge(x, y, p), p))
+        for src in (left, right):
+            if (src / store.WRITE_SCORES).is_file():
+                shutil.copyfile(src / store.WRITE_SCORES, tmp / store.WRITE_SCORES)
+        ma, mb = store.read_manifest(left), store.read_manifest(right)
+        ranges = sorted(tuple(r) for m in (ma, mb) for r in m["progress"]["batch_ranges"])
+        manifest = dict(ma)
+        manifest["progress"] = merged_progress([ma["progress"], mb["progress"]], ranges)
+        manifest["complete"] = manifest["progress"]["batch_ranges"] == [[0, n_batches]]
+        store.write_json(tmp / store.MANIFEST, manifest)
+        if before_rename:
+            before_rename(a, b, c)
+        os.rename(tmp, out)
+    shutil.rmtree(left, ignore_errors=True)
+    shutil.rmtree(right, ignore_errors=True)
 
 
 def finish(root: Path, parts: Path, n_units: int) -> None:
     """Move the static files and the last prefix into the atlas; the manifest goes last."""
-    last, static = prefix_dir(parts, n_units), parts / STATIC
+    last, static = span_dir(parts, 0, n_units), parts / STATIC
     if not (last / store.MANIFEST).is_file():
         raise NeuronSignaturesError(f"{last} is missing: re-run with --resume")
     for src in (static / store.WINDOWS, static / store.DOCUMENTS, static / store.VOCAB):

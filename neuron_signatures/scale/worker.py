@@ -1,4 +1,5 @@
-"""The Ray actor of an atlas build: loads the model once, then builds units (partial atlases).
+"""The Ray actor of an atlas build: loads the model once, then builds units (partial atlases)
+and merges finished ones (:func:`.units.merge_spans`), as the driver asks.
 
 The actor reads the plan's windows from ``<atlas>/parts/static/`` (shared storage), rebuilds the
 plan's batches from the manifest, runs :func:`neuron_signatures.atlas.run.run_batches` over the
@@ -22,7 +23,7 @@ import numpy as np
 from ..atlas import store
 from ..atlas.plan import window_batches
 from ..atlas.windows import WindowPlan
-from .units import STATIC, unit_dir
+from .units import STATIC, merge_spans, unit_dir
 
 NO_CHECKPOINT = 10**18  # a unit is the checkpoint: no state snapshots inside one
 
@@ -55,9 +56,11 @@ class UnitWorker(ModelWorker):
         model_dtype: str,
         load: Callable[..., Any] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        on_merge: Callable[[int, int, int], None] | None = None,
     ) -> None:
         super().__init__(model_name, device, model_dtype, load)
         self.on_batch = on_batch
+        self.on_merge = on_merge
         self._parts: Path | None = None
         self._plan: WindowPlan | None = None
         self._batches: list[list[int]] = []
@@ -91,6 +94,24 @@ class UnitWorker(ModelWorker):
         self._batches = window_batches(lengths, p["batch_size"], p["max_batch_tokens"])
         assert len(self._batches) == p["n_batches"], "the plan's batches changed"
         self._parts = parts
+
+    def merge(self, parts: str, a: int, b: int, c: int) -> dict[str, Any]:
+        """Merge the finished spans ``[a, b)`` and ``[b, c)`` into ``[a, c)`` (exact, on CPU)."""
+        from ..atlas.plan import reduce_params
+
+        t0 = time.perf_counter()
+        root = Path(parts)
+        self._load_static(root)
+        m = self._manifest
+        merge_spans(
+            root, a, b, c, reduce_params(m), m["layers"], int(m["params"]["n_batches"]),
+            before_rename=self.on_merge,
+        )  # fmt: skip
+        return {
+            "span": [a, c],
+            "seconds": round(time.perf_counter() - t0, 3),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
 
     def run_unit(self, cfg: Any, k: int, lo: int, hi: int, parts: str) -> dict[str, Any]:
         """Build batches ``lo..hi`` into ``parts/unit_KKKK``; returns who did it and how fast."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from neuron_signatures.scale.units import prefix_dir, scan, split_units, unit_dir
+from neuron_signatures.scale.units import pair_adjacent, scan, span_dir, split_units, unit_dir
 
 
 def test_split_units_cover_and_balance() -> None:
@@ -20,14 +20,21 @@ def test_split_units_cover_and_balance() -> None:
     assert split_units([5], 4) == [[0, 1]]
 
 
-def test_scan_keeps_finished_folders_only(tmp_path: Path) -> None:
-    for d in (prefix_dir(tmp_path, 1), prefix_dir(tmp_path, 2), unit_dir(tmp_path, 1),
-              unit_dir(tmp_path, 3), unit_dir(tmp_path, 4)):  # fmt: skip
+def test_scan_keeps_finished_disjoint_spans(tmp_path: Path) -> None:
+    # unit 0 and 1 were merged into span 0..2 but the merge stopped before removing them; span
+    # 2..4 is finished; unit 4 is finished, unit 5 has no manifest, unit 6 is half-written.
+    for a, b in ((0, 1), (1, 2), (0, 2), (2, 4), (4, 5)):
+        d = span_dir(tmp_path, a, b)
         d.mkdir()
         (d / "atlas.json").write_text("{}")
-    (tmp_path / "unit_0002.tmp-abc").mkdir()
+    (tmp_path / "unit_0006.tmp-abc").mkdir()
     unit_dir(tmp_path, 5).mkdir()  # no manifest: not finished
-    k, done = scan(tmp_path)
-    assert (k, done) == (2, {3, 4})
+    assert scan(tmp_path) == [(0, 2), (2, 4), (4, 5)]
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["prefix_0002", "unit_0003", "unit_0004", "unit_0005"]
+    assert names == ["span_0000_0002", "span_0002_0004", "unit_0004", "unit_0005"]
+
+
+def test_pair_adjacent_uses_each_span_once() -> None:
+    assert pair_adjacent([(0, 2), (2, 3), (3, 5), (6, 7), (7, 8)]) == [(0, 2, 3), (6, 7, 8)]
+    assert pair_adjacent([(0, 1), (2, 3)]) == []
+    assert pair_adjacent([]) == []
