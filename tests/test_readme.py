@@ -207,5 +207,8 @@ def test_readme_python_blocks_run(in_clone: Path) -> None:
     if not (in_clone / "atlases/demo/atlas.json").is_file():
         argv = ["atlas", "--out_dir", "atlases/demo", "--max_tokens", "2000", "--overwrite"]
         assert run_cli(argv) == 0
+    if not (in_clone / "exports/records").is_dir():
+        argv = ["export", "--atlas", "atlases/demo", "--format", "neuron_record", "--layers", "1"]
+        assert run_cli([*argv, "--out_dir", "exports/records", "--no_progress"]) == 0
     for body in python_blocks():
         exec(compile(body, "README.md", "exec"), {})

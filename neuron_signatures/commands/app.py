@@ -1,4 +1,4 @@
-"""``app``: start the Streamlit web app on a run folder or an atlas
+"""``app``: start the Streamlit web app on a run folder, an atlas or a folder of NeuronRecords
 (``python -m streamlit run web/app.py``).
 
 Streamlit never prompts: its first-run "Email:" question is switched off, usage statistics are
@@ -37,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="atlas folder (made by `neuron-signatures atlas`): open its neuron pages and search; "
         "with --run_dir too, each page adds the run's panels for the neuron",
+    )
+    p.add_argument(
+        "--neuron_records",
+        default=None,
+        help="folder of OpenAI NeuronRecord files ({layer}/{neuron}.json, e.g. from `export "
+        "--format neuron_record` or OpenAI's public datasets): browse their records",
     )
     p.add_argument(
         "--runs_root",
@@ -87,6 +93,8 @@ def streamlit_command(args: argparse.Namespace, headless: bool | None = None) ->
         cmd += ["--run_dir", str(Path(args.run_dir).resolve())]
     if getattr(args, "atlas", None):
         cmd += ["--atlas", str(Path(args.atlas).resolve())]
+    if getattr(args, "neuron_records", None):
+        cmd += ["--neuron_records", str(Path(args.neuron_records).resolve())]
     return cmd
 
 
@@ -130,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
         if not is_local_address(args.address):
             check_inside(args.atlas, args.runs_root, "--atlas")
         open_atlas(args.atlas)  # not an atlas, or unfinished: one line
+    if args.neuron_records:
+        from ..export.records import open_neuron_records
+
+        if not is_local_address(args.address):
+            check_inside(args.neuron_records, args.runs_root, "--neuron_records")
+        open_neuron_records(args.neuron_records)  # no record files: one line
     _check_port(args.address, args.port)
     headless = args.no_browser or not has_display()
     host = "localhost" if is_local_address(args.address) else socket.gethostname()

@@ -181,5 +181,6 @@ def check_say_x(
     top_token: list[str | None] = [None] * n
     for j, k in enumerate(ks):
         rank[k], agrees[k] = int(ranks[j]), bool(ranks[j] <= top_n)
-        top_token[k] = token_display(top_pieces[j])
+        piece = top_pieces[j]  # None: an id past the tokenizer's vocabulary (padded unembed)
+        top_token[k] = token_display(piece) if piece is not None else f"<{int(top[j])}>"
     return WriteCheck(rank, agrees, top_token, top_n, CHECKED, lm.name, int(w.w_u.shape[0]))

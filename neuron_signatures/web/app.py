@@ -1,12 +1,14 @@
 """The Streamlit script: ``streamlit run neuron_signatures/web/app.py -- --run_dir R``.
 
-``neuron-signatures app --run_dir R`` (or ``--atlas A``) starts it. Script arguments (after
-``--``): ``--run_dir``, ``--atlas`` and ``--runs_root`` (default: the current folder); ``?run_dir=``
-and ``?atlas=`` query parameters override them and ``?layer=&neuron=`` picks the neuron. With an
-atlas the page is the atlas's neuron page (plus the run's panels when a run is open too) and its
-search panels; without one, the run page. When the server listens on a non-local address, only
-folders under ``--runs_root`` open. The page reads runs, analysis files and atlases only through
-the library and imports torch only when a text search first needs the model.
+``neuron-signatures app --run_dir R`` (or ``--atlas A``, ``--neuron_records E``) starts it. Script
+arguments (after ``--``): ``--run_dir``, ``--atlas``, ``--neuron_records`` and ``--runs_root``
+(default: the current folder); ``?run_dir=``, ``?atlas=`` and ``?neuron_records=`` query parameters
+override them and ``?layer=&neuron=`` picks the neuron. With a NeuronRecord folder the page shows
+its records (:mod:`.recordsview`); with an atlas, the atlas's neuron page (plus the run's panels
+when a run is open too) and its search panels; without either, the run page. When the server
+listens on a non-local address, only folders under ``--runs_root`` open. The page reads runs,
+analysis files and atlases only through the library and imports torch only when a text search
+first needs the model.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from neuron_signatures.web import (  # noqa: E402
     atlassearch,
     atlasview,
     panels,
+    recordsview,
     settings,
     sidebar,
 )
@@ -45,6 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="neuron-signatures app", allow_abbrev=False, add_help=False)
     p.add_argument("--run_dir", default=None)
     p.add_argument("--atlas", default=None)
+    p.add_argument("--neuron_records", default=None)
     p.add_argument("--runs_root", default=".")
     args, _ = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     return args
@@ -55,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     st.set_page_config(page_title="Neuron signatures", layout="wide")
     st.title("Neuron signatures")
     args = parse_args(argv)
+    records_dir = recordsview.records_input(args)
+    if records_dir:
+        recordsview.records_page(records_dir, sidebar.access_root(args))
+        return
     atlas_dir = atlasnav.atlas_input(args)
     if atlas_dir:
         atlas_page(args, atlas_dir)

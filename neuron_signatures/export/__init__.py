@@ -1,0 +1,1 @@
+"""Exports of atlases to other tools' formats: Neuronpedia, OpenAI NeuronRecord, HTML."""
