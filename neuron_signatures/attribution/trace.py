@@ -23,6 +23,8 @@ from typing import Any
 import torch
 
 from ..errors import HookContractError
+from ..interventions.hooks import edit_hooks
+from ..interventions.spec import Edit, InterventionSet
 from ..models import HOOK_POST, LoadedModel
 
 EMBED_OUT = "blocks.0.hook_in"
@@ -184,23 +186,6 @@ def run_trace(
     )
 
 
-def _setter(
-    rows: torch.Tensor, neurons: torch.Tensor, values: torch.Tensor, ctx: int | None
-) -> Callable:
-    """A hook setting ``t[rows[i], ctx, neurons[i]] = values[i]`` (every position if ctx None)."""
-
-    def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
-        t = t.clone()  # index assignment on the clone: never on a temporary copy
-        v = values.to(t.device, t.dtype)
-        if ctx is None:
-            t[rows, :, neurons] = v[:, None].expand(-1, t.shape[1])
-        else:
-            t[rows, ctx, neurons] = v
-        return t
-
-    return hook
-
-
 def ablated_rows(
     lm: LoadedModel,
     token_ids: Sequence[int],
@@ -224,10 +209,12 @@ def ablated_rows(
         lay, neu, val = layers[lo : lo + chunk], neurons[lo : lo + chunk], values[lo : lo + chunk]
         x = torch.tensor([list(token_ids)] * len(lay), device=lm.device)
         got: dict[str, torch.Tensor] = {}
+        sets = [
+            InterventionSet((Edit(int(la), int(n), "set", float(v)),) if la >= 0 else ())
+            for la, n, v in zip(lay.tolist(), neu.tolist(), val.tolist(), strict=True)
+        ]
         fwd: list[tuple[str, Callable]] = [(PRE_LOGITS, _saver(got, "pre", pos))]
-        for layer in sorted({int(v) for v in lay.tolist() if v >= 0}):
-            rows = torch.nonzero(lay == layer).flatten()
-            fwd.append((HOOK_POST.format(l=layer), _setter(rows, neu[rows], val[rows], ctx)))
+        fwd += edit_hooks(sets, None if ctx is None else [ctx])
         with torch.inference_mode(), lm.bridge.hooks(fwd_hooks=fwd):
             logits = lm.bridge(x, attention_mask=torch.ones_like(x))
         posts.append(logits[:, pos].float())

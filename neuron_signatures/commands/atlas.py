@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgumentError
-from ..models import EMBEDDED_NAME
+from ._flags import add_model_arguments
 
 NAME = "atlas"
 HELP = "build a neuron atlas (statistics, top/bottom examples, interval samples) over a corpus"
@@ -45,14 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out_dir", required=True, help="atlas folder to write")
     m = p.add_argument_group("model (as in dump)")
-    m.add_argument("--model_name", default=EMBEDDED_NAME, help="embedded, hub id, folder, .gguf")
-    m.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    m.add_argument(
-        "--model_dtype",
-        choices=["auto", "bf16", "fp16", "fp32"],
-        default="auto",
-        help="compute dtype, as in dump (auto: bf16 on a GPU or native-bf16 CPU, else fp32)",
-    )
+    add_model_arguments(m)
     m.add_argument("--layers", default=None, help="layers, e.g. 0,5,10-17 (default all)")
     m.add_argument("--batch_size", type=int, default=None, help="windows per batch (default auto)")
     m.add_argument("--max_batch_tokens", type=int, default=None, help="padded tokens per batch")

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import BadPromptsError
-from ..models import EMBEDDED_NAME
 from ..neurons import parse_layers
+from ._flags import add_model_arguments
 
 NAME = "dump"
 HELP = "dump blocks.{l}.mlp.hook_post activations of prompts into a run folder"
@@ -20,19 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--prompts", help="a .json, .jsonl or plain-text file (one prompt per line)")
     src.add_argument("--single_prompt", help="one prompt text (id single_prompt)")
     p.add_argument("--out_dir", required=True, help="run folder to write")
-    p.add_argument(
-        "--model_name",
-        default=EMBEDDED_NAME,
-        help=f"model spec: {EMBEDDED_NAME} (embedded, default), hub id, folder or .gguf",
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument(
-        "--model_dtype",
-        choices=["auto", "bf16", "fp16", "fp32"],
-        default="auto",
-        help="compute dtype; auto = bf16 on a GPU or a CPU with native bf16 (AVX512-BF16/AMX), "
-        "else fp32 (emulated bf16 ran 5x slower than fp32 on an AVX2 CPU); fp32 = exact mode",
-    )
+    add_model_arguments(p)
     p.add_argument(
         "--save_dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="stored dtype"
     )

@@ -12,7 +12,7 @@ import streamlit as st
 
 from ..atlas import Atlas, NeuronAtlas, WriteScore
 from ..tokens import token_display
-from . import charts, panels
+from . import charts, panels, steer
 from .cache import get_influence_table
 from .examples import examples_html, intervals_html
 from .heatmap import HeatmapConfig
@@ -24,6 +24,7 @@ from .sidebar import Selection
 def render_neuron(atlas: Atlas, rec: NeuronAtlas, cfg: HeatmapConfig, context: int) -> None:
     """Every atlas panel of one neuron."""
     header(atlas, rec)
+    steer.atlas_steer(atlas, rec)
     left, right = st.columns([3, 2])
     with left:
         title = f"L{rec.layer}/N{rec.index}: activations over {rec.stats.count:,} tokens"
@@ -75,7 +76,11 @@ def header(atlas: Atlas, rec: NeuronAtlas) -> None:
     )
     cols[2].metric("max", f"{s.max:.4g}", help=f"min {s.min:.4g}")
     cols[3].metric("mean", f"{s.mean:.4g}")
-    cols[4].metric("std", f"{s.std:.4g}")
+    cols[4].metric(
+        "std",
+        f"{s.std:.4g}",
+        help=f"skewness {s.skewness:.3g}, excess kurtosis {s.kurtosis:.3g} (exact)",
+    )
     cols[5].metric("tokens seen", f"{s.count:,}")
 
 

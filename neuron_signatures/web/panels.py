@@ -10,7 +10,7 @@ import streamlit as st
 
 from ..analysis.results import SIGNATURES_FILE, say_x_check
 from ..tokens import token_display
-from . import charts
+from . import charts, steer
 from .heatmap import (
     HeatmapConfig,
     PromptHeat,
@@ -42,6 +42,7 @@ def render_page(
     shown = view.shown_prompts(flat, order, limit)
     st.subheader(f"Selected neuron: layer {sel.layer}, neuron {sel.neuron}")
     ws_html = neuron_card(view, analysis, sel, peaks)
+    steer.run_steer(view.run, sel.layer, sel.neuron)
     i = line_charts(view, flat, shown, cfg.exclude_bos)
     tokens_df = token_heatmap(view, flat, float(scales[i]), i, sel, cfg)
     stacked_heatmap(view, flat, sel, cfg, order, shown, ws_html, scales, peaks)

@@ -33,7 +33,8 @@ def atlas_header_lines(state: AtlasState, rec: NeuronAtlas | None) -> list[str]:
     lines.append(
         f"tokens seen {s.count} | density >0 {s.frac_positive:.1%} | "
         f">{s.threshold:g} {s.frac_above_threshold:.2%} | max {_num(s.max)} | "
-        f"min {_num(s.min)} | mean {_num(s.mean)} ± std {_num(s.std, '.4g')}"
+        f"min {_num(s.min)} | mean {_num(s.mean)} ± std {_num(s.std, '.4g')} | "
+        f"skew {_num(s.skewness, '.3g')} kurt {_num(s.kurtosis, '.3g')}"
     )
     return lines
 
