@@ -15,12 +15,10 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from ..analysis.results import (
     SIGNATURES_FILE,
@@ -33,7 +31,7 @@ from ..analysis.results import (
 )
 from ..atlas.reader import Atlas
 from ..errors import BadArgumentError
-from ..store.manifest import read_manifest
+from ..store.manifest import atomic_open, read_manifest
 from ..tokens import token_display
 from .heatcss import CSS, SCRIPT
 from .html_parts import anchor, esc, neuron_body, stats_html
@@ -62,22 +60,13 @@ def export_html(
     by_layer = group_neurons(atlas, neurons)
     ids = [(layer, n) for layer, indices in by_layer.items() for n in indices]
     run = ProbeRun.load(Path(run_dir), atlas.model_name) if run_dir is not None else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            _write_page(f, atlas, ids, run, progress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out, "w") as f:
+        _write_page(f, atlas, ids, run, progress)
     return out
 
 
 def _write_page(
-    f: TextIO,
+    f: IO[str],
     atlas: Atlas,
     ids: list[tuple[int, int]],
     run: ProbeRun | None,

@@ -6,10 +6,11 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import RunFormatError
 
@@ -38,15 +39,25 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> tup
     The pieces go straight from their buffers to the file (no joined copy) and are hashed on the
     way, so a shard is read from memory once.
     """
+    digest, size = hashlib.sha256(), 0
+    with atomic_open(path, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            digest.update(chunk)
+            size += len(memoryview(chunk).cast("B"))
+    return size, digest.hexdigest()
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: a temporary name in the same folder, fsynced and renamed
+    over ``path`` when the block ends, removed if it raises (``mode``: ``wb`` or ``w``, UTF-8)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    digest, size = hashlib.sha256(), 0
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                digest.update(chunk)
-                size += len(memoryview(chunk).cast("B"))
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -54,7 +65,6 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> tup
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return size, digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
