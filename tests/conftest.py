@@ -42,6 +42,16 @@ def tiny_pair(arch: str, tiny_tokenizer: Any) -> tuple[Any, Any]:
 
 
 @pytest.fixture(scope="session")
+def atlas_lm(tiny_tokenizer: Any) -> Any:
+    """The tiny random Gemma 2 model the test atlases are built with (text search and steering
+    run it)."""
+    from neuron_signatures.models import wrap_hf_model
+
+    model, _ = make_models("gemma2")
+    return wrap_hf_model(model, tiny_tokenizer, name="tiny-gemma2", dtype="fp32")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local Gemma 2 model folder usable as --model_name."""
     return save_model_folder("gemma2", tmp_path_factory.mktemp("models") / "tiny-gemma2")

@@ -45,16 +45,6 @@ def server_address() -> Iterator[Callable[[str | None], None]]:
 
 
 @pytest.fixture(scope="session")
-def atlas_lm(tiny_tokenizer: Any) -> Any:
-    """The tiny random Gemma 2 model the test atlas is built with (text search runs it)."""
-    from neuron_signatures.models import wrap_hf_model
-    from tests.tiny_models import make_models
-
-    model, _ = make_models("gemma2")
-    return wrap_hf_model(model, tiny_tokenizer, name="tiny-gemma2", dtype="fp32")
-
-
-@pytest.fixture(scope="session")
 def web_atlas(atlas_lm: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real atlas of the tiny model over a small corpus (do not modify); its vocabulary shows
     the token ``Illinois`` as ``<script>Illinois``, to check escaping."""
