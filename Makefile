@@ -44,6 +44,9 @@ demo: $(STAMP)
 	@echo "  $(BIN)/neuron-signatures browse --run_dir $(DEMO_RUN)      # terminal browser"
 	@echo "  $(BIN)/neuron-signatures app --run_dir $(DEMO_RUN)         # web app"
 	@echo "  $(BIN)/neuron-signatures neuron --atlas $(DEMO_ATLAS) L17/N1152   # one neuron over the corpus"
+	@echo "  $(BIN)/neuron-signatures app --atlas $(DEMO_ATLAS) --run_dir $(DEMO_RUN)   # atlas pages, search, Steer"
+	@echo "  $(BIN)/neuron-signatures export --atlas $(DEMO_ATLAS) --format html --neurons L17/N1152 --out exports/neurons.html"
+	@echo "  $(BIN)/neuron-signatures intervene --prompt 'The capital of the state containing Dallas is' --set L17/N345=0 --tokens ' Austin'"
 	@echo "  $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) --prompt_id all --influence_metric dla"
 
 lint: $(DEV_STAMP)
