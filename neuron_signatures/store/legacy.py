@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IncompleteRunError, RunFormatError
-from .manifest import LEGACY_FILE, _fsync_dir
+from .manifest import FILE_MODE, LEGACY_FILE, _fsync_dir
 from .reader import Block, Run, _Source
 
 _CENTRAL_SIG = b"PK\x01\x02"
@@ -111,6 +111,7 @@ def export_legacy_pt(run: Run, save_dtype: str) -> None:
     }
     dest = run.run_dir / LEGACY_FILE
     fd, tmp_name = tempfile.mkstemp(prefix=f".{LEGACY_FILE}.", suffix=".tmp", dir=run.run_dir)
+    os.fchmod(fd, FILE_MODE)  # as open() would create it (mkstemp makes 0600)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

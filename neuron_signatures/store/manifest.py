@@ -48,6 +48,15 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> tup
     return size, digest.hexdigest()
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # read once, at import (os.umask is process-wide)
+
+
 @contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """A file to write ``path`` through: a temporary name in the same folder, fsynced and renamed
@@ -55,6 +64,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600: give the mode open() would (umask)
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f

@@ -337,3 +337,19 @@ def test_unknown_model_shape_still_checks_what_it_can_before_the_load(
     assert one_line_error(rc, err) and "--device differs (run: cuda, now: cpu)" in err
     rc, _, err = run_cli(capsys, *argv(tmp_path / "new", "--layers", "0,9"))
     assert one_line_error(rc, err) and "--layers 9 out of range" in err, err
+
+
+def test_atomic_writes_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files: atomic writes must not hide run, atlas or export files from
+    the group and others where the umask allows them (shared storage, Ray workers)."""
+    from neuron_signatures.store.manifest import atomic_open, atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "a.bin", b"x")
+    with atomic_open(tmp_path / "b.txt", "w") as f:
+        f.write("y")
+    (tmp_path / "c.txt").write_text("z")  # what open() gives under this process's umask
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes["a.bin"] == modes["b.txt"] == modes["c.txt"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert modes["a.bin"] == 0o666 & ~mask
