@@ -6,11 +6,11 @@ The format is that of ``openai/automated-interpretability``,
 ``orjson.dumps`` of the dataclass, ``loads`` is ``json.loads`` with an object hook that rebuilds a
 dataclass from its ``dataclass_name`` key (or, without it, from its set of field names).
 
-1. Writing (:func:`record_json`) follows what their ``dumps`` writes: every object opens with its
-   ``"dataclass_name"``, then its fields in declaration order; compact separators; UTF-8 text
-   as is; NaN written as ``null`` (orjson's rule, and the only one every JSON parser accepts).
-   Floats use Python's shortest round-trip form, the same digits orjson writes (orjson may spell an
-   exponent differently, ``1e-5`` against ``1e-05``: the same float on reading).
+1. Writing (:func:`record_json`) gives the bytes their ``dumps`` writes (tested against the
+   ``neuron-explainer`` package itself): each object's fields in declaration order, then its
+   ``"dataclass_name"`` (orjson serialises a dataclass instance's ``__dict__``, where
+   ``__post_init__`` sets the name last); compact, UTF-8 as is, NaN and infinities as ``null``,
+   floats as orjson spells them (we serialise with orjson too).
 2. Reading (:func:`parse_record`) accepts what other tools wrote: with or without
    ``dataclass_name``, any key order, ``NaN`` / ``Infinity`` or ``null`` for a missing value, the
    older ``NeuronId`` keys ``layer`` / ``idx`` and a layer index stored as a string
@@ -107,9 +107,9 @@ def _num(x: float) -> float | None:
 
 def _activation_obj(r: ActivationRecord) -> dict[str, Any]:
     return {
-        "dataclass_name": "ActivationRecord",
         "tokens": list(r.tokens),
         "activations": [_num(a) for a in r.activations],
+        "dataclass_name": "ActivationRecord",
     }
 
 
@@ -118,11 +118,10 @@ def record_obj(rec: NeuronRecord) -> dict[str, Any]:
     quant = rec.random_sample_by_quantile
     bounds = rec.quantile_boundaries
     return {
-        "dataclass_name": "NeuronRecord",
         "neuron_id": {
-            "dataclass_name": "NeuronId",
             "layer_index": int(rec.neuron_id.layer),
             "neuron_index": int(rec.neuron_id.index),
+            "dataclass_name": "NeuronId",
         },
         "random_sample": [_activation_obj(r) for r in rec.random_sample],
         "random_sample_by_quantile": (
@@ -136,12 +135,15 @@ def record_obj(rec: NeuronRecord) -> dict[str, Any]:
         "most_positive_activation_records": [
             _activation_obj(r) for r in rec.most_positive_activation_records
         ],
+        "dataclass_name": "NeuronRecord",
     }
 
 
 def record_json(rec: NeuronRecord) -> str:
     """The record as OpenAI's ``fast_dataclasses.dumps`` writes it (see the module docstring)."""
-    return json.dumps(record_obj(rec), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    import orjson
+
+    return str(orjson.dumps(record_obj(rec)).decode("utf-8"))
 
 
 # -- reading ---------------------------------------------------------------------------------------

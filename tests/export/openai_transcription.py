@@ -1,6 +1,6 @@
 """A transcription of OpenAI's NeuronRecord dataclasses and their JSON (de)serialisation, to test
-our files against (no dependency on the ``neuron-explainer`` package, which needs blobfile,
-boostedblob, orjson, tiktoken and scikit-learn).
+our files against without the ``neuron-explainer`` package (the dev extra installs it, and
+``test_files_load_with_the_real_neuron_explainer`` checks the same files with it).
 
 Sources (github.com/openai/automated-interpretability):
 
@@ -15,9 +15,9 @@ Sources (github.com/openai/automated-interpretability):
   hook that rebuilds the registered dataclass named by ``dataclass_name``, or, without it, the one
   whose field names equal (or include) the object's keys.
 
-``orjson_dumps`` below stands for ``orjson.dumps`` on these dataclasses: fields in declaration order
-(base class first, so ``dataclass_name`` leads), compact, UTF-8 as is, NaN and infinities as
-``null`` (orjson's documented behaviour).
+``orjson_dumps`` below is ``dumps``: orjson serialises a dataclass instance's ``__dict__``, so the
+fields come in ``__init__`` order and ``dataclass_name`` (set by ``__post_init__``) last; compact,
+UTF-8 as is, NaN and infinities as ``null``.
 """
 
 from __future__ import annotations
@@ -99,17 +99,7 @@ def loads(s: str | bytes, backwards_compatible: bool = True) -> Any:
     )
 
 
-def _plain(obj: Any) -> Any:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, list):
-        return [_plain(x) for x in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def orjson_dumps(obj: Any) -> bytes:
-    return json.dumps(
-        _plain(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
+    import orjson
+
+    return bytes(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
