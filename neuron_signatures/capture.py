@@ -217,7 +217,7 @@ def dump(
             result.already_complete = True
             return result
         lm, plan = _load(cfg, claim, records, tokenizer, lm, plan)
-        bar = _progress(cfg.progress, n_tok, len(records))
+        bar = _Bar(cfg.progress, n_tok, len(records))
         with claim.start(plan.manifest) as w:
             result.shards_kept = sum(w.shard_done(s) for s in range(len(plan.batches)))
             result.shards_written = (capture_all or _capture_all)(
@@ -307,7 +307,7 @@ def _capture_all(
 
     def write(s: int, tensors: dict[str, Any], n_tok: int, n_prompts: int) -> None:
         w.write_shard(s, tensors)
-        bar.update(n_tok, n_prompts)
+        bar.count(n_tok, n_prompts)
         if on_batch:
             on_batch(s)
 
@@ -317,7 +317,7 @@ def _capture_all(
         for s, batch in enumerate(batches):
             n_tok = sum(lengths[i] for i in batch)
             if w.shard_done(s):
-                bar.update(n_tok, len(batch))
+                bar.count(n_tok, len(batch))
                 continue
             written += 1
             recs = [records[i] for i in batch]
@@ -404,30 +404,38 @@ def _check_finite(
         first -= lengths[i]
 
 
-class _Bar:
-    """tqdm over tokens with prompts in the postfix (tokens/s is tqdm's rate)."""
+class TokenBar:
+    """tqdm over tokens (tokens/s is tqdm's rate), or nothing when disabled; the dump, the atlas
+    and the Ray drivers all draw this one."""
 
-    def __init__(self, enabled: bool, total_tokens: int, total_prompts: int) -> None:
-        self.prompts = 0
-        self.total_prompts = total_prompts
+    def __init__(self, enabled: bool, total: int, desc: str) -> None:
         self._bar = None
         if enabled:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total_tokens, unit="tok", unit_scale=True, desc="dump", dynamic_ncols=True
+                total=total, unit="tok", unit_scale=True, desc=desc, dynamic_ncols=True
             )
 
-    def update(self, tokens: int, prompts: int) -> None:
-        self.prompts += prompts
+    def update(self, n: int, postfix: str | None = None) -> None:
         if self._bar is not None:
-            self._bar.update(tokens)
-            self._bar.set_postfix_str(f"prompts {self.prompts}/{self.total_prompts}")
+            if postfix:
+                self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.update(n)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 
 
-def _progress(enabled: bool, total_tokens: int, total_prompts: int) -> _Bar:
-    return _Bar(enabled, total_tokens, total_prompts)
+class _Bar(TokenBar):
+    """The dump's bar: prompts done in the postfix."""
+
+    def __init__(self, enabled: bool, total_tokens: int, total_prompts: int) -> None:
+        super().__init__(enabled, total_tokens, "dump")
+        self.prompts = 0
+        self.total_prompts = total_prompts
+
+    def count(self, tokens: int, prompts: int) -> None:
+        self.prompts += prompts
+        self.update(tokens, f"prompts {self.prompts}/{self.total_prompts}")

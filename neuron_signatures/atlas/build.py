@@ -217,8 +217,6 @@ def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) 
     """
     import shutil
 
-    from .reduce import from_disk, merge, to_disk
-
     if not parts:
         raise BadArgumentError("merge needs at least one partial atlas")
     manifests = [store.read_manifest(Path(p)) for p in parts]
@@ -234,30 +232,42 @@ def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) 
             )
     root = Path(out_dir)
     store.check_target(root, resume=False, overwrite=overwrite)
-    p = reduce_params(manifests[0])
     with store.Lock(root):
         if overwrite:
             store.clear(root)
         for name in (store.WINDOWS, store.DOCUMENTS, store.VOCAB):
             shutil.copyfile(Path(parts[0]) / name, root / name)
-        for layer in manifests[0]["layers"]:
-            state = None
-            for part in parts:
-                s = from_disk(store.load_tensors(store.layer_file(Path(part), layer)), p, "cpu")
-                state = s if state is None else merge(state, s, p)
-            assert state is not None
-            store.save_tensors(store.layer_file(root, layer), to_disk(state, p))
-        scored = [Path(q) for q in parts if (Path(q) / store.WRITE_SCORES).is_file()]
-        if scored:
-            shutil.copyfile(scored[0] / store.WRITE_SCORES, root / store.WRITE_SCORES)
-        manifest = dict(manifests[0])
-        manifest["progress"] = merged_progress([m["progress"] for m in manifests], ranges)
-        manifest["complete"] = manifest["progress"]["batch_ranges"] == [
-            [0, manifest["params"]["n_batches"]]
-        ]
-        store.write_json(root / store.MANIFEST, manifest)
+        write_merged([Path(q) for q in parts], manifests, root)
     store.write_json(root / store.BUILD_LOG, {"merged_from": [str(q) for q in parts]})
     return root
+
+
+def write_merged(parts: list[Path], manifests: list[dict[str, Any]], out: Path) -> None:
+    """Write into ``out`` the exact merge of the partial atlases ``parts`` (disjoint batches, in
+    any order: the merge is associative and commutative): layers, write scores, then the
+    manifest (complete when the batch ranges cover the plan). The static files are the caller's."""
+    import shutil
+
+    from .reduce import from_disk, merge, to_disk
+
+    p = reduce_params(manifests[0])
+    for layer in manifests[0]["layers"]:
+        state = None
+        for part in parts:
+            s = from_disk(store.load_tensors(store.layer_file(part, layer)), p, "cpu")
+            state = s if state is None else merge(state, s, p)
+        assert state is not None
+        store.save_tensors(store.layer_file(out, layer), to_disk(state, p))
+    scored = [q for q in parts if (q / store.WRITE_SCORES).is_file()]
+    if scored:
+        shutil.copyfile(scored[0] / store.WRITE_SCORES, out / store.WRITE_SCORES)
+    ranges = sorted(tuple(r) for m in manifests for r in m["progress"]["batch_ranges"])
+    manifest = dict(manifests[0])
+    manifest["progress"] = merged_progress([m["progress"] for m in manifests], ranges)
+    manifest["complete"] = manifest["progress"]["batch_ranges"] == [
+        [0, manifest["params"]["n_batches"]]
+    ]
+    store.write_json(out / store.MANIFEST, manifest)
 
 
 def merged_progress(progress: list[dict[str, Any]], ranges: list[tuple[int, ...]]) -> dict:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..capture import TokenBar
 from . import store
 from .plan import reduce_params
 from .reduce import (
@@ -104,7 +105,9 @@ def run_batches(
         log.info("resuming %s at batch %d of %d..%d", root, start, lo, hi)
     fold = reducer(dev)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    bar = _bar(cfg.progress, sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, hi)))
+    bar = TokenBar(
+        cfg.progress, sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, hi)), "atlas"
+    )
     bar.update(sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)))
     t_fwd = t_red = 0.0
     since = 0
@@ -171,26 +174,3 @@ def run_batches(
         "write_scores_s": round(t_scores, 3),
         "checkpoint_every": cfg.checkpoint_every,
     }
-
-
-class _Bar:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total, unit="tok", unit_scale=True, desc="atlas", dynamic_ncols=True
-            )
-
-    def update(self, n: int) -> None:
-        if self._bar is not None and n:
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _bar(enabled: bool, total: int) -> _Bar:
-    return _Bar(enabled, total)

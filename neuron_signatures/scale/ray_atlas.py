@@ -33,6 +33,7 @@ from ..atlas import store
 from ..atlas.build import AtlasConfig, check_config, plan_corpus, write_static
 from ..atlas.corpus import CorpusSpec, check_corpus
 from ..atlas.plan import plan_manifest, resume_mismatch
+from ..capture import TokenBar
 from ..errors import BadArgumentError, RunExistsError
 from ..store.manifest import utc_now
 from .pool import init_ray, run_pool, start_actors
@@ -207,7 +208,7 @@ class _Run:
         n = len(self.units)
         self.spans = scan(self.parts)
         covered = {u for a, b in self.spans for u in range(a, b)}
-        self.bar = _bar(self.cfg.progress, sum(self.unit_tokens))
+        self.bar = TokenBar(self.cfg.progress, sum(self.unit_tokens), "atlas (ray)")
         self.bar.update(sum(self.unit_tokens[u] for u in covered))
         self.todo.extend(u for u in range(n) if u not in covered)
         self.n_done = len(covered)
@@ -282,28 +283,3 @@ class _Run:
             self.spans.remove((b, c))
             self.merges.append((a, b, c))
             self.todo.appendleft(len(self.units) + len(self.merges) - 1)
-
-
-class _Bar:
-    """tqdm over tokens with the units done as its postfix (off without ``progress``)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="tok", unit_scale=True, desc="atlas (ray)")
-
-    def update(self, n: int, postfix: str | None = None) -> None:
-        if self._bar is not None:
-            if postfix:
-                self._bar.set_postfix_str(postfix, refresh=False)
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _bar(enabled: bool, total: int) -> _Bar:
-    return _Bar(enabled, total)

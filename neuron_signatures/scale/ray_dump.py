@@ -50,10 +50,6 @@ class ShardWorker(ModelWorker):
         super().__init__(model_name, device, model_dtype, load)
         self.on_shard = on_shard
 
-    def meta(self) -> dict[str, Any]:
-        keys = ("name", "n_layers", "d_mlp", "d_model", "dtype", "source", "device")
-        return {k: getattr(self.lm, k) for k in keys}
-
     def run_shard(
         self,
         run_dir: str,
@@ -120,7 +116,7 @@ def dump_ray(
             todo = []
             for s, batch in enumerate(batches):
                 if w.shard_done(s):
-                    bar.update(sum(len(records[i]["token_ids"]) for i in batch), len(batch))
+                    bar.count(sum(len(records[i]["token_ids"]) for i in batch), len(batch))
                 else:
                     todo.append(s)
 
@@ -140,7 +136,7 @@ def dump_ray(
                 entry = w.manifest["shards"][s]
                 entry["bytes"], entry["sha256"] = r["bytes"], r["sha256"]
                 append_progress(w.run_dir, s, r["bytes"], r["sha256"])
-                bar.update(r["tokens"], len(batches[s]))
+                bar.count(r["tokens"], len(batches[s]))
                 if on_batch:
                     on_batch(s)
 

@@ -26,12 +26,11 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..atlas import store
-from ..atlas.build import merged_progress
+from ..atlas.build import write_merged
 from ..errors import NeuronSignaturesError
 
 PARTS = "parts"
@@ -100,31 +99,15 @@ def merge_spans(
     a: int,
     b: int,
     c: int,
-    p: Any,
-    layers: list[int],
-    n_batches: int,
     before_rename: Callable[[int, int, int], None] | None = None,
 ) -> None:
     """``span [a, b)`` + ``span [b, c)`` → ``span [a, c)`` (written aside, renamed into place,
     then the inputs removed); a retry after the rename only removes the inputs."""
-    from ..atlas.reduce import from_disk, merge, to_disk
-
     left, right, out = span_dir(parts, a, b), span_dir(parts, b, c), span_dir(parts, a, c)
     if not (out / store.MANIFEST).is_file():
         tmp = parts / f"{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        for layer in layers:
-            x = from_disk(store.load_tensors(store.layer_file(left, layer)), p, "cpu")
-            y = from_disk(store.load_tensors(store.layer_file(right, layer)), p, "cpu")
-            store.save_tensors(store.layer_file(tmp, layer), to_disk(merge(x, y, p), p))
-        for src in (left, right):
-            if (src / store.WRITE_SCORES).is_file():
-                shutil.copyfile(src / store.WRITE_SCORES, tmp / store.WRITE_SCORES)
-        ma, mb = store.read_manifest(left), store.read_manifest(right)
-        ranges = sorted(tuple(r) for m in (ma, mb) for r in m["progress"]["batch_ranges"])
-        manifest = dict(ma)
-        manifest["progress"] = merged_progress([ma["progress"], mb["progress"]], ranges)
-        manifest["complete"] = manifest["progress"]["batch_ranges"] == [[0, n_batches]]
-        store.write_json(tmp / store.MANIFEST, manifest)
+        tmp.mkdir()
+        write_merged([left, right], [store.read_manifest(left), store.read_manifest(right)], tmp)
         if before_rename:
             before_rename(a, b, c)
         os.rename(tmp, out)

@@ -45,6 +45,11 @@ class ModelWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def meta(self) -> dict[str, Any]:
+        """The model facts the driver's plan and manifest record."""
+        keys = ("name", "n_layers", "d_mlp", "d_model", "dtype", "source", "device")
+        return {k: getattr(self.lm, k) for k in keys}
+
 
 class UnitWorker(ModelWorker):
     """One worker: ``meta()`` for the driver's manifest, ``run_unit(...)`` per unit."""
@@ -65,12 +70,6 @@ class UnitWorker(ModelWorker):
         self._plan: WindowPlan | None = None
         self._batches: list[list[int]] = []
         self._manifest: dict[str, Any] = {}
-
-    def meta(self) -> dict[str, Any]:
-        """The model facts :func:`~neuron_signatures.atlas.plan.plan_manifest` records."""
-        lm = self.lm
-        keys = ("name", "n_layers", "d_mlp", "d_model", "dtype", "source", "device")
-        return {k: getattr(lm, k) for k in keys}
 
     def _load_static(self, parts: Path) -> None:
         if self._parts == parts:
@@ -97,16 +96,8 @@ class UnitWorker(ModelWorker):
 
     def merge(self, parts: str, a: int, b: int, c: int) -> dict[str, Any]:
         """Merge the finished spans ``[a, b)`` and ``[b, c)`` into ``[a, c)`` (exact, on CPU)."""
-        from ..atlas.plan import reduce_params
-
         t0 = time.perf_counter()
-        root = Path(parts)
-        self._load_static(root)
-        m = self._manifest
-        merge_spans(
-            root, a, b, c, reduce_params(m), m["layers"], int(m["params"]["n_batches"]),
-            before_rename=self.on_merge,
-        )  # fmt: skip
+        merge_spans(Path(parts), a, b, c, before_rename=self.on_merge)
         return {
             "span": [a, c],
             "seconds": round(time.perf_counter() - t0, 3),

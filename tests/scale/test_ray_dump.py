@@ -25,6 +25,24 @@ def run_files(run: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return {k: v for k, v in m.items() if k not in TIMES}, shards
 
 
+def ray_config(tiny_run: Path, model: Path, prompts_file: Path, out: Path) -> Any:
+    """The dump of ``tiny_run`` (same prompts, model, dtypes), into ``out``, 2 prompts a shard."""
+    from neuron_signatures.capture import DumpConfig
+    from neuron_signatures.prompts import load_prompts
+
+    m = json.loads((tiny_run / "manifest.json").read_text())
+    return DumpConfig(
+        prompts=load_prompts(prompts_file),
+        out_dir=out,
+        model_name=str(model),
+        device="cpu",
+        model_dtype="fp32",
+        save_dtype=m["save_dtype"],
+        batch_size=2,
+        progress=False,
+    )
+
+
 def test_ray_dump_equals_single_process(
     ray_local: Any, tiny_run: Path, tiny_model_dir: Path, prompts_file: Path, tmp_path: Path
 ) -> None:
@@ -37,8 +55,6 @@ def test_ray_dump_equals_single_process(
 def test_ray_dump_killed_worker(
     ray_local: Any, tiny_run: Path, tiny_model_dir: Path, prompts_file: Path, tmp_path: Path
 ) -> None:
-    from neuron_signatures.capture import DumpConfig
-    from neuron_signatures.prompts import load_prompts
     from neuron_signatures.scale.ray_dump import RayOptions, dump_ray
 
     marker = tmp_path / "killed"
@@ -48,17 +64,7 @@ def test_ray_dump_killed_worker(
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
 
-    m = json.loads((tiny_run / "manifest.json").read_text())
-    cfg = DumpConfig(
-        prompts=load_prompts(prompts_file),
-        out_dir=tmp_path / "ray",
-        model_name=str(tiny_model_dir),
-        device="cpu",
-        model_dtype="fp32",
-        save_dtype=m["save_dtype"],
-        batch_size=2,
-        progress=False,
-    )
+    cfg = ray_config(tiny_run, tiny_model_dir, prompts_file, tmp_path / "ray")
     dump_ray(cfg, RayOptions(workers=2), on_shard=kill_once)
     assert marker.exists()
     assert run_files(tmp_path / "ray") == run_files(tiny_run)
@@ -67,24 +73,12 @@ def test_ray_dump_killed_worker(
 def test_ray_dump_interrupted_driver_resumes(
     ray_local: Any, tiny_run: Path, tiny_model_dir: Path, prompts_file: Path, tmp_path: Path
 ) -> None:
-    from neuron_signatures.capture import DumpConfig
-    from neuron_signatures.prompts import load_prompts
     from neuron_signatures.scale.ray_dump import RayOptions, dump_ray
 
     def stop(s: int) -> None:
         raise KeyboardInterrupt
 
-    m = json.loads((tiny_run / "manifest.json").read_text())
-    cfg = DumpConfig(
-        prompts=load_prompts(prompts_file),
-        out_dir=tmp_path / "ray",
-        model_name=str(tiny_model_dir),
-        device="cpu",
-        model_dtype="fp32",
-        save_dtype=m["save_dtype"],
-        batch_size=2,
-        progress=False,
-    )
+    cfg = ray_config(tiny_run, tiny_model_dir, prompts_file, tmp_path / "ray")
     with pytest.raises(KeyboardInterrupt):
         dump_ray(cfg, RayOptions(workers=2), on_batch=stop)
     assert not json.loads((tmp_path / "ray" / "manifest.json").read_text())["complete"]
