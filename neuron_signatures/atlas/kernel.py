@@ -36,9 +36,13 @@ from typing import Any
 import numba
 import numpy as np
 
+from . import bins
+
 _FLIP = np.int32(0x7FFFFFFF)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 SMALL_BATCH = 2**15  # batches of fewer tokens count in int16
+G = 4  # tokens folded into the statistics per pass over their accumulators
+TILE = 128  # neurons whose histogram cells (bin-major within the tile) stay in cache
 CHUNK = 32  # neurons tested together for candidates (a row has few: most chunks are skipped)
 STATE: tuple[str, ...] = ("min", "max", "n_pos", "n_thr", "top_key", "top_g", "bot_key")
 STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
@@ -46,115 +50,179 @@ STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
-    lo, hi, acts, bits, rows, pos, order, g, prio, thr, table, shift,
-    s1, s2, s3, s4, mn, mx, nan, npos, nthr, cells, pshift,
+    lo, hi, acts, bits, rows, pos, order, g, prio, thr, boff, s,
+    s1, s2, s3, s4, mn, mx, npos, nthr, cells, pshift,
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
 ):  # fmt: skip
     """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring)."""
-    d = acts.shape[2]
     w = hi - lo
     k = tkey.shape[1]
-    r = rh.shape[1]
-    nb = cells.shape[0]
-    a1, a2, a3, a4 = s1[lo:hi], s2[lo:hi], mn[lo:hi], mx[lo:hi]
-    a5, a6, a7 = nan[lo:hi], npos[lo:hi], nthr[lo:hi]
-    a8, a9 = s3[lo:hi], s4[lo:hi]
-    cf = cells.reshape(-1)  # (count, threshold) pairs: one cache line serves both
-    tlast = tkey[lo:hi, k - 1].copy()
-    blast = bkey[lo:hi, k - 1].copy()
-    t32 = np.maximum(tlast, I32_MIN).astype(np.int32)  # the k-th keys, clamped to int32
-    b32 = np.minimum(blast, I32_MAX).astype(np.int32)
+    a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
+    a3, a4, a6, a7 = mn[lo:hi], mx[lo:hi], npos[lo:hi], nthr[lo:hi]
+    rank = np.empty((4, w), np.int64)  # the k-th keys (top, bottom) and their int32 bounds
+    rank[0] = tkey[lo:hi, k - 1]
+    rank[1] = bkey[lo:hi, k - 1]
+    t32 = np.maximum(rank[0], I32_MIN).astype(np.int32)
+    b32 = np.minimum(rank[1], I32_MAX).astype(np.int32)
     cell = np.empty(w, np.int64)  # flat index of the (bin, neuron) count in cells
     flag = np.empty(w, np.int32)
-    key = np.empty(w, np.int32)
     cand = np.empty(w + 1, np.int64)
-    for ii in range(order.shape[0]):
-        t = order[ii]
-        row = rows[t]
-        p = pos[t]
-        gt = g[t]
-        pr = prio[t]
-        ph = pr >> pshift  # top bits: the reservoir filter runs on cells' integer type
-        x = acts[row, p, lo:hi]
-        xb = bits[row, p, lo:hi]
-        # 1. one short loop per statistic: each vectorises
-        for n in range(w):
-            a1[n] += np.float64(x[n])
-        for n in range(w):
-            v = np.float64(x[n])
-            v2 = v * v
-            a2[n] += v2
-            a8[n] += v2 * v
-            a9[n] += v2 * v2
-        for n in range(w):
-            a3[n] = min(a3[n], x[n])
-        for n in range(w):
-            a4[n] = max(a4[n], x[n])
-        for n in range(w):
-            a5[n] += x[n] != x[n]
-        for n in range(w):
-            a6[n] += x[n] > 0
-        for n in range(w):
-            a7[n] += x[n] > thr
+    nt = order.shape[0]
+    i0 = 0
+    while i0 < nt:
+        gs = G if nt - i0 >= G else 1
+        if gs == G:
+            t0, t1, t2, t3 = order[i0], order[i0 + 1], order[i0 + 2], order[i0 + 3]
+            x0, b0 = acts[rows[t0], pos[t0], lo:hi], bits[rows[t0], pos[t0], lo:hi]
+            x1, b1 = acts[rows[t1], pos[t1], lo:hi], bits[rows[t1], pos[t1], lo:hi]
+            x2, b2 = acts[rows[t2], pos[t2], lo:hi], bits[rows[t2], pos[t2], lo:hi]
+            x3, b3 = acts[rows[t3], pos[t3], lo:hi], bits[rows[t3], pos[t3], lo:hi]
+            # 1. statistics of four tokens per pass over the accumulators
+            for n in range(w):
+                v0, v1 = np.float64(x0[n]), np.float64(x1[n])
+                v2, v3 = np.float64(x2[n]), np.float64(x3[n])
+                a1[n] += (v0 + v1) + (v2 + v3)
+                q0, q1, q2, q3 = v0 * v0, v1 * v1, v2 * v2, v3 * v3
+                a2[n] += (q0 + q1) + (q2 + q3)
+                a8[n] += (q0 * v0 + q1 * v1) + (q2 * v2 + q3 * v3)
+                a9[n] += (q0 * q0 + q1 * q1) + (q2 * q2 + q3 * q3)
+            for n in range(w):
+                a6[n] += (x0[n] > 0) + (x1[n] > 0) + (x2[n] > 0) + (x3[n] > 0)
+            for n in range(w):
+                a7[n] += (x0[n] > thr) + (x1[n] > thr) + (x2[n] > thr) + (x3[n] > thr)
+            # min and max as order keys (-0.0 < +0.0, NaN beyond +-inf), and the top-k and
+            # bottom-k candidates: the group's extreme keys against the int32 k-th keys
+            for n in range(w):
+                k0, k1, k2, k3 = _key(b0[n]), _key(b1[n]), _key(b2[n]), _key(b3[n])
+                u01, u23 = k0 if k0 > k1 else k1, k2 if k2 > k3 else k3
+                u = u01 if u01 > u23 else u23
+                l01, l23 = k0 if k0 < k1 else k1, k2 if k2 < k3 else k3
+                low = l01 if l01 < l23 else l23
+                a3[n] = low if low < a3[n] else a3[n]
+                a4[n] = u if u > a4[n] else a4[n]
+                flag[n] = np.int32(u >= t32[n]) | np.int32(low <= b32[n])
+        else:  # the batch's last tokens, one at a time
+            t0 = order[i0]
+            x0, b0 = acts[rows[t0], pos[t0], lo:hi], bits[rows[t0], pos[t0], lo:hi]
+            for n in range(w):
+                v = np.float64(x0[n])
+                a1[n] += v
+                q = v * v
+                a2[n] += q
+                a8[n] += q * v
+                a9[n] += q * q
+            for n in range(w):
+                a6[n] += x0[n] > 0
+            for n in range(w):
+                a7[n] += x0[n] > thr
+            for n in range(w):
+                k0 = _key(b0[n])
+                a3[n] = k0 if k0 < a3[n] else a3[n]
+                a4[n] = k0 if k0 > a4[n] else a4[n]
+                flag[n] = np.int32(k0 >= t32[n]) | np.int32(k0 <= b32[n])
+        # 4. top-k and bottom-k (candidates settled exactly, ties at the k-th key by g)
+        c = _compact(flag, cand)
+        for q in range(c):
+            n = cand[q]
+            for j in range(gs):
+                t = order[i0 + j]
+                _rank(lo + n, n, _key(bits[rows[t], pos[t], lo + n]), g[t], -1 - t, rank,
+                      t32, b32, tkey, tg, tsrc, bkey, bg, bsrc)  # fmt: skip
         # 2. histogram, and 3. the reservoir test on the same cache line
-        for n in range(w):
-            cell[n] = (table[(xb[n] >> shift) + 512] * d + lo + n) * 2
-        for n in range(w):
-            i = cell[n]
-            cf[i] += 1
-            flag[n] = ph <= cf[i + 1]
-        c = 0
-        for c0 in range(0, w, CHUNK):  # a vectorised test per chunk, then compaction
-            c1 = min(c0 + CHUNK, w)
-            hit = np.int32(0)
-            for n in range(c0, c1):
-                hit |= flag[n]
-            if hit:
-                for n in range(c0, c1):
-                    cand[c] = n
-                    c += flag[n]
-        for q in range(c):
-            n = cand[q]
-            bn = cell[n] // (2 * d)
-            grp = (lo + n) * nb + bn
-            if pr >= rh[grp, r - 1]:  # the int32 test is a superset
-                continue
-            j = r - 1
-            while j > 0 and pr < rh[grp, j - 1]:
-                rh[grp, j] = rh[grp, j - 1]
-                rg[grp, j] = rg[grp, j - 1]
-                rv[grp, j] = rv[grp, j - 1]
-                j -= 1
-            rh[grp, j] = pr
-            rg[grp, j] = gt
-            rv[grp, j] = x[n]
-            cf[cell[n] + 1] = rh[grp, r - 1] >> pshift
-        # 4. top-k and bottom-k (ties at the k-th key are settled by g below)
-        for n in range(w):  # order key: integer order = float order (int32 throughout)
-            key[n] = xb[n] ^ ((xb[n] >> np.int32(31)) & _FLIP)
-        c = 0
-        for c0 in range(0, w, CHUNK):  # int32 bounds: a superset, the int64 test is below
-            c1 = min(c0 + CHUNK, w)
-            hit = np.int32(0)
-            for n in range(c0, c1):
-                hit |= np.int32(key[n] >= t32[n]) | np.int32(key[n] <= b32[n])
-            if hit:
-                for n in range(c0, c1):
-                    cand[c] = n
-                    c += (key[n] >= t32[n]) | (key[n] <= b32[n])
-        for q in range(c):
-            n = cand[q]
-            kn = np.int64(key[n])
-            m = lo + n
-            if kn > tlast[n] or (kn == tlast[n] and gt < tg[m, k - 1]):
-                tlast[n] = _insert(tkey, tg, tsrc, m, kn, gt, -1 - t, 1)
-                t32[n] = max(tlast[n], I32_MIN)
-            if kn < blast[n] or (kn == blast[n] and gt < bg[m, k - 1]):
-                blast[n] = _insert(bkey, bg, bsrc, m, kn, gt, -1 - t, -1)
-                b32[n] = min(blast[n], I32_MAX)
+        for j in range(gs):
+            t = order[i0 + j]
+            _histogram(lo, acts[rows[t], pos[t], lo:hi], bits[rows[t], pos[t], lo:hi], boff, s,
+                       prio[t], g[t], pshift, cells, cell, flag, cand, rh, rg, rv)  # fmt: skip
+        i0 += gs
     # 5. the kept examples' windows follow their entries (new ones are filled by the caller)
     _follow(lo, hi, tsrc, tacts)
     _follow(lo, hi, bsrc, bacts)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _tiles(
+    first, last, acts, bits, rows, pos, order, g, prio, thr, boff, s,
+    s1, s2, s3, s4, mn, mx, npos, nthr, cells, pshift,
+    tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
+):  # fmt: skip
+    """:func:`_block` over the neuron tiles ``first:last`` (``cells [tiles, bins, T, 2]``)."""
+    d = acts.shape[2]
+    tw = cells.shape[2]
+    for ti in range(first, last):
+        lo = ti * tw
+        _block(lo, min(lo + tw, d), acts, bits, rows, pos, order, g, prio, thr, boff, s,
+               s1, s2, s3, s4, mn, mx, npos, nthr, cells[ti], pshift,
+               tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv)  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _key(b):  # fmt: skip
+    """int32 order key of float32 bits ``b``: integer order = float order."""
+    return b ^ ((b >> np.int32(31)) & _FLIP)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _compact(flag, cand):  # fmt: skip
+    """Write the indices of nonzero ``flag`` entries to ``cand``; return their count. A
+    vectorised test per chunk first: most chunks have none."""
+    w = flag.shape[0]
+    c = 0
+    for c0 in range(0, w, CHUNK):
+        c1 = min(c0 + CHUNK, w)
+        hit = np.int32(0)
+        for n in range(c0, c1):
+            hit |= flag[n]
+        if hit:
+            for n in range(c0, c1):
+                cand[c] = n
+                c += flag[n]
+    return c
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _rank(m, n, kb, gt, tag, rank, t32, b32, tkey, tg, tsrc, bkey, bg, bsrc):  # fmt: skip
+    """Offer key ``kb`` of token ``gt`` to neuron ``m``'s top-k and bottom-k lists."""
+    k = tkey.shape[1]
+    kn = np.int64(kb)
+    if kn > rank[0, n] or (kn == rank[0, n] and gt < tg[m, k - 1]):
+        rank[0, n] = _insert(tkey, tg, tsrc, m, kn, gt, tag, 1)
+        t32[n] = max(rank[0, n], I32_MIN)
+    if kn < rank[1, n] or (kn == rank[1, n] and gt < bg[m, k - 1]):
+        rank[1, n] = _insert(bkey, bg, bsrc, m, kn, gt, tag, -1)
+        b32[n] = min(rank[1, n], I32_MAX)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _histogram(lo, x, xb, boff, s, pr, gt, pshift, cells, cell, flag, cand, rh, rg, rv):  # fmt: skip  # noqa: E501
+    """Count one token's row ``x`` (bits ``xb``) of neurons ``lo:`` and offer it to the
+    reservoirs its cells' thresholds let through (priority ``pr``, token ``gt``)."""
+    nb, tw = cells.shape[0], cells.shape[1]
+    r = rh.shape[1]
+    w = x.shape[0]
+    cf = cells.reshape(-1)  # (count, threshold) pairs: one cache line serves both
+    ph = pr >> pshift  # top bits: the reservoir filter runs on cells' integer type
+    for n in range(w):  # the bin: arithmetic on the bits (see .bins.block_affine)
+        slot = min(max(((xb[n] >> 22) & 511) - boff, 0), s - 1)
+        cell[n] = ((s + (slot ^ (xb[n] >> 31))) * tw + n) * 2
+    for n in range(w):
+        i = cell[n]
+        cf[i] += 1
+        flag[n] = ph <= cf[i + 1]
+    for q in range(_compact(flag, cand)):
+        n = cand[q]
+        grp = (lo + n) * nb + cell[n] // (2 * tw)
+        if pr >= rh[grp, r - 1]:  # the truncated test is a superset
+            continue
+        j = r - 1
+        while j > 0 and pr < rh[grp, j - 1]:
+            rh[grp, j] = rh[grp, j - 1]
+            rg[grp, j] = rg[grp, j - 1]
+            rv[grp, j] = rv[grp, j - 1]
+            j -= 1
+        rh[grp, j] = pr
+        rg[grp, j] = gt
+        rv[grp, j] = x[n]
+        cf[cell[n] + 1] = rh[grp, r - 1] >> pshift
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -194,10 +262,10 @@ def _follow(lo, hi, src, win):  # fmt: skip
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def windows(acts, rows, lengths, neurons, ctx_len):  # fmt: skip
-    """``[ctx_len, M]`` float32: column ``i`` is ``acts[rows[i], :, neurons[i]]``, zero past the
+    """``[M, ctx_len]`` float32: row ``i`` is ``acts[rows[i], :, neurons[i]]``, zero past the
     row's length. Entries sorted by ``(row, neuron)`` read nearby addresses: pass them so."""
     m = rows.shape[0]
-    out = np.zeros((ctx_len, m), np.float32)
+    out = np.zeros((m, ctx_len), np.float32)
     i = 0
     while i < m:
         r = rows[i]
@@ -206,14 +274,35 @@ def windows(acts, rows, lengths, neurons, ctx_len):  # fmt: skip
             e += 1
         for q in range(lengths[r]):
             for c in range(i, e):
-                out[q, c] = acts[r, q, neurons[c]]
+                out[c, q] = acts[r, q, neurons[c]]
         i = e
     return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def put_windows(dest, neurons, slots, win):  # fmt: skip
+    """``dest[neurons[i], slots[i], :] = win[i]`` (raw bits of the example windows)."""
+    for i in range(neurons.shape[0]):
+        dest[neurons[i], slots[i], :] = win[i]
 
 
 @functools.cache
 def _pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="atlas-reduce")
+
+
+def keys(v: np.ndarray) -> np.ndarray:
+    """int32 order keys of float32 ``v`` (integer order = float order, -0.0 < +0.0)."""
+    b = v.view(np.int32)
+    return np.where(b < 0, b ^ _FLIP, b).astype(np.int32)
+
+
+def values(k: np.ndarray) -> np.ndarray:
+    """The float32 values of int32 order keys (the inverse of :func:`keys`)."""
+    return np.where(k < 0, k ^ _FLIP, k).astype(np.int32).view(np.float32)
+
+
+_INF_KEYS = keys(np.array([-np.inf, np.inf], np.float32))  # NaN keys lie beyond these
 
 
 def run(
@@ -225,8 +314,7 @@ def run(
     g: np.ndarray,
     prio: np.ndarray,
     threshold: float,
-    table: np.ndarray,
-    shift: int,
+    hist_exp: tuple[int, int],
     st: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Fold ``acts [B, T, d]`` (float32) at tokens ``(rows, pos)`` into ``st`` (in place).
@@ -241,33 +329,40 @@ def run(
     nb = st["hist"].shape[1]
     r = st["samp_h"].shape[1]
     out = {f"s{i}": np.zeros(d) for i in range(1, 5)}
-    out["nan"] = np.zeros(d, np.int64)
+    for name in ("npos", "nthr"):  # this batch's counts (fewer bytes to stream than int64)
+        out[name] = np.zeros(d, np.int32)
     for side in ("top", "bot"):
         out[f"{side}_src"] = np.ascontiguousarray(np.broadcast_to(np.arange(k), (d, k)))
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
+    lo_key, hi_key = keys(st["min"]), keys(st["max"])
     # bin-major (a row's neurons fall in a few bins), int32, count and threshold side by side
     # int16 when a batch's counts fit (the table then fits a core's L2 cache for d = 2048)
     small = rows.shape[0] < SMALL_BATCH
     ctype, pshift = (np.int16, 48) if small else (np.int32, 32)
-    cells = np.zeros((nb, d, 2), dtype=ctype)
-    cells[..., 1] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb).T
+    tiles = -(-d // TILE)
+    cells = np.zeros((tiles, nb, TILE, 2), dtype=ctype)
+    thresh = np.zeros((tiles * TILE, nb), dtype=ctype)
+    thresh[:d] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb)
+    cells[..., 1] = thresh.reshape(tiles, TILE, nb).transpose(0, 2, 1)
     args: tuple[Any, ...] = (
-        acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold), table,
-        shift, out["s1"], out["s2"], out["s3"], out["s4"], st["min"], st["max"], out["nan"],
-        st["n_pos"], st["n_thr"], cells, pshift, st["top_key"], st["top_g"], out["top_src"],
-        st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"], st["bot_acts"], st["samp_h"],
-        st["samp_g"], st["samp_v"],
+        acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold),
+        *bins.block_affine(*hist_exp), out["s1"], out["s2"], out["s3"], out["s4"], lo_key,
+        hi_key, out["npos"], out["nthr"], cells, pshift, st["top_key"], st["top_g"],
+        out["top_src"], st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"],
+        st["bot_acts"], st["samp_h"], st["samp_g"], st["samp_v"],
     )  # fmt: skip
-    blocks = np.linspace(0, d, max(1, n_threads) + 1).round().astype(np.int64)
+    blocks = np.linspace(0, tiles, max(1, n_threads) + 1).round().astype(np.int64)
     spans = [(int(a), int(b)) for a, b in itertools.pairwise(blocks) if b > a]
     if len(spans) == 1:
-        _block(*spans[0], *args)
+        _tiles(*spans[0], *args)
     else:
-        jobs = [_pool(len(spans)).submit(_block, a, b, *args) for a, b in spans]
+        jobs = [_pool(len(spans)).submit(_tiles, a, b, *args) for a, b in spans]
         for j in jobs:
             j.result()
-    st["hist"] += cells[..., 0].T.astype(np.int64)
-    nan = (out.pop("nan") > 0) | was_nan
-    st["min"][nan] = np.nan  # torch.minimum / maximum propagate NaN
-    st["max"][nan] = np.nan
+    st["hist"] += cells[..., 0].transpose(0, 2, 1).reshape(-1, nb)[:d]
+    st["n_pos"] += out.pop("npos")
+    st["n_thr"] += out.pop("nthr")
+    nan = was_nan | (lo_key < _INF_KEYS[0]) | (hi_key > _INF_KEYS[1])
+    st["min"][:] = np.where(nan, np.nan, values(lo_key))  # NaN anywhere makes both NaN
+    st["max"][:] = np.where(nan, np.nan, values(hi_key))
     return out

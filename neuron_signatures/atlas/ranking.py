@@ -38,6 +38,21 @@ def key_value(key: torch.Tensor) -> torch.Tensor:
     return torch.where(k < 0, k ^ _FLIP, k).to(torch.int32).view(torch.float32)
 
 
+def key_extreme(a: torch.Tensor, b: torch.Tensor, largest: bool) -> torch.Tensor:
+    """Elementwise max (``largest``) or min of float32 ``a`` and ``b`` in key order (-0.0 < +0.0,
+    the order of the ranked lists); NaN in either gives NaN."""
+    ka, kb = order_key(a), order_key(b)
+    v = key_value(torch.maximum(ka, kb) if largest else torch.minimum(ka, kb))
+    return torch.where(torch.isnan(a) | torch.isnan(b), float("nan"), v)
+
+
+def column_extreme(x: torch.Tensor, largest: bool) -> torch.Tensor:
+    """:func:`key_extreme` over the rows of ``x [N, d]`` (``N >= 1``)."""
+    keys = order_key(x)
+    v = key_value(keys.amax(0) if largest else keys.amin(0))
+    return torch.where(torch.isnan(x).any(0), float("nan"), v)
+
+
 def batch_extremes(keys: torch.Tensor, k: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Per neuron, the ``k`` best of a batch's tokens, ties broken by token order.
 

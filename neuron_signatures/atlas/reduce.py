@@ -36,6 +36,8 @@ from .ranking import (
     INT64_MAX,
     TOP_EMPTY,
     batch_extremes,
+    column_extreme,
+    key_extreme,
     key_value,
     merge_ranked,
     merge_reservoirs,
@@ -154,9 +156,14 @@ def new_state(p: ReduceParams, device: str) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def update(
-    st: dict[str, torch.Tensor], p: ReduceParams, acts: torch.Tensor, bt: BatchTokens
+    st: dict[str, torch.Tensor],
+    p: ReduceParams,
+    acts: torch.Tensor,
+    bt: BatchTokens,
+    threads: int | None = None,
 ) -> None:
-    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place)."""
+    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place). ``threads`` is
+    there for :func:`update_kernel`'s signature: torch ops use torch's own setting."""
     x = acts[bt.valid].float()  # [N, d]
     if x.shape[0] == 0:
         return
@@ -165,8 +172,8 @@ def update(
     x2 = xd * xd
     add_sums(st, [xd.sum(0), x2.sum(0), (x2 * xd).sum(0), (x2 * x2).sum(0)])
     del xd, x2
-    st["min"] = torch.minimum(st["min"], x.amin(0))
-    st["max"] = torch.maximum(st["max"], x.amax(0))
+    st["min"] = key_extreme(st["min"], column_extreme(x, False), False)
+    st["max"] = key_extreme(st["max"], column_extreme(x, True), True)
     st["n_pos"] += (x > 0).sum(0, dtype=torch.int32)
     st["n_thr"] += (x > p.threshold).sum(0, dtype=torch.int32)
     table = torch.tensor(bins.block_table(*p.hist_exp), device=x.device)
@@ -255,8 +262,10 @@ def _sample(
 
 def add_sums(st: dict[str, torch.Tensor], sums: list[torch.Tensor]) -> None:
     """Add one batch's float64 power sums ``[d]`` (of ``x`` .. ``x^4``) to the exact digits."""
-    for name, s in zip(SUMS, sums, strict=True):
-        st[name] = normalize(st[name] + fixed_digits(s.to(st[name].device)))
+    acc = torch.stack([st[name] for name in SUMS])  # [4, d, 4]: one pass for all four
+    fixed = fixed_digits(torch.stack(sums).to(acc.device).reshape(-1)).view(acc.shape)
+    new = normalize((acc + fixed).view(-1, acc.shape[-1])).view(acc.shape)
+    st.update(zip(SUMS, new.unbind(0), strict=True))
     high = torch.stack(sums[2:])
     bad = ~torch.isfinite(high) | (high.abs() >= SUM_CLAMP)
     st["moments_bad"] += bad.any(0).to(st["moments_bad"].device)
@@ -270,8 +279,8 @@ def merge(
     out = {"n": a["n"] + b["n"]}
     for name in SUMS:
         out[name] = normalize(a[name] + b[name])
-    out["min"] = torch.minimum(a["min"], b["min"])
-    out["max"] = torch.maximum(a["max"], b["max"])
+    out["min"] = key_extreme(a["min"], b["min"], False)
+    out["max"] = key_extreme(a["max"], b["max"], True)
     for name in ("n_pos", "n_thr", "hist", "moments_bad"):
         out[name] = a[name] + b[name]
     for side, largest in SIDES.items():
@@ -336,9 +345,14 @@ def kernel_available() -> bool:
 
 @torch.no_grad()
 def update_kernel(
-    st: dict[str, torch.Tensor], p: ReduceParams, acts: torch.Tensor, bt: BatchTokens
+    st: dict[str, torch.Tensor],
+    p: ReduceParams,
+    acts: torch.Tensor,
+    bt: BatchTokens,
+    threads: int | None = None,
 ) -> None:
-    """:func:`update` on a CPU through the compiled pass of :mod:`.kernel` (same state)."""
+    """:func:`update` on a CPU through the compiled pass of :mod:`.kernel` (same state), its
+    neurons split over ``threads`` (default: torch's intra-op thread count)."""
     from . import kernel
 
     if bt.row.numel() == 0:
@@ -349,7 +363,7 @@ def update_kernel(
         views[f"{side}_acts"] = st[f"{side}_acts"].view(torch.int16).numpy()
     rows = bt.row.numpy()
     out = kernel.run(
-        torch.get_num_threads(),
+        threads or torch.get_num_threads(),
         a,
         rows,
         bt.pos.numpy(),
@@ -357,8 +371,7 @@ def update_kernel(
         bt.g.numpy(),
         bt.prio.numpy(),
         p.threshold,
-        bins.block_table(*p.hist_exp),
-        bins.SHIFT,
+        p.hist_exp,
         views,
     )
     st["n"] += rows.size
@@ -371,6 +384,6 @@ def update_kernel(
             r = rows[-1 - src[i, j]]
             o = np.lexsort((i, r))  # by (row, neuron): the gather reads nearby addresses
             i, j, r = i[o], j[o], r[o]
-            w = kernel.windows(a, r, lengths, i, p.ctx_len).T
-            win = torch.from_numpy(w).to(st[f"{side}_acts"].dtype)
-            st[f"{side}_acts"][torch.from_numpy(i), torch.from_numpy(j)] = win
+            win = torch.from_numpy(kernel.windows(a, r, lengths, i, p.ctx_len))
+            bits = win.to(EXAMPLE_DTYPES[p.example_dtype]).view(torch.int16).numpy()
+            kernel.put_windows(views[f"{side}_acts"], i, j, bits)

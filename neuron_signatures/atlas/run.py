@@ -9,11 +9,12 @@ starts there and, batches being fixed by the plan, ends with the same bytes.
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
+import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from ..capture import TokenBar
 from . import store
 from .plan import reduce_params
 from .reduce import (
+    BatchTokens,
+    ReduceParams,
     batch_tokens,
     from_disk,
     kernel_available,
@@ -35,7 +38,6 @@ from .reduce import (
 from .windows import WindowPlan
 
 log = logging.getLogger(__name__)
-REDUCE_THREADS = 1
 
 
 def reducer(device: str) -> Callable[..., None]:
@@ -46,21 +48,49 @@ def reducer(device: str) -> Callable[..., None]:
     return update
 
 
-@contextlib.contextmanager
-def _reduce_threads(device: str, fold: Callable[..., None]) -> Iterator[None]:
-    """One intra-op thread for the torch reduction on a CPU: it is many small ops, and with two
-    threads each waits for a shared core (a 262k-element sort: 186 ms with 2 threads on a busy
-    2-core machine, 5 ms with 1; the whole reduction ran 2.5x faster). The compiled pass splits
-    neurons over all threads itself."""
-    if device.startswith("cuda") or fold is not update:
-        yield
+@functools.cache
+def _layer_pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="atlas-layers")
+
+
+def fold_layers(
+    device: str,
+    fold: Callable[..., None],
+    states: dict[int, dict[str, torch.Tensor]],
+    p: ReduceParams,
+    got: dict[int, torch.Tensor],
+    bt: BatchTokens,
+) -> None:
+    """Fold one batch into every layer's state.
+
+    On a CPU the compiled pass folds as many layers at once as torch has threads (what is left
+    over splits each layer's neurons). Layers are independent and a state does not depend on the
+    thread count. Measured on 2 cores, this beats splitting every layer's neurons over both
+    threads by 1.2-1.4x: no barrier per layer, each core keeps its own layer's state in cache,
+    and one layer's Python glue overlaps another's compiled pass. The torch ops run the layers
+    in turn with one intra-op thread: they are many small ops, and with two threads each waits
+    for a shared core (a 262k-element sort: 186 ms with 2 threads on a busy 2-core machine, 5 ms
+    with 1).
+    """
+    if device.startswith("cuda") or device == "mps":
+        for layer in states:
+            fold(states[layer], p, got[layer], bt)
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(REDUCE_THREADS)
+    threads = torch.get_num_threads()
+    lanes = min(threads, len(states)) if fold is update_kernel else 1
+    torch.set_num_threads(1)  # the glue's and torch path's small ops
     try:
-        yield
+        if lanes == 1:
+            for layer in states:
+                fold(states[layer], p, got[layer], bt, threads=threads)
+            return
+        pool = _layer_pool(lanes)
+        each = max(1, threads // lanes)
+        jobs = [pool.submit(fold, states[n], p, got[n], bt, threads=each) for n in states]
+        for job in jobs:
+            job.result()
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(threads)
 
 
 def _sync(device: str) -> None:
@@ -121,9 +151,7 @@ def run_batches(
         t_fwd += time.perf_counter() - t
         t = time.perf_counter()
         bt = batch_tokens(wins, lengths, p.ctx_len, cfg.include_bos, p.seed, dev)
-        with _reduce_threads(dev, fold):
-            for layer in layers:
-                fold(states[layer], p, got[layer], bt)
+        fold_layers(dev, fold, states, p, got, bt)
         del got
         _sync(dev)
         t_red += time.perf_counter() - t

@@ -66,13 +66,15 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 @pytest.mark.parametrize("include_bos", [False, True])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("int16_cells", [True, False])
+@pytest.mark.parametrize("tile", [2, 128])
 def test_kernel_equals_torch_ops(
-    include_bos: bool, threads: int, int16_cells: bool, monkeypatch: pytest.MonkeyPatch
+    include_bos: bool, threads: int, int16_cells: bool, tile: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from neuron_signatures.atlas import kernel
 
     if not int16_cells:  # the int32 table of batches of >= 2^15 tokens
         monkeypatch.setattr(kernel, "SMALL_BATCH", 0)
+    monkeypatch.setattr(kernel, "TILE", tile)  # 2: four tiles of 7 neurons, split over threads
     d, ctx = 7, 6
     p = ReduceParams(d_mlp=d, ctx_len=ctx, top_k=4, samples=3, threshold=0.1, seed=5)
     a, b = new_state(p, "cpu"), new_state(p, "cpu")
@@ -104,6 +106,61 @@ def test_kernel_nan_propagates_from_earlier_batches() -> None:
     _assert_same(a, b)
     assert torch.isnan(b["min"][0]) and torch.isnan(b["max"][0])
     assert b["min"][1] == -2.0 and b["max"][1] == 3.0
+
+
+def test_block_affine_equals_the_table() -> None:
+    from neuron_signatures.atlas import bins
+
+    blocks = (np.arange(-512, 512) << bins.SHIFT).astype(np.int32)
+    for exp in [(-14, 10), (-3, 2), (-20, 20), (-126, 127), (0, 1)]:
+        off, s = bins.block_affine(*exp)
+        slot = np.clip(((blocks >> 22) & 511) - off, 0, s - 1)
+        assert np.array_equal(s + (slot ^ (blocks >> 31)), bins.block_table(*exp)), exp
+
+
+def test_signed_zero_extremes_agree() -> None:
+    """min and max follow the lists' key order (-0.0 < +0.0) in both reducers and in merge."""
+    from neuron_signatures.atlas.reduce import merge
+
+    p = ReduceParams(d_mlp=2, ctx_len=5, top_k=2, samples=2, threshold=0.0, seed=0)
+    first = np.array([[[0.0, 1.0], [0.0, 2.0], [-0.0, 3.0], [0.0, 1.0], [0.0, 1.0]]], np.float32)
+    second = np.array([[[-0.0, 1.0], [0.0, -2.0], [0.0, 0.5], [0.0, 0.5], [-0.0, 0.5]]], np.float32)
+    a, b = new_state(p, "cpu"), new_state(p, "cpu")
+    halves = []
+    for i, acts in enumerate((first, second)):
+        bt = batch_tokens(np.array([i]), np.array([5]), 5, True, p.seed, "cpu")
+        update(a, p, torch.from_numpy(acts), bt)
+        update_kernel(b, p, torch.from_numpy(acts), bt)
+        halves.append(new_state(p, "cpu"))
+        update(halves[-1], p, torch.from_numpy(acts), bt)
+    _assert_same(a, b)
+    _assert_same(a, merge(halves[1], halves[0], p))
+    assert str(a["min"][0].item()) == "-0.0" and str(a["max"][0].item()) == "0.0"
+
+
+def test_layers_folded_at_once_equal_one_at_a_time() -> None:
+    """The CPU batch loop folds layers on parallel threads: same states as one by one."""
+    from neuron_signatures.atlas.run import fold_layers
+
+    d, ctx = 9, 6
+    p = ReduceParams(d_mlp=d, ctx_len=ctx, top_k=3, samples=2, threshold=0.1, seed=3)
+    together = {n: new_state(p, "cpu") for n in range(3)}
+    apart = {n: new_state(p, "cpu") for n in range(3)}
+    before = torch.get_num_threads()
+    try:
+        for wins, lengths, acts in _batches(1, 6, d, ctx):
+            bt = batch_tokens(wins, lengths, ctx, False, p.seed, "cpu")
+            got = {n: torch.from_numpy(acts * (n + 1)) for n in range(3)}
+            torch.set_num_threads(2)
+            fold_layers("cpu", update_kernel, together, p, got, bt)
+            assert torch.get_num_threads() == 2  # restored
+            for n in range(3):
+                update_kernel(apart[n], p, got[n], bt, threads=1)
+    finally:
+        torch.set_num_threads(before)
+    for n in range(3):
+        for name in together[n]:
+            assert torch.equal(together[n][name], apart[n][name]), name
 
 
 def test_reducer_choice(monkeypatch: pytest.MonkeyPatch) -> None:
