@@ -1,29 +1,34 @@
 """The CPU reduction as one compiled pass (numba): the same state as :func:`.reduce.update`.
 
 On a CPU the torch reduction is some forty full passes over a batch's ``[N, d]`` activations
-(casts, boolean sums, gathers, sorts) and cost as much as the model's forward. Here each token's
-row of activations is read into cache once and folded into everything:
+(casts, boolean sums, gathers, sorts) and cost as much as the model's forward. Here the tokens
+are read in groups of :data:`G` rows, once, and folded into everything:
 
-1. float64 sums of ``x`` .. ``x^4`` (made exact digits by the caller, as in torch), ``min``
-   and ``max`` (NaN propagates, as ``torch.minimum`` does), ``n_pos``, ``n_thr``: short loops
-   over the row that the compiler vectorises;
-2. the histogram, through the same block table (:mod:`.bins`), counted in an int32
-   ``(bin, neuron)`` table (int16 when a batch has < 2^15 tokens) whose other half holds each
-   reservoir's threshold (the top 16 or 32 bits of its ``r``-th priority, a conservative
-   filter): one cache line serves the count and the reservoir test;
-3. the interval reservoirs by insertion: a token enters a ``(neuron, bin)`` reservoir iff its
+1. float64 sums of ``x`` .. ``x^4`` (made exact digits by the caller, as in torch), ``n_pos``
+   and ``n_thr``: one pass over the accumulators per group of four tokens (a quarter of the
+   loads and stores of one pass per token; the sums' rounding differs, not their exactness);
+2. ``min`` and ``max`` kept as int32 order keys (:func:`keys`: -0.0 < +0.0, NaN beyond
+   +-inf, the order of the ranked lists; the torch path and ``merge`` use the same rule), in
+   the same vectorised loop that tests the group's extreme keys against the k-th keys of the
+   top-k and bottom-k lists;
+3. the histogram: the bin is arithmetic on the float bits (:func:`.bins.block_affine`, equal to
+   the block table), counted in an int32 ``(bin, neuron)`` table (int16 when a batch has < 2^15
+   tokens) whose other half holds each reservoir's threshold (the top 16 or 32 bits of its
+   ``r``-th priority, a conservative filter): one cache line serves the count and the test;
+4. the interval reservoirs by insertion: a token enters a ``(neuron, bin)`` reservoir iff its
    priority is below the reservoir's ``r``-th, so the result is the bottom-r set that
    :func:`.reduce._sample` keeps;
-4. the top-k and bottom-k lists by insertion, ordered by ``(order key, g ascending)`` exactly as
+5. the top-k and bottom-k lists by insertion, ordered by ``(order key, g ascending)`` exactly as
    :func:`.ranking.rank_union` orders them; ``src`` records where each kept entry came from (its
    old slot ``j``, or ``-1 - t`` for the batch's token ``t``) so that the caller gathers windows.
 
-Steps 3 and 4 first count a row's candidates in a vectorised loop and only walk the row when
-there are some (rare once lists and reservoirs are full: tokens come in ascending priority).
-Neurons are split into blocks run on threads (the GIL is released); each neuron is handled by
-one thread in a fixed token order, so results do not depend on the thread count. Everything but
-the float64 sums is an exact selection or count, bit-identical to the torch path; the sums
-are added in priority order rather than torch's pairwise order (equal to float64 rounding).
+Steps 4 and 5 test a chunk of flags in a vectorised loop and only walk it when some are set
+(rare once lists and reservoirs are full: tokens come in ascending priority). Neurons are cut
+into tiles of :data:`TILE` (their histogram cells contiguous, so a tile's working set stays in
+cache) and tiles are split over threads (the GIL is released); each neuron is handled by one
+thread in a fixed token order, so results depend neither on the thread count nor on the tile
+size. Everything but the float64 sums is an exact selection or count, bit-identical to the torch
+path; the sums are added in another order than torch's (equal to float64 rounding).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Per layer the state holds, for every neuron (``[d]`` unless noted):
    most significant first), so the totals do not depend on how batches are grouped: merge is
    exact. ``moments_bad [d]`` counts batches whose ``x^3``/``x^4`` sums were not finite or beyond
    the digits' range (``|x|`` above ~40,000): the reader then reports NaN skewness and kurtosis.
-3. ``min``, ``max``; ``n_pos`` (count ``x > 0``) and ``n_thr`` (count ``x > threshold``).
+3. ``min``, ``max`` (in the lists' key order, so -0.0 < +0.0; NaN once a value was NaN);
+   ``n_pos`` (count ``x > 0``) and ``n_thr`` (count ``x > threshold``).
 4. ``hist [d, n_bins]``: exact counts over half-octave bins read off the float bits
    (:mod:`.bins`), fixed before the first token.
 5. Top-k and bottom-k examples (:mod:`.ranking`): order key, token ``g = window * ctx_len +

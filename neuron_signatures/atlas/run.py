@@ -140,6 +140,7 @@ def run_batches(
     )
     bar.update(sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)))
     t_fwd = t_red = 0.0
+    per_batch: list[list[float]] = []  # [tokens, forward_s, reduce_s] of each batch
     since = 0
     for b in range(start, hi):
         wins = np.asarray(batches[b], dtype=np.int64)
@@ -148,13 +149,15 @@ def run_batches(
         t = time.perf_counter()
         got = capture_hook_post(lm, ids.to(dev), mask.to(dev), layers)
         _sync(dev)
-        t_fwd += time.perf_counter() - t
+        fwd = time.perf_counter() - t
         t = time.perf_counter()
         bt = batch_tokens(wins, lengths, p.ctx_len, cfg.include_bos, p.seed, dev)
         fold_layers(dev, fold, states, p, got, bt)
         del got
         _sync(dev)
-        t_red += time.perf_counter() - t
+        red = time.perf_counter() - t
+        t_fwd, t_red = t_fwd + fwd, t_red + red
+        per_batch.append([int(lengths.sum()), round(fwd, 4), round(red, 4)])
         since += int(lengths.sum())
         bar.update(int(lengths.sum()))
         if since >= cfg.checkpoint_every and b + 1 < hi:
@@ -198,6 +201,7 @@ def run_batches(
         "reducer": "numba kernel" if fold is update_kernel else "torch ops",
         "forward_s": round(t_fwd, 3),
         "reduce_s": round(t_red, 3),
+        "batches_s": per_batch,
         "save_s": round(t_save, 3),
         "write_scores_s": round(t_scores, 3),
         "checkpoint_every": cfg.checkpoint_every,
