@@ -21,9 +21,10 @@ Then peak RSS of builds of ``--rss_tokens`` N and 10*N corpus tokens, each in a 
 (``--rss_layers``, default layer 0 only, to keep it fast: the forward stops after it).
 
 The reduction's cost per token falls as the lists fill (a token enters a top-k list of n seen
-tokens with probability ~k/n), so short corpora overstate it: the default is 12k tokens.
+tokens with probability ~k/n), so short corpora overstate it: the default is 30k tokens, the size
+of ``make demo``'s atlas.
 
-Usage: ``python benchmarks/bench_atlas.py [--tokens 12000] [--reps 2] [--device cpu]
+Usage: ``python benchmarks/bench_atlas.py [--tokens 30000] [--reps 2] [--device cpu]
 [--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss]``
 """
 
@@ -81,7 +82,7 @@ def rss_child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=12000, help="corpus tokens of rows (a)-(c)")
+    ap.add_argument("--tokens", type=int, default=30000, help="corpus tokens of rows (a)-(c)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (the compute dtype)")
