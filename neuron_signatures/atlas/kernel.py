@@ -64,10 +64,10 @@ def _block(
     k = tkey.shape[1]
     a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
     a3, a4, a6, a7 = mn[lo:hi], mx[lo:hi], npos[lo:hi], nthr[lo:hi]
-    rank = np.empty((4, w), np.int64)  # the k-th keys (top, bottom) and their int32 bounds
+    rank = np.empty((2, w), np.int64)  # the lists' k-th keys (top, bottom)
     rank[0] = tkey[lo:hi, k - 1]
     rank[1] = bkey[lo:hi, k - 1]
-    t32 = np.maximum(rank[0], I32_MIN).astype(np.int32)
+    t32 = np.maximum(rank[0], I32_MIN).astype(np.int32)  # as int32 bounds: a superset test
     b32 = np.minimum(rank[1], I32_MAX).astype(np.int32)
     cell = np.empty(w, np.int64)  # flat index of the (bin, neuron) count in cells
     flag = np.empty(w, np.int32)
@@ -198,7 +198,9 @@ def _rank(m, n, kb, gt, tag, rank, t32, b32, tkey, tg, tsrc, bkey, bg, bsrc):  #
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _histogram(lo, x, xb, boff, s, pr, gt, pshift, cells, cell, flag, cand, rh, rg, rv):  # fmt: skip  # noqa: E501
+def _histogram(
+    lo, x, xb, boff, s, pr, gt, pshift, cells, cell, flag, cand, rh, rg, rv,
+):  # fmt: skip
     """Count one token's row ``x`` (bits ``xb``) of neurons ``lo:`` and offer it to the
     reservoirs its cells' thresholds let through (priority ``pr``, token ``gt``)."""
     nb, tw = cells.shape[0], cells.shape[1]
