@@ -7,7 +7,7 @@ are read in groups of :data:`G` rows, once, and folded into everything:
 1. float64 sums of ``x`` .. ``x^4`` (made exact digits by the caller, as in torch), ``n_pos``
    and ``n_thr``: one pass over the accumulators per group of four tokens (a quarter of the
    loads and stores of one pass per token; the sums' rounding differs, not their exactness);
-2. ``min`` and ``max`` kept as int32 order keys (:func:`keys`: -0.0 < +0.0, NaN beyond
+2. ``min`` and ``max`` kept as int32 order keys (:func:`.ranking.order_key`: -0.0 < +0.0, NaN beyond
    +-inf, the order of the ranked lists; the torch path and ``merge`` use the same rule), in
    the same vectorised loop that tests the group's extreme keys against the k-th keys of the
    top-k and bottom-k lists;
@@ -40,8 +40,10 @@ from typing import Any
 
 import numba
 import numpy as np
+import torch
 
 from . import bins
+from .ranking import key_value, order_key
 
 _FLIP = np.int32(0x7FFFFFFF)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -55,11 +57,12 @@ STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
-    lo, hi, acts, bits, rows, pos, order, g, prio, thr, boff, s,
-    s1, s2, s3, s4, mn, mx, npos, nthr, cells, pshift,
+    lo, hi, cells, acts, bits, rows, pos, order, g, prio, thr, boff, s,
+    s1, s2, s3, s4, mn, mx, npos, nthr, pshift,
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
 ):  # fmt: skip
-    """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring)."""
+    """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring), whose
+    histogram cells are ``cells [bins, T, 2]``."""
     w = hi - lo
     k = tkey.shape[1]
     a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
@@ -145,19 +148,12 @@ def _block(
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _tiles(
-    first, last, acts, bits, rows, pos, order, g, prio, thr, boff, s,
-    s1, s2, s3, s4, mn, mx, npos, nthr, cells, pshift,
-    tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
-):  # fmt: skip
+def _tiles(first, last, cells, acts, *rest):  # fmt: skip
     """:func:`_block` over the neuron tiles ``first:last`` (``cells [tiles, bins, T, 2]``)."""
-    d = acts.shape[2]
     tw = cells.shape[2]
     for ti in range(first, last):
         lo = ti * tw
-        _block(lo, min(lo + tw, d), acts, bits, rows, pos, order, g, prio, thr, boff, s,
-               s1, s2, s3, s4, mn, mx, npos, nthr, cells[ti], pshift,
-               tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv)  # fmt: skip
+        _block(lo, min(lo + tw, acts.shape[2]), cells[ti], acts, *rest)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -298,18 +294,12 @@ def _pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="atlas-reduce")
 
 
-def keys(v: np.ndarray) -> np.ndarray:
-    """int32 order keys of float32 ``v`` (integer order = float order, -0.0 < +0.0)."""
-    b = v.view(np.int32)
-    return np.where(b < 0, b ^ _FLIP, b).astype(np.int32)
+def _keys(v: np.ndarray) -> np.ndarray:
+    """int32 order keys of float32 ``v`` (:func:`.ranking.order_key`)."""
+    return order_key(torch.from_numpy(v)).numpy().astype(np.int32)
 
 
-def values(k: np.ndarray) -> np.ndarray:
-    """The float32 values of int32 order keys (the inverse of :func:`keys`)."""
-    return np.where(k < 0, k ^ _FLIP, k).astype(np.int32).view(np.float32)
-
-
-_INF_KEYS = keys(np.array([-np.inf, np.inf], np.float32))  # NaN keys lie beyond these
+_INF_KEYS = _keys(np.array([-np.inf, np.inf], np.float32))  # NaN keys lie beyond these
 
 
 def run(
@@ -341,7 +331,7 @@ def run(
     for side in ("top", "bot"):
         out[f"{side}_src"] = np.ascontiguousarray(np.broadcast_to(np.arange(k), (d, k)))
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
-    lo_key, hi_key = keys(st["min"]), keys(st["max"])
+    lo_key, hi_key = _keys(st["min"]), _keys(st["max"])
     # bin-major (a row's neurons fall in a few bins), int32, count and threshold side by side
     # int16 when a batch's counts fit (the table then fits a core's L2 cache for d = 2048)
     small = rows.shape[0] < SMALL_BATCH
@@ -352,9 +342,9 @@ def run(
     thresh[:d] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb)
     cells[..., 1] = thresh.reshape(tiles, TILE, nb).transpose(0, 2, 1)
     args: tuple[Any, ...] = (
-        acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold),
+        cells, acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold),
         *bins.block_affine(*hist_exp), out["s1"], out["s2"], out["s3"], out["s4"], lo_key,
-        hi_key, out["npos"], out["nthr"], cells, pshift, st["top_key"], st["top_g"],
+        hi_key, out["npos"], out["nthr"], pshift, st["top_key"], st["top_g"],
         out["top_src"], st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"],
         st["bot_acts"], st["samp_h"], st["samp_g"], st["samp_v"],
     )  # fmt: skip
@@ -370,6 +360,7 @@ def run(
     st["n_pos"] += out.pop("npos")
     st["n_thr"] += out.pop("nthr")
     nan = was_nan | (lo_key < _INF_KEYS[0]) | (hi_key > _INF_KEYS[1])
-    st["min"][:] = np.where(nan, np.nan, values(lo_key))  # NaN anywhere makes both NaN
-    st["max"][:] = np.where(nan, np.nan, values(hi_key))
+    for name, key in (("min", lo_key), ("max", hi_key)):  # NaN anywhere makes both NaN
+        value = key_value(torch.from_numpy(key.astype(np.int64))).numpy()
+        st[name][:] = np.where(nan, np.nan, value)
     return out

@@ -157,14 +157,9 @@ def new_state(p: ReduceParams, device: str) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def update(
-    st: dict[str, torch.Tensor],
-    p: ReduceParams,
-    acts: torch.Tensor,
-    bt: BatchTokens,
-    threads: int | None = None,
+    st: dict[str, torch.Tensor], p: ReduceParams, acts: torch.Tensor, bt: BatchTokens
 ) -> None:
-    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place). ``threads`` is
-    there for :func:`update_kernel`'s signature: torch ops use torch's own setting."""
+    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place)."""
     x = acts[bt.valid].float()  # [N, d]
     if x.shape[0] == 0:
         return

@@ -72,20 +72,21 @@ def fold_layers(
     for a shared core (a 262k-element sort: 186 ms with 2 threads on a busy 2-core machine, 5 ms
     with 1).
     """
-    if device.startswith("cuda") or device == "mps":
+    if device != "cpu":
         for layer in states:
             fold(states[layer], p, got[layer], bt)
         return
     threads = torch.get_num_threads()
-    lanes = min(threads, len(states)) if fold is update_kernel else 1
     torch.set_num_threads(1)  # the glue's and torch path's small ops
     try:
-        if lanes == 1:
+        if fold is not update_kernel or threads == 1 or len(states) == 1:
+            kw = {"threads": threads} if fold is update_kernel else {}  # neurons split instead
             for layer in states:
-                fold(states[layer], p, got[layer], bt, threads=threads)
+                fold(states[layer], p, got[layer], bt, **kw)
             return
+        lanes = min(threads, len(states))
+        each = threads // lanes
         pool = _layer_pool(lanes)
-        each = max(1, threads // lanes)
         jobs = [pool.submit(fold, states[n], p, got[n], bt, threads=each) for n in states]
         for job in jobs:
             job.result()
