@@ -140,8 +140,7 @@ def run_batches(
         cfg.progress, sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, hi)), "atlas"
     )
     bar.update(sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)))
-    t_fwd = t_red = 0.0
-    per_batch: list[list[float]] = []  # [tokens, forward_s, reduce_s] of each batch
+    per_batch: list[tuple[int, float, float]] = []  # (tokens, forward_s, reduce_s) per batch
     since = 0
     for b in range(start, hi):
         wins = np.asarray(batches[b], dtype=np.int64)
@@ -157,8 +156,7 @@ def run_batches(
         del got
         _sync(dev)
         red = time.perf_counter() - t
-        t_fwd, t_red = t_fwd + fwd, t_red + red
-        per_batch.append([int(lengths.sum()), round(fwd, 4), round(red, 4)])
+        per_batch.append((int(lengths.sum()), fwd, red))
         since += int(lengths.sum())
         bar.update(int(lengths.sum()))
         if since >= cfg.checkpoint_every and b + 1 < hi:
@@ -200,9 +198,9 @@ def run_batches(
         "tokens_forwarded_this_process": n_fwd
         - sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)),
         "reducer": "numba kernel" if fold is update_kernel else "torch ops",
-        "forward_s": round(t_fwd, 3),
-        "reduce_s": round(t_red, 3),
-        "batches_s": per_batch,
+        "forward_s": round(sum(f for _, f, _ in per_batch), 3),
+        "reduce_s": round(sum(r for _, _, r in per_batch), 3),
+        "batches_s": [[n, round(f, 4), round(r, 4)] for n, f, r in per_batch],
         "save_s": round(t_save, 3),
         "write_scores_s": round(t_scores, 3),
         "checkpoint_every": cfg.checkpoint_every,
