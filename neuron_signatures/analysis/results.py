@@ -16,6 +16,7 @@ at least ``layer`` and ``neuron``. Readers here are torch-free so the UIs can us
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,27 @@ def say_x_check(sig: dict[str, Any] | None) -> SayXCheck | None:
     except (TypeError, ValueError):
         rank = None
     return SayXCheck(token, rank, agrees if isinstance(agrees, bool) else None)
+
+
+def causal_check_values(record: dict[str, Any]) -> tuple[float, float] | None:
+    """``(real_delta, predicted_delta)`` of an influence record whose causal check ran, else None.
+
+    ``--verify_top N`` checks only the first N records: the others carry None (NaN in the CSV) or
+    no such keys. None unless both values are finite numbers.
+    """
+    out = []
+    for key in ("real_delta", "predicted_delta"):
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return None
+        try:
+            x = float(value)
+        except ValueError:
+            return None
+        if not math.isfinite(x):
+            return None
+        out.append(x)
+    return out[0], out[1]
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:

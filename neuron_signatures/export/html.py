@@ -24,6 +24,7 @@ from ..analysis.results import (
     SIGNATURES_FILE,
     Ranking,
     analysis_dir,
+    causal_check_values,
     list_rankings,
     load_signatures,
     load_write_scores,
@@ -186,6 +187,8 @@ class ProbeRun:
 
 
 def _num(value: Any, spec: str = "+.4g") -> str:
+    if value is None:  # NaN written to JSON
+        return "n/a"
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -242,11 +245,9 @@ def influence_html(rows: list[tuple[str, int, dict[str, Any]]]) -> str:
             f"influence rank #{rank} in {title}: influence {_num(f.get('influence'))}, "
             f"activation {_num(f.get('activation'), '.4g')} at ctx {f.get('ctx_idx')}"
         )
-        if "real_delta" in f and "predicted_delta" in f:
-            line += (
-                f"; causal check: real delta {_num(f['real_delta'])} vs predicted "
-                f"{_num(f['predicted_delta'])}"
-            )
+        causal = causal_check_values(f)  # only the first --verify_top records were checked
+        if causal is not None:
+            line += f"; causal check: real delta {causal[0]:+.4g} vs predicted {causal[1]:+.4g}"
         out.append(f'<p class="influence">{esc(line)}</p>')
     return "".join(out)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..analysis.results import SIGNATURES_FILE, say_x_check
+from ..analysis.results import SIGNATURES_FILE, causal_check_values, say_x_check
 from ..tokens import token_display
 from . import charts, steer
 from .heatmap import (
@@ -25,8 +25,6 @@ from .selection import INFLUENCE
 from .sidebar import Selection
 from .state import CHART_KEY, chart_pick
 from .tables import candidates_table, peaks_table, probe_peaks, token_table
-
-CAUSAL_KEYS = ("real_delta", "predicted_delta")
 
 
 def render_page(
@@ -179,16 +177,15 @@ def _peak_metrics(view: RunView, row: dict[str, Any], peaks: PromptPeaks) -> Non
 
 
 def _influence_lines(rank: int, f: dict[str, Any]) -> None:
-    """The influence record of the neuron and, when it ran, the causal check."""
+    """The influence record of the neuron and, when it ran for this record, the causal check
+    (``--verify_top`` checks only the first records: later ones hold None)."""
     st.caption(
-        f"influence rank #{rank}: influence {float(f.get('influence', 0)):+.4g}, "
-        f"activation {float(f.get('activation', 0)):.4g} at ctx {f.get('ctx_idx')}"
+        f"influence rank #{rank}: influence {_fmt(f.get('influence'), '+.4g')}, "
+        f"activation {_fmt(f.get('activation'), '.4g')} at ctx {f.get('ctx_idx')}"
     )
-    if all(k in f for k in CAUSAL_KEYS):
-        st.caption(
-            f"causal check: real delta {float(f['real_delta']):+.4g} vs predicted "
-            f"{float(f['predicted_delta']):+.4g}"
-        )
+    causal = causal_check_values(f)
+    if causal is not None:
+        st.caption(f"causal check: real delta {causal[0]:+.4g} vs predicted {causal[1]:+.4g}")
 
 
 def _explicit(ws: dict) -> None:
@@ -228,11 +225,15 @@ def signature_block(sig: dict[str, Any] | None) -> None:
         st.dataframe(peaks, width="stretch", hide_index=True)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    """``value`` as a number in ``spec``; ``n/a`` for None, NaN or inf; else its text."""
+    if value is None:
+        return "n/a"
     try:
-        return f"{float(value):.3g}"
+        x = float(value)
     except (TypeError, ValueError):
         return str(value)
+    return format(x, spec) if np.isfinite(x) else "n/a"
 
 
 def downloads(

@@ -305,6 +305,37 @@ def test_probe_run_panel(atlas: Atlas, tmp_path: Path) -> None:
     assert "no signature, influence or write scores" in section(root, 2, 10).text()
 
 
+def test_probe_run_panel_on_every_neuron_of_a_demo_shaped_influence_file(
+    atlas: Atlas, tmp_path: Path
+) -> None:
+    """Influence records past ``--verify_top`` hold ``real_delta: None``: every atlas neuron's
+    panel shows its record, the causal check only where it ran, and never "None"."""
+    from tests.web.fixtures import demo_causal_line, demo_influence_order, make_demo_influence_run
+
+    run = make_demo_influence_run(tmp_path / "run", atlas.model_name)
+    rank = {nid: r + 1 for r, nid in enumerate(demo_influence_order())}
+    every = [(layer, n) for layer in atlas.layers for n in range(atlas.d_mlp)]
+    root = parse(export_html(atlas, every, tmp_path / "p.html", run_dir=run))
+    seen = {"ranked": 0, "verified": 0, "unranked": 0}
+    for layer, n in every:
+        probe = section(root, layer, n).find(cls="probe")[0].text()
+        assert "None" not in probe and "n/a" not in probe, probe
+        r = rank.get((layer, n))
+        if r is None:
+            seen["unranked"] += 1
+            assert "influence rank" not in probe and "causal check" not in probe
+            continue
+        seen["ranked"] += 1
+        assert f"influence rank #{r} in " in probe
+        want = demo_causal_line(r)
+        seen["verified"] += want is not None
+        if want is None:
+            assert "causal check" not in probe, probe
+        else:
+            assert want in probe and probe.count("causal check") == 1
+    assert all(seen.values()), seen
+
+
 def test_run_of_another_model(atlas: Atlas, tmp_path: Path) -> None:
     run = matching_run(tmp_path / "run", "synthetic")
     with pytest.raises(BadArgumentError, match="is a run of 'synthetic'"):

@@ -153,3 +153,56 @@ def make_atlas(lm: Any, out: Path) -> Path:
     vocab[vocab.index(ATLAS_MARKUP[0])] = ATLAS_MARKUP[1]
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     return out
+
+
+# A demo-shaped influence file: `influence --verify_top 20` over a run, 200 records kept (the
+# default selection), the causal check on the first 20 only; records 21-200 carry
+# ``real_delta: None`` (NaN written as JSON null), the rest of the run's neurons are unranked.
+DEMO_LAYERS, DEMO_D_MLP, DEMO_RANKED, DEMO_VERIFIED = 3, 72, 200, 20
+
+
+def demo_influence_order() -> list[tuple[int, int]]:
+    """The ranked neurons of the demo-shaped file, in rank order (a fixed shuffle of the run's)."""
+    every = [(lay, n) for lay in range(DEMO_LAYERS) for n in range(DEMO_D_MLP)]
+    order = np.random.default_rng(7).permutation(len(every))[:DEMO_RANKED]
+    return [every[i] for i in order]
+
+
+def make_demo_influence_run(run_dir: Path, model_name: str = "synthetic") -> Path:
+    """A run of ``DEMO_LAYERS x DEMO_D_MLP`` neurons with a demo-shaped influence file."""
+    from neuron_signatures.store.build import write_run
+
+    rng = np.random.default_rng(1)
+    prompts, acts = [], []
+    for i, (pid, toks) in enumerate(list(TOKENS.items())[:2]):
+        a = rng.normal(0, 0.5, (DEMO_LAYERS, len(toks), DEMO_D_MLP)).astype(np.float32)
+        ids = [2] + [100 + 10 * i + j for j in range(1, len(toks))]
+        prompts.append(
+            {"probe_id": pid, "text": " ".join(toks[1:]), "tokens": toks, "token_ids": ids}
+        )
+        acts.append(a)
+    write_run(run_dir, prompts, acts, model_name=model_name, prompts_per_shard=2)
+    ad = run_dir / "analysis"
+    ad.mkdir(exist_ok=True)
+    records = []
+    for r, (lay, n) in enumerate(demo_influence_order()):
+        verified = r < DEMO_VERIFIED
+        records.append(
+            {"rank": r + 1, "layer": lay, "neuron": n, "ctx_idx": 5, "activation": 1.0 - r / 400,
+             "influence": 0.5 - r / 1000, "token_ascii": " is", "coef": 0.1,
+             "real_delta": 0.25 + r / 100 if verified else None,
+             "predicted_delta": 0.5 - r / 1000 if verified else None}
+        )  # fmt: skip
+    meta = {"format_version": 1, "kind": "influence", "prompt_id": "seed_prompt", "metric": "dla",
+            "target_mode": "logit", "target_pos": 5, "target_token_id": 100,
+            "target_token": "▁Austin", "ctx_idx": 5}  # fmt: skip
+    write_json(ad / INFLUENCE_NAME, {**meta, "records": records})
+    return run_dir
+
+
+def demo_causal_line(rank: int) -> str | None:
+    """The causal-check text the pages show for the record of ``rank`` (None past the check)."""
+    if rank > DEMO_VERIFIED:
+        return None
+    r = rank - 1
+    return f"causal check: real delta {0.25 + r / 100:+.4g} vs predicted {0.5 - r / 1000:+.4g}"

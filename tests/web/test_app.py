@@ -284,3 +284,39 @@ def test_chart_titles_and_legends_show_prompt_ids_as_text(tmp_path: Path) -> Non
     assert single["layout"]["title"]["text"] == "Activation vs ctx_idx (&lt;b&gt;x&lt;/b&gt;)"
     for spec in specs.values():
         assert "<b>x" not in json.dumps(spec) and "<script>" not in json.dumps(spec)
+
+
+def test_every_neuron_of_a_demo_shaped_influence_file(tmp_path: Path) -> None:
+    """Records ranked past ``--verify_top`` hold ``real_delta: None``: every ranked neuron shows
+    its record (and the causal check only when it ran), every unranked neuron opens too."""
+    from tests.web.fixtures import (
+        DEMO_D_MLP,
+        DEMO_LAYERS,
+        DEMO_RANKED,
+        demo_causal_line,
+        demo_influence_order,
+        make_demo_influence_run,
+    )
+
+    at = start(make_demo_influence_run(tmp_path / "run"))
+    order = demo_influence_order()
+    assert any(f"kept {DEMO_RANKED}/{DEMO_RANKED}" in c.value for c in at.sidebar.caption)
+    for i, nid in enumerate(order):
+        at.selectbox(key="cand_pick").set_value(i).run()
+        assert shown(at) == nid
+        captions = [c.value for c in at.caption]
+        assert any(c.startswith(f"influence rank #{i + 1}: influence ") for c in captions)
+        causal = [c for c in captions if "causal check" in c]
+        want = demo_causal_line(i + 1)
+        assert causal == ([want] if want else []), (i + 1, causal)
+        assert "None" not in " ".join(captions)
+    ranked = set(order)
+    at.selectbox(key="mode").set_value("manual").run()
+    unranked = [(lay, n) for lay in range(DEMO_LAYERS) for n in range(DEMO_D_MLP)]
+    unranked = [nid for nid in unranked if nid not in ranked]
+    assert unranked
+    for lay, n in unranked:
+        at.selectbox(key="layer_in").set_value(lay)
+        at.number_input(key="neuron_in").set_value(n).run()
+        assert shown(at) == (lay, n)
+        assert not any("influence rank" in c.value for c in at.caption)

@@ -384,3 +384,36 @@ def test_url_names_an_atlas_opened_in_the_sidebar(web_atlas: Path, web_run: Path
     at.text_input(key="atlas_dir").input("").run()  # closed: back to the run page
     assert "atlas" not in at.query_params
     assert at.subheader[0].value == "Selected neuron: layer 1, neuron 3"
+
+
+def test_probe_run_panel_on_every_neuron_of_a_demo_shaped_influence_file(
+    web_atlas: Path, tmp_path: Path
+) -> None:
+    """The atlas page's probe-run panel on every atlas neuron, with a run whose influence records
+    past ``--verify_top`` hold ``real_delta: None`` (ranked: record and, when it ran, the causal
+    check; unranked: "not in any influence file")."""
+    from tests.web.fixtures import demo_causal_line, demo_influence_order, make_demo_influence_run
+
+    run = make_demo_influence_run(tmp_path / "run", "tiny-gemma2")
+    rank = {nid: r + 1 for r, nid in enumerate(demo_influence_order())}
+    atlas = open_atlas(web_atlas)
+    at = start(web_atlas, run_dir=run, layer=atlas.layers[0], neuron=0)
+    seen = {"ranked": 0, "verified": 0, "unranked": 0}
+    for layer in atlas.layers:
+        at.selectbox(key="atlas_layer").set_value(layer)
+        for n in range(atlas.d_mlp):
+            at.number_input(key="atlas_neuron").set_value(n).run()
+            assert shown(at) == (layer, n)
+            captions = [c.value for c in at.caption]
+            causal = [c for c in captions if "causal check" in c]
+            r = rank.get((layer, n))
+            if r is None:
+                seen["unranked"] += 1
+                assert "not in any influence file of the run" in captions and not causal
+                continue
+            seen["ranked"] += 1
+            assert any(c.startswith(f"influence rank #{r}: influence ") for c in captions)
+            want = demo_causal_line(r)
+            seen["verified"] += want is not None
+            assert causal == ([want] if want else []), ((layer, n), causal)
+    assert all(seen.values()), seen
