@@ -19,6 +19,7 @@ HELP = (
 )
 ORDER = 16
 BACKGROUND = (0, 0, 0)
+MARK = ("⟦", "⟧")  # around the example's token where no underline shows (piped, redirected)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--rank_by",
         choices=["value", "frac_of_max"],
-        default="value",
-        help="--search_text ranking: activation, or activation / the neuron's atlas max",
+        default=None,
+        help="--search_text ranking: activation (default), or activation / the neuron's atlas max",
     )
     s.add_argument("--layers", default=None, help="search only these layers, e.g. 5,10-17")
     s.add_argument("--device", default=None, help="--search_text model device (default auto)")
@@ -63,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     if not searches and not args.neuron:
         raise BadArgumentError(
             "give a neuron id (e.g. L17/N345), --search_token TOK or --search_text TEXT"
+        )
+    if args.rank_by is not None and args.search_text is None:
+        # refused rather than ignored: a ranking flag that changes nothing misleads the reader
+        raise BadArgumentError(
+            "--rank_by ranks the neurons of --search_text only: drop it, or search with "
+            "--search_text TEXT"
         )
     atlas = open_atlas(args.atlas)
     if searches:
@@ -87,9 +94,16 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def strip(tokens: list[str], acts: list[float], scale: float, mark: int | None = None) -> Any:
+def strip(
+    tokens: list[str],
+    acts: list[float],
+    scale: float,
+    mark: int | None = None,
+    brackets: bool = False,
+) -> Any:
     """A rich ``Text`` of tokens on their heat colour (shared rule of :mod:`..heat`), blended
-    over a black background; ``mark`` underlines one token."""
+    over a black background; ``mark`` underlines one token, and with ``brackets`` also wraps it
+    in :data:`MARK` (the styles vanish when the output is not a terminal)."""
     from rich.text import Text
 
     from ..heat import colors, opacity
@@ -102,7 +116,10 @@ def strip(tokens: list[str], acts: list[float], scale: float, mark: int | None =
     for i, (tok, c) in enumerate(zip(tokens, rgb, strict=True)):
         ink = "black" if float(c @ np.array([0.299, 0.587, 0.114])) > 140 else "white"
         style = f"{ink} on rgb({c[0]},{c[1]},{c[2]})" + (" bold underline" if i == mark else "")
-        out.append(token_display(tok), style=style)
+        shown = token_display(tok)
+        if brackets and i == mark:
+            shown = f"{MARK[0]}{shown}{MARK[1]}"
+        out.append(shown, style=style)
     return out
 
 
@@ -110,6 +127,7 @@ def _show(rec: Any, atlas: Any, n_examples: int, n_samples: int) -> None:
     from rich.console import Console
 
     con = Console(highlight=False)
+    brackets = not con.is_terminal
     s = rec.stats
     m = atlas.manifest
     con.print(
@@ -127,7 +145,7 @@ def _show(rec: Any, atlas: Any, n_examples: int, n_samples: int) -> None:
         for ex in examples[:n_examples]:
             where = f"doc {ex.document}" + (f" {ex.meta['topic']}" if "topic" in ex.meta else "")
             con.print(f"{ex.value:+.4g}  ({where}, window {ex.window} pos {ex.position})")
-            con.print(strip(ex.tokens, ex.acts or [], scale, ex.position))
+            con.print(strip(ex.tokens, ex.acts or [], scale, ex.position, brackets))
     if rec.intervals:
         con.print("\n[bold]intervals[/bold]")
     for iv in rec.intervals:
@@ -138,7 +156,7 @@ def _show(rec: Any, atlas: Any, n_examples: int, n_samples: int) -> None:
             acts[ex.position] = ex.value
             con.print(
                 "   ",
-                strip(ex.tokens[lo:hi], acts[lo:hi], scale, ex.position - lo),
+                strip(ex.tokens[lo:hi], acts[lo:hi], scale, ex.position - lo, brackets),
                 f" {ex.value:+.3g}",
             )
     if rec.write_top:
@@ -158,9 +176,10 @@ def _search(atlas: Any, args: argparse.Namespace) -> int:
     if args.search_token is not None:
         found: Any = atlas.search_token(args.search_token, layers=layers, **top)
     else:
+        _check_text_search(atlas, args.search_text, args.top_n, layers)
         lm = load_atlas_model(atlas, args.device)
         found = atlas.search_text(
-            args.search_text, lm=lm, rank_by=args.rank_by, layers=layers, **top
+            args.search_text, lm=lm, rank_by=args.rank_by or "value", layers=layers, **top
         )
     if args.json:
         print(json.dumps(_finite(asdict(found)), ensure_ascii=False, indent=1))
@@ -169,6 +188,19 @@ def _search(atlas: Any, args: argparse.Namespace) -> int:
     else:
         _show_text_search(found, atlas)
     return 0
+
+
+def _check_text_search(atlas: Any, text: str, top_n: int | None, layers: list[int] | None) -> None:
+    """What ``--search_text`` refuses, checked before its model loads (seconds)."""
+    if not text:
+        raise BadArgumentError("the text to search is empty: give some text, e.g. 'Austin, Texas'")
+    if top_n is not None and top_n < 1:
+        raise BadArgumentError(f"--top_n must be at least 1, got {top_n}")
+    bad = sorted(set(layers or ()) - set(atlas.layers))
+    if bad or layers == []:
+        raise BadArgumentError(
+            f"--layers {bad or '(none)'} are not in the atlas: pick from {atlas.layers}"
+        )
 
 
 def _show_token_search(found: Any, atlas: Any) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual.app import ComposeResult
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList
@@ -33,7 +33,11 @@ T = TypeVar("T")
 class BrowserScreen(Screen[None]):
     """The activation browser. Keys: see :mod:`neuron_signatures.tui.keys`."""
 
-    BINDINGS: ClassVar[list[BindingType]] = bindings()  # type: ignore[assignment]
+    # ``e`` is the linked browser's key (the atlas's examples); here it says why it does nothing.
+    BINDINGS: ClassVar[list[BindingType]] = [  # type: ignore[assignment]
+        *bindings(),
+        Binding("e", "examples", "atlas examples", show=False),
+    ]
     AUTO_FOCUS = ""  # nothing focused: the arrows drive the state, not a widget
 
     def __init__(self, state: BrowserState, ranking: RankingCursor) -> None:
@@ -141,6 +145,15 @@ class BrowserScreen(Screen[None]):
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
+
+    def action_examples(self) -> None:
+        self.notify(
+            "no atlas is open: start with `neuron-signatures browse --run_dir "
+            f"{self.state.run.run_dir} --atlas ATLAS` to switch to this neuron's atlas examples "
+            "with e",
+            severity="warning",
+            markup=False,
+        )
 
     def action_quit(self) -> None:
         self.app.exit()
