@@ -18,10 +18,13 @@ MLP neurons are Neuronpedia's ``neurons`` source set, whose source id is the bar
 2. Per neuron, read ``atlas.neuron(l, n)`` and map it: write scores -> ``pos_str/pos_values`` and
    ``neg_str/neg_values``, the positive side of the exact histogram -> ``freq_hist_data_*`` (bar
    heights = counts, bar values = bin centres), ``stats.max`` -> ``maxActApprox``; each top
-   example -> an activation with ``binMin = -1``, ``binMax =`` its value, ``binContains = -1`` (the
-   converter's "TOP ACTIVATIONS" group); each interval sample -> an activation with the interval's
-   ``binMin/binMax`` and share of tokens ``binContains``. Bottom examples have no Neuronpedia
-   counterpart and are left out.
+   example -> an activation with ``dataSource: "top"``, ``binMin = -1``, ``binMax =`` its value,
+   ``binContains = -1`` (the converter's "TOP ACTIVATIONS" group); each interval sample -> an
+   activation with the interval's ``binMin/binMax`` and share of tokens ``binContains``, whose
+   ``maxValue``/``maxValueTokenIndex`` are the sample's own value and position (Neuronpedia centres
+   the snippet there); each bottom example -> an activation with ``dataSource: "bottom"``
+   (Neuronpedia's ``BOTTOM_ACTIVATION_DATA_SOURCE`` in ``components/activation-item.tsx``: it
+   centres the snippet on the most negative value), ``maxValue`` its (negative) value, no bins.
 3. Gzip each batch, write it, drop it (memory: one batch). A layer is written into a temporary
    sibling folder, its metadata rows last, then renamed into place: an interrupted export never
    leaves a source folder that looks complete, and a re-export replaces the old one whole.
@@ -50,6 +53,7 @@ NEURONS_SOURCESET = "neurons"  # Neuronpedia's source set of model neurons
 CREATOR_ID = "clkht01d40000jv08hvalcvly"  # the bot user of Neuronpedia's seeded database
 CREATOR_NAME = "neuron-signatures"
 TOP_BIN = -1.0  # binMin / binContains of a top activation (SAEDashboard's converter)
+TOP_SOURCE, BOTTOM_SOURCE = "top", "bottom"  # Activation.dataSource values Neuronpedia reads
 MODEL_ID_RE = re.compile(r"^[a-z0-9_-]+$")  # Neuronpedia's Model.id rule (lower-cased)
 
 Row = dict[str, Any]
@@ -236,30 +240,48 @@ def positive_histogram(rec: NeuronAtlas) -> tuple[list[float], list[float]]:
 
 
 def activation_rows(rec: NeuronAtlas, mid: str) -> Iterator[Row]:
-    """The ``Activation`` rows of one neuron: top examples, then interval samples (highest
-    interval first)."""
+    """The ``Activation`` rows of one neuron: top examples, interval samples (highest interval
+    first), then bottom examples (most negative first)."""
     for k, ex in enumerate(rec.top):
-        yield activation_row(rec, mid, ex, f"top{k}", (TOP_BIN, ex.value, TOP_BIN))
+        yield activation_row(rec, mid, ex, f"top{k}", (TOP_BIN, ex.value, TOP_BIN), TOP_SOURCE)
     for i, iv in reversed(list(enumerate(rec.intervals))):
         for k, ex in enumerate(iv.samples):
             yield activation_row(rec, mid, ex, f"interval{i}.{k}", (iv.lo, iv.hi, iv.fraction))
+    for k, ex in enumerate(rec.bottom):
+        yield activation_row(rec, mid, ex, f"bottom{k}", None, BOTTOM_SOURCE)
 
 
 def activation_row(
-    rec: NeuronAtlas, mid: str, ex: Example, tag: str, bins: tuple[float, float, float]
+    rec: NeuronAtlas,
+    mid: str,
+    ex: Example,
+    tag: str,
+    bins: tuple[float, float, float] | None,
+    source: str | None = None,
 ) -> Row:
-    """One example as an ``Activation`` row; ``bins`` is ``(binMin, binMax, binContains)``.
+    """One example as an ``Activation`` row; ``bins`` is ``(binMin, binMax, binContains)``
+    (None: no bin), ``source`` its ``dataSource`` (None: none).
 
-    An interval sample stores only its own token's value: the others are written as 0.
+    ``maxValue``/``maxValueTokenIndex``: a top example's window maximum; otherwise the example's
+    own value and position: a bottom example's (Neuronpedia sorts bottom rows by ``maxValue``,
+    lowest first) and an interval sample's, which stores only its own token's value (the others
+    are written as 0, so the window's maximum would point at an unsampled token); ``minValue`` is
+    the smallest stored value.
     """
     if ex.acts is not None:
         values = [_num(v) for v in ex.acts[: len(ex.tokens)]]
+        stored = values
     else:
         values = [0.0] * len(ex.tokens)
         values[ex.position] = _num(ex.value)
-    top = max(values)
+        stored = [values[ex.position]]
+    if source == TOP_SOURCE:
+        top = max(values)
+        at = values.index(top)
+    else:
+        top, at = _num(ex.value), ex.position
     key = f"{mid}/{rec.layer}/{rec.index}/{tag}".encode()
-    return {
+    row: Row = {
         "id": "c" + hashlib.sha1(key).hexdigest()[:24],  # cuid-like, the same on every export
         "modelId": mid,
         "layer": str(rec.layer),
@@ -268,13 +290,15 @@ def activation_row(
         "tokens": [np_token(t) for t in ex.tokens],
         "values": values,
         "maxValue": top,
-        "maxValueTokenIndex": values.index(top),
-        "minValue": min(values),
-        "binMin": _num(bins[0]),
-        "binMax": _num(bins[1]),
-        "binContains": _num(bins[2]),
+        "maxValueTokenIndex": at,
+        "minValue": min(stored),
         "qualifyingTokenIndex": ex.position,  # the token that put the window in its bin
     }
+    if bins is not None:
+        row.update(binMin=_num(bins[0]), binMax=_num(bins[1]), binContains=_num(bins[2]))
+    if source is not None:
+        row["dataSource"] = source
+    return row
 
 
 def model_row(atlas: Atlas, mid: str) -> Row:

@@ -123,6 +123,7 @@ def test_batches_split_at_batch_size(exported: tuple[Path, list[int]]) -> None:
 
 def test_values_equal_the_atlas(exported: tuple[Path, list[int]], atlas: Atlas) -> None:
     model_dir, _ = exported
+    seen: dict[str, int] = {}
     for folder in model_dir.iterdir():
         t = read_source(folder)
         acts_of: dict[str, list[dict[str, Any]]] = {}
@@ -131,7 +132,9 @@ def test_values_equal_the_atlas(exported: tuple[Path, list[int]], atlas: Atlas) 
         for feat in t["features"]:
             rec = atlas.neuron(int(feat["layer"]), int(feat["index"]))
             check_feature(feat, rec)
-            check_activations(acts_of[feat["index"]], rec)
+            for kind, n in check_activations(acts_of[feat["index"]], rec).items():
+                seen[kind] = seen.get(kind, 0) + n
+    assert all(seen.values()), seen  # every kind of row, negative interval samples included
 
 
 def shown(piece: str) -> str:
@@ -161,22 +164,42 @@ def _upper(edges: list[float], k: int) -> float:
     return edges[k] if k < len(edges) else math.inf
 
 
-def check_activations(rows: list[dict[str, Any]], rec: Any) -> None:
-    """Top examples first (binMin -1), then every interval's samples, highest interval first."""
+def check_activations(rows: list[dict[str, Any]], rec: Any) -> dict[str, int]:
+    """Top examples first (binMin -1), then every interval's samples (highest interval first),
+    then the bottom examples; every row's ``maxValue`` and ``maxValueTokenIndex`` against the
+    atlas. Returns how many rows of each kind were checked."""
     samples = [(iv, ex) for iv in reversed(rec.intervals) for ex in iv.samples]
-    assert len(rows) == len(rec.top) + len(samples)
-    for row, ex in zip(rows, rec.top, strict=False):
-        assert row["tokens"] == [shown(t) for t in ex.tokens]
-        assert row["values"] == ex.acts
+    assert len(rows) == len(rec.top) + len(samples) + len(rec.bottom)
+    tops, rest = rows[: len(rec.top)], rows[len(rec.top) :]
+    for row, ex in zip(tops, rec.top, strict=True):
+        assert row["tokens"] == [shown(t) for t in ex.tokens] and row["dataSource"] == "top"
+        assert row["values"] == ex.acts  # the window's stored values (its own precision)
+        assert ex.acts[ex.position] == pytest.approx(ex.value, rel=1e-2)
         assert (row["binMin"], row["binMax"], row["binContains"]) == (-1, ex.value, -1)
-        assert row["maxValue"] == max(ex.acts) == row["values"][row["maxValueTokenIndex"]]
+        assert row["maxValue"] == max(ex.acts)  # a top example: the window's maximum
+        assert row["maxValueTokenIndex"] == ex.acts.index(max(ex.acts))
         assert row["minValue"] == min(ex.acts) and row["qualifyingTokenIndex"] == ex.position
-    for row, (iv, ex) in zip(rows[len(rec.top) :], samples, strict=True):
-        assert row["tokens"] == [shown(t) for t in ex.tokens]
+    counts = {"top": len(tops), "negative samples": 0, "samples": 0, "bottom": 0}
+    for row, (iv, ex) in zip(rest, samples, strict=False):
+        assert row["tokens"] == [shown(t) for t in ex.tokens] and "dataSource" not in row
         assert row["values"][ex.position] == ex.value and row["qualifyingTokenIndex"] == ex.position
         assert sum(v != 0 for v in row["values"]) <= 1  # only the sampled token's value is kept
+        # the sample's own token and value, never the window's first token for an unstored 0
+        assert (row["maxValueTokenIndex"], row["maxValue"]) == (ex.position, ex.value)
+        assert row["minValue"] == ex.value
         assert (row["binMin"], row["binMax"], row["binContains"]) == (iv.lo, iv.hi, iv.fraction)
         assert iv.lo <= ex.value <= iv.hi
+        counts["samples"] += 1
+        counts["negative samples"] += ex.value < 0
+    for row, ex in zip(rest[len(samples) :], rec.bottom, strict=True):
+        assert row["tokens"] == [shown(t) for t in ex.tokens] and row["dataSource"] == "bottom"
+        assert row["values"] == ex.acts  # the window's stored values (its own precision)
+        assert ex.acts[ex.position] == pytest.approx(ex.value, rel=1e-2)
+        assert (row["maxValueTokenIndex"], row["maxValue"]) == (ex.position, ex.value)
+        assert row["minValue"] == min(ex.acts) and row["qualifyingTokenIndex"] == ex.position
+        assert not {"binMin", "binMax", "binContains"} & set(row)
+        counts["bottom"] += 1
+    return counts
 
 
 def test_layer_subset_has_only_those_layers(atlas: Atlas, tmp_path: Path) -> None:
