@@ -19,7 +19,8 @@ HELP = (
     "({layer}/{neuron}.json), or one static HTML page"
 )
 ORDER = 47
-FORMATS = ("neuronpedia", "neuron_record", "html")
+FOLDER_FORMATS = ("neuronpedia", "neuron_record")  # written into --out_dir
+FORMATS = (*FOLDER_FORMATS, "html")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,9 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into an existing non-empty --out_dir (neuronpedia replaces each exported "
-        "layer's folder, neuron_record each exported neuron's file; nothing else is deleted) or "
-        "over an existing --out file",
+        help="replace a previous export: the whole export in --out_dir (it may hold only what "
+        "an export of --format writes; nothing else is deleted) or the --out file",
     )
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
@@ -74,21 +74,21 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise BadArgumentError(f"--batch_size {args.batch_size} must be at least 1")
 
 
-def check_target(path: Path, is_file: bool, overwrite: bool) -> None:
-    """Refuse to write over existing data unless ``--overwrite``."""
-    flag = "--out" if is_file else "--out_dir"
-    if is_file:
+def check_target(path: Path, fmt: str, overwrite: bool) -> None:
+    """Refuse to write over existing data unless ``--overwrite``, and an output that cannot be
+    written (checked before the atlas opens; the probe leaves nothing behind)."""
+    from ..export.outdir import check_out_dir
+    from ..store.writable import check_writable
+
+    if fmt not in FOLDER_FORMATS:
         if path.is_dir():
-            raise BadArgumentError(f"{flag} {path} is a folder: name an .html file")
+            raise BadArgumentError(f"--out {path} is a folder: name an .html file")
         if path.exists() and not overwrite:
-            raise RunExistsError(f"{path} already exists: pass --overwrite or another {flag}")
+            raise RunExistsError(f"{path} already exists: pass --overwrite or another --out")
+        check_writable(path.parent, "--out")
         return
-    if path.exists() and not path.is_dir():
-        raise BadArgumentError(f"{flag} {path} is a file: name a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise RunExistsError(
-            f"{path} is not empty: pass --overwrite to write into it, or another {flag}"
-        )
+    check_out_dir(path, fmt, overwrite)
+    check_writable(path)
 
 
 @contextmanager
@@ -112,25 +112,40 @@ def _export(
     neurons: list[tuple[int, int]],
     progress: Callable[[int], None] | None,
 ) -> Path:
-    if args.format == "neuron_record":
-        from ..export.neuron_record import export_neuron_records
+    if args.format in FOLDER_FORMATS:
+        from ..export.outdir import swap_in
 
-        return export_neuron_records(atlas, neurons, Path(args.out_dir), progress=progress)
-    if args.format == "neuronpedia":
-        from ..export.neuronpedia import export_neuronpedia
-
-        return export_neuronpedia(
-            atlas,
-            neurons,
-            Path(args.out_dir),
-            model_id=args.model_id,
-            batch_size=args.batch_size or 128,
-            progress=progress,
-        )
+        target = Path(args.out_dir)
+        with swap_in(target) as tmp:
+            written = _export_folder(args, atlas, neurons, tmp, progress)
+        return target / written.relative_to(tmp)
     from ..export.html import export_html
 
     run_dir = Path(args.run_dir) if args.run_dir else None
     return export_html(atlas, neurons, Path(args.out), run_dir=run_dir, progress=progress)
+
+
+def _export_folder(
+    args: argparse.Namespace,
+    atlas: Atlas,
+    neurons: list[tuple[int, int]],
+    out_dir: Path,
+    progress: Callable[[int], None] | None,
+) -> Path:
+    if args.format == "neuron_record":
+        from ..export.neuron_record import export_neuron_records
+
+        return export_neuron_records(atlas, neurons, out_dir, progress=progress)
+    from ..export.neuronpedia import export_neuronpedia
+
+    return export_neuronpedia(
+        atlas,
+        neurons,
+        out_dir,
+        model_id=args.model_id,
+        batch_size=args.batch_size or 128,
+        progress=progress,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,10 +153,11 @@ def run(args: argparse.Namespace) -> int:
     from ..export.select import parse_neurons
 
     _check_flags(args)
+    check_target(
+        Path(args.out if args.format == "html" else args.out_dir), args.format, args.overwrite
+    )
     atlas = open_atlas(args.atlas)
     neurons = parse_neurons(args.neurons, args.layers, atlas)
-    target = Path(args.out if args.format == "html" else args.out_dir)
-    check_target(target, args.format == "html", args.overwrite)
     if args.run_dir is not None:
         from ..store import open_run
 
