@@ -12,8 +12,10 @@ its file name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from ..errors import BadArgumentError, BadPromptsError
 FORTUNE = "fortune"
 SUFFIXES = (".txt", ".json", ".jsonl", ".parquet")
 _FORTUNE_SKIP = {"LICENSE"}
+_FIRST_ROW_BYTES = 1 << 20  # what the early field check reads of a JSON corpus
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,14 @@ def _version(dist: str) -> str:
 
 
 def check_corpus(spec: CorpusSpec) -> None:
-    """Fail fast on a corpus that cannot be read at all (before tokenizer or model load)."""
+    """Fail fast on a corpus that cannot be read at all (before tokenizer or model load): a
+    missing file, an unknown suffix, a first row without ``text_field``, an ``hf:`` corpus that
+    cannot be reached."""
     kind = spec.kind
-    if kind in (FORTUNE, "hf"):
+    if kind == FORTUNE:
+        return
+    if kind == "hf":
+        _check_hf(str(spec.source)[3:])
         return
     path = Path(str(spec.source))
     if not path.is_file():
@@ -95,6 +103,52 @@ def check_corpus(spec: CorpusSpec) -> None:
             f"corpus {path} has an unknown suffix {path.suffix!r}: use .txt, .json, .jsonl, "
             ".parquet or hf:<dataset>[:split]"
         )
+    _check_first_row(path, kind, spec.text_field)
+
+
+def _check_first_row(path: Path, kind: str, text_field: str) -> None:
+    """The first row of a JSON / JSON Lines / Parquet corpus has ``text_field`` (a wrong
+    ``--text_field`` is refused in a second, not after the tokenizer loads). Only the file's
+    start is read; every other problem is left to the full read, which names it."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            columns = pq.read_schema(path).names
+        except (OSError, ValueError):
+            return
+        if text_field not in columns:
+            fields = ", ".join(columns[:8]) or "none"
+            raise BadPromptsError(
+                f"{path} has no column {text_field!r} (columns: {fields}): pass --text_field NAME"
+            )
+        return
+    if kind not in ("json", "jsonl"):
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_FIRST_ROW_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return
+    if kind == "jsonl":
+        lines = head.splitlines()[:-1] if len(head) == _FIRST_ROW_BYTES else head.splitlines()
+        for n, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return
+                _field(row, text_field, f"{path} line {n}")
+                return
+        return
+    opening = re.compile(r"\s*\[\s*").match(head)
+    if opening is None:
+        return
+    try:
+        row, _ = json.JSONDecoder().raw_decode(head, opening.end())
+    except json.JSONDecodeError:  # an empty list, a first item past the start: read later
+        return
+    _field(row, text_field, f"{path} item 0")
 
 
 def iter_documents(spec: CorpusSpec) -> Iterator[Document]:
@@ -239,29 +293,105 @@ def _fortunes() -> Iterator[Document]:
             yield Document(text, {"topic": path.name})
 
 
-def _hf(name_split: str, text_field: str) -> Iterator[Document]:
-    try:
-        import datasets  # type: ignore[import-not-found]
-    except ImportError:
+def _check_hf(name_split: str) -> None:
+    """An ``hf:`` corpus that cannot be opened fails here, in about a second and one line: no
+    ``datasets`` library, no name, or the hub out of reach (``HF_HUB_OFFLINE`` set, or no
+    connection within a second, as for a hub model) with no cached copy of the dataset.
+    ``datasets`` itself would retry for ~30 s first, a log line per retry.
+    """
+    if not _has_datasets():
         raise BadArgumentError(
             "hf: corpora need the datasets library: pip install 'neuron-signatures[hf]'"
-        ) from None
-    name, _, split = name_split.partition(":")
+        )
+    name = name_split.partition(":")[0]
     if not name:
         raise BadArgumentError("--corpus hf: needs a dataset name, e.g. hf:NeelNanda/pile-10k")
-    datasets.logging.set_verbosity_error()
-    try:
-        ds = datasets.load_dataset(name, split=split or "train", streaming=True)
-        rows = iter(ds)
-        first = next(rows, None)
-    except Exception as e:  # datasets raises many types (offline, not found, gated...)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise BadArgumentError(
-            f"cannot open hf:{name_split} ({reason}): it needs network (unset HF_HUB_OFFLINE) or a "
-            "cached copy; or pass a local .txt/.jsonl/.parquet file"
-        ) from None
-    if first is None:
+    if Path(name).exists():  # a local dataset folder: no hub involved
         return
-    yield Document(_field(first, text_field, f"hf:{name_split} row 0"), {"index": 0})
-    for i, row in enumerate(rows, 1):
-        yield Document(_field(row, text_field, f"hf:{name_split} row {i}"), {"index": i})
+    from ..models.specs import hub_offline_reason
+
+    offline = hub_offline_reason()
+    if offline and not _hf_cached(name):
+        raise BadArgumentError(
+            f"cannot open hf:{name_split}: the Hugging Face hub is out of reach ({offline}) and "
+            "the dataset is not in the local Hugging Face cache: connect to the network, or pass "
+            "a local .txt/.jsonl/.parquet file"
+        )
+
+
+def _has_datasets() -> bool:
+    """Whether ``datasets`` can be imported, without importing it (that takes ~2 s)."""
+    import importlib.util
+    import sys
+
+    if "datasets" in sys.modules:
+        return sys.modules["datasets"] is not None
+    return importlib.util.find_spec("datasets") is not None
+
+
+def _hf_cached(name: str) -> bool:
+    """Whether the hub cache or the ``datasets`` cache holds a copy of dataset ``name``."""
+    import os
+
+    from huggingface_hub import constants
+
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
+    data = Path(os.environ.get("HF_DATASETS_CACHE") or Path(home) / "datasets").expanduser()
+    wanted = {
+        Path(constants.HF_HUB_CACHE).expanduser(): "datasets--" + name.replace("/", "--"),
+        data: name.replace("/", "___"),
+    }
+    for folder, entry in wanted.items():
+        try:
+            if any(p.name.lower() == entry.lower() for p in folder.iterdir()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Tell ``datasets`` and ``huggingface_hub`` that the hub is out of reach (so a cached copy
+    is read without ~30 s of retries), when ``HF_HUB_OFFLINE`` did not already say so."""
+    if not offline:
+        yield
+        return
+    import datasets
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
+def _hf(name_split: str, text_field: str) -> Iterator[Document]:
+    """The rows of ``hf:<name>[:split]``, streamed (:func:`_check_hf` has passed)."""
+    import datasets  # type: ignore[import-not-found]
+
+    from ..models.specs import hub_offline_reason
+
+    name, _, split = name_split.partition(":")
+    offline = not Path(name).exists() and hub_offline_reason() is not None
+    datasets.logging.set_verbosity_error()
+    with _hub_offline(offline):
+        try:
+            ds = datasets.load_dataset(name, split=split or "train", streaming=True)
+            rows = iter(ds)
+            first = next(rows, None)
+        except Exception as e:  # datasets raises many types (offline, not found, gated...)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise BadArgumentError(
+                f"cannot open hf:{name_split} ({reason}): it needs network (unset "
+                "HF_HUB_OFFLINE) or a cached copy; or pass a local .txt/.jsonl/.parquet file"
+            ) from None
+        if first is None:
+            return
+        yield Document(_field(first, text_field, f"hf:{name_split} row 0"), {"index": 0})
+        for i, row in enumerate(rows, 1):
+            yield Document(_field(row, text_field, f"hf:{name_split} row {i}"), {"index": i})

@@ -90,6 +90,17 @@ def _check(args: argparse.Namespace) -> None:
         )
 
 
+def _check_neurons(model_name: str, sets: list[Any]) -> None:
+    """Every edited neuron exists in the model, by its shape read without loading it (the run
+    checks again against the loaded model when the shape is unknown beforehand)."""
+    from ..interventions.spec import check_sets
+    from ..models.specs import model_shape
+
+    shape = model_shape(model_name)
+    if shape is not None:
+        check_sets(sets, shape.n_layers, shape.d_mlp)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..interventions import add_generation, parse_positions, run_interventions
     from ..interventions.report import format_report
@@ -99,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)  # everything that needs no model, before the model loads
     sets = parse_sets(getattr(args, "edits", None), args.also)
     positions = parse_positions(args.positions)
+    _check_neurons(args.model_name, sets)
     tokenizer = load_tokenizer(args.model_name)
     positions.resolve(len(prompt_token_ids(tokenizer, args.prompt)))
     listed = listed_token_ids(tokenizer, args.tokens, args.tokens_id)

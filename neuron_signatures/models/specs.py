@@ -1,7 +1,9 @@
-"""Model specs: known models, the four kinds of ``--model_name``, devices, dtypes, hub reach."""
+"""Model specs: known models, the four kinds of ``--model_name``, their shapes without loading,
+devices, dtypes, hub reach."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ModelLoadError
+from ..errors import BadArgumentError, ModelLoadError
 
 EMBEDDED_NAME = "gemma3-270m"
 EMBEDDED_ALIASES = {EMBEDDED_NAME, "embedded", "gemma-3-270m-q4_k_m"}
@@ -100,6 +102,104 @@ def resolve_model_spec(name: str) -> ModelSpec:
         f"unknown model {name!r}: use {EMBEDDED_NAME} (embedded), a hub id such as "
         "google/gemma-2-2b, a local HF folder or a .gguf file (see `neuron-signatures models`)"
     )
+
+
+# -- shapes without loading ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A model's MLP shape, known before it loads (flags are checked against it in a second,
+    not after an 8-16 s load).
+
+    Attributes:
+        n_layers: transformer blocks.
+        d_mlp: neurons per layer (``intermediate_size``).
+        source: where it was read: a ``config.json`` path, or ``known models table``.
+    """
+
+    n_layers: int
+    d_mlp: int
+    source: str
+
+
+def model_shape(name: str) -> ModelShape | None:
+    """The shape of a ``--model_name`` from a ``config.json`` already on disk (a local folder, the
+    converted embedded model or GGUF file, the Hugging Face cache of a hub id) or, failing that,
+    the :data:`KNOWN_MODELS` table; ``None`` when only a load can tell (a GGUF file not converted
+    yet, a hub id neither cached nor known). Reads no weights and never reaches the network.
+
+    Raises:
+        ModelLoadError: as :func:`resolve_model_spec` (a path that does not exist...).
+    """
+    spec = resolve_model_spec(name)
+    for config in _config_files(spec):
+        shape = _read_shape(config)
+        if shape is not None:
+            return shape
+    known = KNOWN_MODELS.get(spec.name)
+    return ModelShape(known.n_layers, known.d_mlp, "known models table") if known else None
+
+
+def _config_files(spec: ModelSpec) -> list[Path]:
+    """``config.json`` files that describe ``spec`` without converting or downloading it."""
+    if spec.kind == "local":
+        return [Path(spec.location) / "config.json"]
+    if spec.kind in ("embedded", "gguf"):
+        from .convert import _gguf_cache_dir  # the conversion cache's key (convert imports us)
+
+        folder = (
+            cache_root() / EMBEDDED_NAME
+            if spec.kind == "embedded"
+            else _gguf_cache_dir(Path(spec.location))
+        )
+        return [folder / "config.json"] if (folder / ".complete").is_file() else []
+    if spec.kind == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(spec.location, "config.json")
+        except Exception:  # a malformed id or cache: the load will say what is wrong
+            return []
+        return [Path(hit)] if isinstance(hit, str) else []
+    return []
+
+
+def _read_shape(config: Path) -> ModelShape | None:
+    """``num_hidden_layers`` and ``intermediate_size`` of a config (its ``text_config`` for a
+    multimodal one), or ``None`` when it has no such whole numbers."""
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg, **cfg["text_config"]}
+    n_layers, d_mlp = cfg.get("num_hidden_layers"), cfg.get("intermediate_size")
+    if type(n_layers) is not int or type(d_mlp) is not int:
+        return None  # e.g. a per-layer list of MLP widths: only a load can tell
+    return ModelShape(n_layers, d_mlp, str(config))
+
+
+def check_layers(name: str, layers: list[int] | None, flag: str = "--layers") -> None:
+    """Refuse ``layers`` the model ``name`` does not have, before anything loads (no check when
+    its shape is unknown without a load: the build checks again once it has loaded).
+
+    Raises:
+        BadArgumentError: a layer outside ``0..n_layers - 1``.
+    """
+    if not layers:
+        return
+    shape = model_shape(name)
+    if shape is None:
+        return
+    bad = sorted({layer for layer in layers if not 0 <= layer < shape.n_layers})
+    if bad:
+        raise BadArgumentError(
+            f"{flag} {','.join(map(str, bad))} out of range: {name} has {shape.n_layers} layers, "
+            f"use 0..{shape.n_layers - 1}"
+        )
 
 
 # -- reaching the hub --------------------------------------------------------------------------
