@@ -135,6 +135,19 @@ def test_intervene_neuron_the_model_lacks(
     assert message in err and "out of range" in err
 
 
+def test_dump_layers_out_of_range(
+    no_model: None, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before the fix: refused only once the tokenizer and the model had loaded."""
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps([{"id": "a", "text": "hello"}]))
+    out = tmp_path / "run"
+    argv = ["dump", "--prompts_json", str(prompts), "--out_dir", str(out)]
+    err, _ = one_line(capsys, *argv, "--model_name", str(tiny_model_dir), "--layers", "0-3")
+    assert err == f"error: --layers 3 out of range: {tiny_model_dir} has 3 layers, use 0..2\n"
+    assert not out.exists()
+
+
 def test_dump_prompts_with_a_wrong_field(
     no_model: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    from ..models.specs import check_layers
+
+    check_layers(cfg.model_name, cfg.layers)  # from config.json: before any load
     if args.engine == "ray":
         from ..scale.ray_dump import RayOptions, dump_ray
 
