@@ -21,6 +21,14 @@ PROMPT_TEXTS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _score_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Write scores are cached in a folder of the session, never in the user's model cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEURON_SIGNATURES_SCORE_CACHE", str(tmp_path_factory.mktemp("score_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return make_tokenizer(tmp_path_factory.mktemp("tok"))

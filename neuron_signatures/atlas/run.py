@@ -173,12 +173,14 @@ def run_batches(
     del states
     t_save = time.perf_counter() - t
     t = time.perf_counter()
+    scores_cache: dict[str, Any] | None = None
     if cfg.write_scores_k:
-        from .scores import write_score_tensors
+        from .score_cache import cached_write_scores
 
-        store.save_tensors(
-            root / store.WRITE_SCORES, write_score_tensors(lm, layers, cfg.write_scores_k)
+        scores, scores_cache = cached_write_scores(
+            lm, layers, cfg.write_scores_k, progress=cfg.progress
         )
+        store.save_tensors(root / store.WRITE_SCORES, scores)
     t_scores = time.perf_counter() - t
     n_windows = sum(len(batches[b]) for b in range(lo, hi))
     n_fwd = sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, hi))
@@ -203,5 +205,6 @@ def run_batches(
         "batches_s": [[n, round(f, 4), round(r, 4)] for n, f, r in per_batch],
         "save_s": round(t_save, 3),
         "write_scores_s": round(t_scores, 3),
+        "write_scores_cache": scores_cache,
         "checkpoint_every": cfg.checkpoint_every,
     }
