@@ -84,30 +84,46 @@ def header(atlas: Atlas, rec: NeuronAtlas) -> None:
     cols[5].metric("tokens seen", f"{s.count:,}")
 
 
+LOGIT_TOKEN_CHARS = 24  # longer tokens are cut with "…" (the whole token is in ``token_full``)
+LOGIT_COLUMNS = ["score", "token"]  # the value first: a long token can never push it out of view
+
+
+def short_token(text: str, limit: int = LOGIT_TOKEN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the last one ``…`` when anything was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def logits_table(scores: list[WriteScore]) -> pd.DataFrame:
-    """``token, score, token_id`` of one side of the write scores."""
+    """``score, token, token_id, token_full`` of one side of the write scores (``token`` shown
+    cut to :data:`LOGIT_TOKEN_CHARS`)."""
+    shown = [token_display(w.token) for w in scores]
     return pd.DataFrame(
         {
-            "token": [token_display(w.token) for w in scores],
             "score": np.array([w.score for w in scores], dtype=np.float64),
+            "token": [short_token(t) for t in shown],
             "token_id": [w.token_id for w in scores],
+            "token_full": shown,
         }
     )
 
 
 def logits(top: list[WriteScore], bottom: list[WriteScore]) -> None:
-    """The tokens the neuron's output direction promotes (+) and suppresses (-) the most."""
+    """The tokens the neuron's output direction promotes (+) and suppresses (-) the most: the
+    score column first and pinned, so the values stay in view next to any token."""
     st.markdown("#### Top ± logits")
     if not top and not bottom:
         st.caption("This atlas has no write scores (built with --write_scores_k 0).")
         return
     c1, c2 = st.columns(2)
-    config = {"score": st.column_config.NumberColumn(format="%+.3f")}
-    c1.caption("promotes (+)")
-    shown = ["token", "score"]  # token ids are in the table's data (and its CSV download)
-    c1.dataframe(logits_table(top), hide_index=True, column_config=config, column_order=shown)
-    c2.caption("suppresses (−)")
-    c2.dataframe(logits_table(bottom), hide_index=True, column_config=config, column_order=shown)
+    config = {
+        "score": st.column_config.NumberColumn(format="%+.3f", width=70, pinned=True),
+        "token": st.column_config.TextColumn(help="cut to 24 characters; token_full in the data"),
+    }
+    for col, caption, side in ((c1, "promotes (+)", top), (c2, "suppresses (−)", bottom)):
+        col.caption(caption)
+        col.dataframe(
+            logits_table(side), hide_index=True, column_config=config, column_order=LOGIT_COLUMNS
+        )
 
 
 def probe_run_panels(

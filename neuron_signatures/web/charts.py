@@ -19,7 +19,27 @@ from .selection import InfluenceTable
 
 CHART_KINDS = ("layer_scatter", "act_vs_inf", "rank_bars")
 MAX_TRACES = 30  # more prompts than this share one trace
-_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+# Plotly's mode bar (zoom, pan, lasso...) sits in the top-right corner of the figure, over its
+# top ~30 px: the top margin leaves it a strip of its own, and titles sit below that strip, just
+# above the plot area, so no title runs under the bar however long it is or however narrow the
+# column.
+MODEBAR_PX = 32
+_MARGIN = {"l": 10, "r": 10, "t": MODEBAR_PX + 40, "b": 10}
+
+
+def title_layout(text: str) -> dict:
+    """A left-aligned title anchored to the top of the plot area (below the mode bar's strip);
+    ``text`` is used as given (escape it with :func:`plotly_text` first)."""
+    return {
+        "text": text,
+        "x": 0,
+        "xref": "paper",
+        "xanchor": "left",
+        "y": 1,
+        "yref": "paper",
+        "yanchor": "bottom",
+        "pad": {"b": 12},
+    }
 
 
 def plotly_text(text: object) -> str:
@@ -78,7 +98,7 @@ def overlay_figure(traces: list[dict], title: str) -> go.Figure:
     data = traces if len(traces) <= MAX_TRACES else [merged_trace(traces)]
     fig = go.Figure(data=data)
     fig.update_layout(
-        title=plotly_text(title),
+        title=title_layout(plotly_text(title)),
         xaxis_title="ctx_idx",
         yaxis_title="activation (hook_post)",
         height=420,
@@ -94,7 +114,7 @@ def prompt_figure(
     """The selected prompt only, with markers."""
     fig = go.Figure(data=[line_trace(prompt_id, tokens, token_ids, values, "lines+markers")])
     fig.update_layout(
-        title=f"Activation vs ctx_idx ({plotly_text(prompt_id)})",
+        title=title_layout(f"Activation vs ctx_idx ({plotly_text(prompt_id)})"),
         xaxis_title="ctx_idx",
         yaxis_title="activation (hook_post)",
         height=420,
@@ -156,7 +176,8 @@ def influence_figure(
                        "hovertext": ["selected: " + text[selected]]})  # fmt: skip
     fig = go.Figure(data=traces)
     fig.update_layout(
-        title=f"{title} ({len(kept)} neurons)", xaxis_title=x_title, yaxis_title=y_title,
+        title=title_layout(f"{title} ({len(kept)} neurons)"), xaxis_title=x_title,
+        yaxis_title=y_title,
         height=450, margin=_MARGIN, clickmode="event+select", dragmode="lasso", showlegend=False,
     )  # fmt: skip
     return fig
@@ -193,7 +214,7 @@ def histogram_figure(edges: Sequence[float], counts: Sequence[int], title: str) 
     if lo < zero < hi:
         fig.add_vline(x=zero - 0.5, line={"width": 1, "dash": "dot", "color": "#888"})
     fig.update_layout(
-        title=plotly_text(title), height=320, margin=_MARGIN, bargap=0.05,
+        title=title_layout(plotly_text(title)), height=340, margin=_MARGIN, bargap=0.05,
         yaxis={"type": "log", "title": "tokens (log)", "dtick": 1},
         xaxis={"title": "activation (half-octave bins)", "tickvals": ticks - 0.5,
                "ticktext": [f"{e[i]:.3g}" if np.isfinite(e[i]) else "-inf" for i in ticks]},

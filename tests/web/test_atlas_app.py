@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from neuron_signatures.atlas import NeuronAtlas, open_atlas, search_text, search_token
+from neuron_signatures.atlas.store import FORMAT_VERSION as ATLAS_FORMAT_VERSION
 from neuron_signatures.tokens import token_display
 from neuron_signatures.web import APP_SCRIPT
 from tests.web.fixtures import ATLAS_MARKUP
@@ -102,8 +103,12 @@ def test_histogram_is_the_atlas_histogram(web_atlas: Path) -> None:
 def test_top_and_bottom_logits(web_atlas: Path) -> None:
     at = start(web_atlas, layer=0, neuron=7)
     rec = record(web_atlas, 0, 7)
-    pos, neg = (d.value for d in at.dataframe)  # the only tables of the page
-    assert pos["token"].tolist() == [token_display(w.token) for w in rec.write_top]
+    tables = at.dataframe  # the only tables of the page
+    pos, neg = (d.value for d in tables)
+    assert pos["token_full"].tolist() == [token_display(w.token) for w in rec.write_top]
+    for t in tables:  # the values first and pinned: never pushed out of view by a long token
+        assert list(t.proto.column_order) == ["score", "token"]
+        assert json.loads(t.proto.columns)["score"]["pinned"] is True
     assert pos["score"].tolist() == pytest.approx([w.score for w in rec.write_top])
     assert neg["token_id"].tolist() == [w.token_id for w in rec.write_bottom]
     assert len(pos) == len(neg) == 5  # the atlas's write_scores_k
@@ -310,7 +315,7 @@ def test_atlas_with_a_run_adds_the_probe_panels(web_atlas: Path, web_run: Path) 
         ("run", "is not an atlas (no atlas.json)"),
         ("incomplete", "is not finished"),
         ("bad_json", "is unreadable"),
-        ("future", "is not a version-2 atlas"),
+        ("future", f"is not a version-{ATLAS_FORMAT_VERSION} atlas"),
     ],
 )
 def test_bad_atlas_folders_show_a_message(
@@ -417,3 +422,18 @@ def test_probe_run_panel_on_every_neuron_of_a_demo_shaped_influence_file(
             seen["verified"] += want is not None
             assert causal == ([want] if want else []), ((layer, n), causal)
     assert all(seen.values()), seen
+
+
+def test_logit_values_stay_in_view_next_to_long_tokens() -> None:
+    """The score column comes first and is pinned; tokens are cut to ``LOGIT_TOKEN_CHARS``."""
+    from neuron_signatures.atlas import WriteScore
+    from neuron_signatures.web.atlasview import LOGIT_COLUMNS, LOGIT_TOKEN_CHARS, logits_table
+
+    long = "\u2581" + "Supercalifragilistic" * 4
+    table = logits_table([WriteScore(long, 7, 1.25), WriteScore("\u2581a", 8, 0.5)])
+    assert LOGIT_COLUMNS[0] == "score" and table.columns[0] == "score"
+    cut = table["token"][0]
+    assert len(cut) == LOGIT_TOKEN_CHARS and cut.endswith("…")
+    assert cut[:-1] == token_display(long)[: LOGIT_TOKEN_CHARS - 1]
+    assert table["token"][1] == token_display("\u2581a")  # short tokens are whole
+    assert table["token_full"].tolist() == [token_display(long), token_display("\u2581a")]

@@ -108,3 +108,31 @@ def test_histogram_figure_shows_the_exact_bins() -> None:
 def test_histogram_figure_of_an_empty_neuron() -> None:
     fig = charts.histogram_figure([-1.0, 0.0, 1.0], [0, 0, 0, 0], "empty")
     assert len(fig.data[0].x) == 0
+
+
+def every_figure() -> dict[str, object]:
+    trace = charts.line_trace("p", ["a", "b"], [1, 2], np.array([1.0, 2.0]), "lines")
+    t = _table()
+    return {
+        "overlay": charts.overlay_figure([trace], "Overlay across prompts (1 of 1)"),
+        "prompt": charts.prompt_figure("p", ["a", "b"], [1, 2], np.array([1.0, 2.0])),
+        **{
+            kind: charts.influence_figure(t, np.arange(3), kind, "abs_influence", 0)
+            for kind in charts.CHART_KINDS
+        },
+        "histogram": charts.histogram_figure([-1.0, 0.0, 1.0], [1, 2, 3, 4], "L17/N1152"),
+    }
+
+
+@pytest.mark.parametrize("name", list(every_figure()))
+def test_titles_sit_below_the_mode_bar(name: str) -> None:
+    """Plotly's mode bar covers the figure's top-right corner (its top ``MODEBAR_PX``): every
+    title is anchored to the top of the plot area, and the top margin holds the mode bar's strip
+    and the title's line above it."""
+    fig = every_figure()[name]
+    title, margin = fig.layout.title, fig.layout.margin  # type: ignore[attr-defined]
+    assert title.text
+    assert (title.yref, title.y, title.yanchor) == ("paper", 1, "bottom")
+    assert (title.xref, title.x, title.xanchor) == ("paper", 0, "left")
+    line = 20  # plotly's default title font (17 px) and its line height
+    assert margin.t >= charts.MODEBAR_PX + title.pad.b + line
