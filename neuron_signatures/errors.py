@@ -41,6 +41,10 @@ class RunExistsError(NeuronSignaturesError):
     """The output folder already holds data and neither resume nor overwrite was asked for."""
 
 
+class OutputNotWritableError(NeuronSignaturesError):
+    """The output folder cannot be created or written (a path under a file, a read-only disk)."""
+
+
 class RunLockedError(NeuronSignaturesError):
     """Another process holds the run folder's lock."""
 

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import BadArgumentError
 from ..models import EMBEDDED_NAME
 from ..store.manifest import utc_now
+from ..store.writable import check_writable
 from . import store
 from .corpus import CorpusSpec, check_corpus, iter_documents
 from .plan import plan_manifest, reduce_params, resume_mismatch
@@ -94,11 +95,13 @@ def check_config(cfg: AtlasConfig) -> None:
         raise BadArgumentError("--resume and --overwrite contradict each other: pick one")
     if cfg.max_tokens is not None and cfg.max_tokens < 1:
         raise BadArgumentError(f"--max_tokens must be a positive number, got {cfg.max_tokens}")
-    positive = ("ctx_len", "top_k", "interval_samples", "checkpoint_every")
+    if cfg.ctx_len < 2:
+        raise BadArgumentError(f"--ctx_len must be at least 2 (BOS + one token), got {cfg.ctx_len}")
+    positive = ("top_k", "interval_samples", "checkpoint_every")
     for name in (*positive, "batch_size", "max_batch_tokens"):
         value = getattr(cfg, name)
-        if value is not None and value < (2 if name == "ctx_len" else 1):
-            raise BadArgumentError(f"--{name} is too small: {value}")
+        if value is not None and value < 1:
+            raise BadArgumentError(f"--{name} must be at least 1, got {value}")
     if cfg.write_scores_k < 0:
         raise BadArgumentError("--write_scores_k must be 0 (skip) or positive")
     if cfg.example_dtype not in ("fp16", "fp32"):
@@ -135,6 +138,7 @@ def build_atlas(
     check_config(cfg)
     root = Path(cfg.out_dir)
     old = store.check_target(root, resume=cfg.resume, overwrite=cfg.overwrite)
+    check_writable(root)
     spec = CorpusSpec(cfg.corpus, cfg.text_field, cfg.paragraphs)
     check_corpus(spec)
     lm = load(None) if load else None
@@ -202,23 +206,35 @@ def write_static(root: Path, plan: WindowPlan, manifest: dict[str, Any], tokeniz
             "offset": torch.from_numpy(plan.offset),
         },
     )
-    lines = [store.dumps(m).replace(b"\n", b"").replace(b" ", b"") for m in plan.documents]
-    atomic_write_bytes(root / store.DOCUMENTS, b"".join(line + b"\n" for line in lines))
+    atomic_write_bytes(root / store.DOCUMENTS, documents_jsonl(plan.documents))
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     store.write_json(root / store.VOCAB, [t if isinstance(t, str) else "" for t in vocab])
     store.write_json(root / store.MANIFEST, manifest)
+
+
+def documents_jsonl(documents: list[dict[str, Any]]) -> bytes:
+    """One compact JSON object per line; ASCII escapes, so no string can hold a line break
+    (U+2028 and U+0085 split lines for ``str.splitlines``)."""
+    import json
+
+    return b"".join(
+        json.dumps(m, separators=(",", ":"), ensure_ascii=True).encode() + b"\n" for m in documents
+    )
 
 
 def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) -> Path:
     """Merge partial atlases of one plan (disjoint batch ranges) into ``out_dir``.
 
     The result is byte-identical to one build over the union of their batches (every file but
-    ``build.json``); it is complete when the ranges cover the whole plan.
+    ``build.json``); it is complete when the ranges cover the whole plan. An output that is, holds
+    or sits inside an input is refused (``overwrite`` would delete it before it is read); a merge
+    that fails removes what it wrote.
     """
     import shutil
 
     if not parts:
         raise BadArgumentError("merge needs at least one partial atlas")
+    _refuse_overlap(parts, Path(out_dir))
     manifests = [store.read_manifest(Path(p)) for p in parts]
     for p, m in zip(parts[1:], manifests[1:], strict=True):
         diff = resume_mismatch(manifests[0], m)
@@ -232,14 +248,34 @@ def merge_atlases(parts: list[Path], out_dir: Path, *, overwrite: bool = False) 
             )
     root = Path(out_dir)
     store.check_target(root, resume=False, overwrite=overwrite)
+    check_writable(root)
+    created = not root.exists()
     with store.Lock(root):
-        if overwrite:
-            store.clear(root)
-        for name in (store.WINDOWS, store.DOCUMENTS, store.VOCAB):
-            shutil.copyfile(Path(parts[0]) / name, root / name)
-        write_merged([Path(q) for q in parts], manifests, root)
+        try:
+            store.clear(root)  # an --overwrite's old atlas, or what a killed merge left
+            for name in (store.WINDOWS, store.DOCUMENTS, store.VOCAB):
+                shutil.copyfile(Path(parts[0]) / name, root / name)
+            write_merged([Path(q) for q in parts], manifests, root)
+        except BaseException:
+            store.clear(root)  # never a half-merged folder
+            if created:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
     store.write_json(root / store.BUILD_LOG, {"merged_from": [str(q) for q in parts]})
     return root
+
+
+def _refuse_overlap(parts: list[Path], out: Path) -> None:
+    """Refuse an output that is, holds or sits inside an input (paths resolved, symlinks too)."""
+    o = out.resolve()
+    for p in parts:
+        q = Path(p).resolve()
+        if o == q or o in q.parents or q in o.parents:
+            how = "is" if o == q else "holds" if o in q.parents else "sits inside"
+            raise BadArgumentError(
+                f"merge output {out} {how} the input {p}: write the merge to a folder apart "
+                "from every partial atlas"
+            )
 
 
 def write_merged(parts: list[Path], manifests: list[dict[str, Any]], out: Path) -> None:

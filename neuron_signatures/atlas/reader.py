@@ -313,6 +313,8 @@ def open_atlas(path: str | Path, allow_incomplete: bool = False) -> Atlas:
         IncompleteRunError: the build has not finished (unless ``allow_incomplete``).
     """
     root = Path(path)
+    if root.name == store.MANIFEST and root.is_file():
+        root = root.parent  # ``--atlas A/atlas.json``: the folder is meant
     manifest = store.read_manifest(root)
     if not manifest.get("complete") and not allow_incomplete:
         raise IncompleteRunError(

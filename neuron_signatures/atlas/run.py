@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -38,6 +40,8 @@ from .reduce import (
 from .windows import WindowPlan
 
 log = logging.getLogger(__name__)
+
+PAUSE_ENV = "NEURON_SIGNATURES_PAUSE_AFTER_CHECKPOINTS"  # test hook, see _pause
 
 
 def reducer(device: str) -> Callable[..., None]:
@@ -141,7 +145,7 @@ def run_batches(
     )
     bar.update(sum(int(plan.lengths[batches[b]].sum()) for b in range(lo, start)))
     per_batch: list[tuple[int, float, float]] = []  # (tokens, forward_s, reduce_s) per batch
-    since = 0
+    since = n_checkpoints = 0
     for b in range(start, hi):
         wins = np.asarray(batches[b], dtype=np.int64)
         lengths = plan.lengths[wins].astype(np.int64)
@@ -163,6 +167,8 @@ def run_batches(
             cpu = {layer: to_disk(states[layer], p) for layer in layers}
             store.save_checkpoint(root, b + 1, cpu, {"next_batch": b + 1})
             since = 0
+            n_checkpoints += 1
+            _pause(n_checkpoints)
         if on_batch:
             on_batch(b)
     bar.close()
@@ -208,3 +214,34 @@ def run_batches(
         "write_scores_cache": scores_cache,
         "checkpoint_every": cfg.checkpoint_every,
     }
+
+
+def _pause(n_checkpoints: int) -> None:
+    """Test hook: with ``$NEURON_SIGNATURES_PAUSE_AFTER_CHECKPOINTS=N`` the build stops for good
+    after writing its N-th checkpoint, so a test can ``kill -9`` or Ctrl-C it at a known point."""
+    n = int(os.environ.get(PAUSE_ENV, "0") or 0)
+    if 0 < n <= n_checkpoints:
+        log.warning("%s=%d: pausing (waiting to be killed)", PAUSE_ENV, n)
+        while True:
+            time.sleep(60)
+
+
+def kept_after_interrupt(root: Path) -> tuple[str, str]:
+    """What an interrupted build of ``root`` left, in words, and the flag that goes on from it
+    (``--resume``; ``--overwrite`` for a folder without a manifest; ``""`` for an empty one)."""
+    manifest, ckpt = root / store.MANIFEST, root / store.CHECKPOINT / "progress.json"
+    if (root / store.PARTS).is_dir():
+        return f"the Ray build's finished units and spans in {root / store.PARTS} are kept", (
+            "--resume"
+        )
+    if not manifest.is_file():
+        busy = root.is_dir() and any(p.name != store.LOCK for p in root.iterdir())
+        return f"nothing of {root} is kept", "--overwrite" if busy else ""
+    try:
+        n = json.loads(manifest.read_text(encoding="utf-8"))["params"]["n_batches"]
+        at = json.loads(ckpt.read_text(encoding="utf-8"))["next_batch"] if ckpt.is_file() else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{root} keeps its last checkpoint", "--resume"
+    if not at:
+        return f"{root} has no checkpoint yet (one every --checkpoint_every tokens)", "--resume"
+    return f"{root} keeps its checkpoint at batch {at} of {n}", "--resume"

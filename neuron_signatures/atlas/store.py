@@ -41,7 +41,10 @@ WRITE_SCORES = "write_scores.safetensors"
 BUILD_LOG = "build.json"
 CHECKPOINT = "checkpoint"
 LOCK = ".lock"
-ATLAS_ENTRIES = {MANIFEST, WINDOWS, DOCUMENTS, VOCAB, LAYERS, WRITE_SCORES, BUILD_LOG, CHECKPOINT}
+PARTS = "parts"  # a Ray build's units and spans (scale.units)
+ATLAS_ENTRIES = {
+    MANIFEST, WINDOWS, DOCUMENTS, VOCAB, LAYERS, WRITE_SCORES, BUILD_LOG, CHECKPOINT, PARTS
+}  # fmt: skip
 
 
 def layer_file(root: Path, layer: int) -> Path:
@@ -64,14 +67,21 @@ def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
 
 
 def load_tensors(path: Path) -> dict[str, Any]:
+    """The tensors of ``path``, or :class:`RunFormatError` naming the file (missing, torn)."""
     from safetensors.torch import load_file
 
-    return dict(load_file(str(path)))
+    try:
+        return dict(load_file(str(path)))
+    except Exception as e:  # OSError, or safetensors' own error for a torn or foreign file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise RunFormatError(f"{path} is unreadable ({reason}): rebuild that atlas") from None
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
     """``atlas.json`` of ``root``, or :class:`RunFormatError` naming the problem."""
     path = root / MANIFEST
+    if root.is_file():
+        raise RunFormatError(f"{root} is a file: give the atlas folder ({root.parent})")
     if not path.is_file():
         raise RunFormatError(
             f"{root} is not an atlas (no {MANIFEST}): build one with `neuron-signatures atlas`"
@@ -93,16 +103,26 @@ def check_target(root: Path, *, resume: bool, overwrite: bool) -> dict[str, Any]
     Raises:
         RunExistsError: the folder holds files that the flags do not allow using or replacing.
     """
-    if not root.exists() or (root.is_dir() and {p.name for p in root.iterdir()} <= {LOCK}):
-        return None
-    if not root.is_dir():
+    if root.exists() and not root.is_dir():
         raise RunExistsError(f"--out_dir {root} is a file: give a folder")
+    empty = not root.exists() or {p.name for p in root.iterdir()} <= {LOCK}
+    if empty and resume:
+        raise RunExistsError(f"nothing to resume in {root} (no atlas there): drop --resume")
+    if empty:
+        return None
     is_atlas = (root / MANIFEST).is_file()
+    ray_build = (root / PARTS / "static" / MANIFEST).is_file()  # scale.units: resumable
+    # A build killed before it wrote atlas.json (static files first, a merge, parts/static):
+    stopped = not (is_atlas or ray_build) and only_atlas_files(root)
+    if stopped and not overwrite:
+        raise RunExistsError(
+            f"{root} holds the files of an atlas build stopped before it wrote {MANIFEST} "
+            "(nothing to resume): start again with --overwrite, or use another --out_dir"
+        )
     if resume:
         if not is_atlas:
-            raise RunExistsError(
-                f"{root} is not an atlas to resume: drop --resume or fix --out_dir"
-            )
+            how = "resume it with --engine ray" if ray_build else "drop --resume or fix --out_dir"
+            raise RunExistsError(f"{root} is not an atlas to resume: {how}")
         old = read_manifest(root)
         if int(old["format_version"]) != FORMAT_VERSION:
             raise RunFormatError(
@@ -111,7 +131,7 @@ def check_target(root: Path, *, resume: bool, overwrite: bool) -> dict[str, Any]
             )
         return old
     if overwrite:
-        if not is_atlas:
+        if not (is_atlas or stopped or ray_build):
             raise RunExistsError(f"{root} holds files but no atlas: refusing to --overwrite it")
         return None
     raise RunExistsError(
@@ -120,14 +140,26 @@ def check_target(root: Path, *, resume: bool, overwrite: bool) -> dict[str, Any]
     )
 
 
+def _own_temp(name: str) -> bool:
+    """A temporary file of an atomic write of an atlas file (``.atlas.json.x1y2.tmp``)."""
+    return name.endswith(".tmp") and any(name.startswith(f".{e}.") for e in ATLAS_ENTRIES)
+
+
+def only_atlas_files(root: Path) -> bool:
+    """Whether every entry of ``root`` is an atlas file, its temporary file or the lock."""
+    return all(p.name in ATLAS_ENTRIES | {LOCK} or _own_temp(p.name) for p in root.iterdir())
+
+
 def clear(root: Path) -> None:
-    """Remove the atlas's own files (and nothing else) from ``root``."""
-    for name in ATLAS_ENTRIES:
-        p = root / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+    """Remove the atlas's own files and their temporary files (and nothing else) from ``root``."""
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name in ATLAS_ENTRIES or _own_temp(p.name):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
 
 
 class Lock:

@@ -75,6 +75,15 @@ def tokenize_texts(tokenizer: Any, texts: list[str]) -> list[np.ndarray]:
     return out
 
 
+def _empty_fix(kind: str) -> str:
+    """What to do about a corpus without text: ``--text_field`` only where rows have fields."""
+    if kind in ("json", "jsonl", "parquet", "hf"):
+        return "give a corpus with text, or the right --text_field"
+    if kind == "txt":
+        return "give a text file with one document per line (or blank-line separated: --paragraphs)"
+    return "give a corpus with text"
+
+
 def plan_windows(
     documents: Iterable[Document],
     spec: CorpusSpec,
@@ -124,7 +133,7 @@ def plan_windows(
     if not chunks:
         raise BadPromptsError(
             f"corpus {spec.describe()['source']} has no text (no document gives any token): "
-            "give a corpus with text, or the right --text_field"
+            + _empty_fix(spec.kind)
         )
     order = np.random.default_rng(seed).permutation(len(chunks))
     sizes = np.array([len(chunks[i]) for i in order], dtype=np.int64)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadArgumentError
+from ..errors import BadArgumentError, NeuronSignaturesError
 from ._flags import add_model_arguments
 
 NAME = "atlas"
@@ -152,13 +153,19 @@ def run(args: argparse.Namespace) -> int:
     from ..models.specs import check_layers
 
     check_layers(cfg.model_name, cfg.layers)  # from config.json: before any load
-    if args.engine == "ray":
-        from ..scale.ray_atlas import RayOptions, build_atlas_ray
+    if cfg.resume and _already_complete(cfg.out_dir):
+        return 0
+    try:
+        if args.engine == "ray":
+            from ..scale.ray_atlas import RayOptions, build_atlas_ray
 
-        opts = RayOptions(address=args.ray_address, workers=args.workers, units=args.units)
-        out = build_atlas_ray(cfg, opts)
-    else:
-        out = build_atlas(cfg)
+            opts = RayOptions(address=args.ray_address, workers=args.workers, units=args.units)
+            out = build_atlas_ray(cfg, opts)
+        else:
+            out = build_atlas(cfg)
+    except KeyboardInterrupt:
+        print(f"interrupted: {_resume_hint(cfg.out_dir)}", file=sys.stderr)
+        return 130
     atlas = open_atlas(out)
     m = atlas.manifest
     print(
@@ -167,3 +174,33 @@ def run(args: argparse.Namespace) -> int:
         f"(next: neuron-signatures neuron --atlas {out} L{atlas.layers[-1]}/N0)"
     )
     return 0
+
+
+def _already_complete(root: Path) -> bool:
+    """``--resume`` of a finished atlas: say so in one line (nothing is loaded or written)."""
+    from ..atlas.reader import open_atlas
+
+    try:
+        atlas = open_atlas(root)
+    except NeuronSignaturesError:
+        return False  # not finished, or not an atlas: the build says what is wrong
+    print(
+        f"{root} is already complete ({atlas.tokens_seen} tokens, {len(atlas.layers)} layers): "
+        f"nothing to resume (next: neuron-signatures neuron --atlas {root} "
+        f"L{atlas.layers[-1]}/N0)"
+    )
+    return True
+
+
+def _resume_hint(root: Path) -> str:
+    """After Ctrl-C: what the build kept and the command that goes on from it."""
+    from ..atlas.run import kept_after_interrupt
+
+    kept, flag = kept_after_interrupt(root)
+    if not flag:
+        return f"{kept}; run the same command again"
+    how = "finish it" if flag == "--resume" else "start again"
+    return (
+        f"{kept}; {how} with the same flags plus {flag} "
+        f"(neuron-signatures atlas --out_dir {root} ... {flag})"
+    )

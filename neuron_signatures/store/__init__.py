@@ -8,6 +8,7 @@ from .claim import RunClaim
 from .manifest import FORMAT_VERSION, HOOK_TEMPLATE, read_manifest
 from .reader import Block, PromptRecord, Run, open_run
 from .verify import VerifyReport, verify_run
+from .writable import check_writable
 from .writer import RunWriter, shard_name
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "RunClaim",
     "RunWriter",
     "VerifyReport",
+    "check_writable",
     "open_run",
     "read_manifest",
     "shard_name",

@@ -17,6 +17,7 @@ from ..errors import RunExistsError, RunLockedError
 from .manifest import ACTIVATIONS_DIR, LEGACY_FILE, MANIFEST, read_manifest, sha256_file, utc_now
 from .progress import read_progress, remove_leftover_temps, rewrite_progress
 from .resume import settings_mismatch
+from .writable import check_writable
 from .writer import RunWriter
 
 LOCK_FILE = ".lock"
@@ -49,10 +50,12 @@ class RunClaim:
 
         Raises:
             RunExistsError: the folder holds files and the flags do not allow using them.
+            OutputNotWritableError: the folder cannot be made or written.
             RunLockedError: another dump holds the lock.
         """
         path = Path(run_dir)
         check_target(path, resume=resume, overwrite=overwrite)
+        check_writable(path)
         created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         try:

@@ -111,3 +111,88 @@ def test_resume_other_model_and_overwrite_keep_the_atlas(
     )
     one_line_error(capsys, atlas_args(corpus_txt, part, tiny_model_dir), "--resume")
     assert atlas_bytes(part) == before
+
+
+# -- issue 21: messages and early checks ---------------------------------------------------------
+def test_atlas_json_path_opens_its_folder(
+    cli_atlas: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--atlas A/atlas.json`` opens A; another file of A says to give the folder."""
+    capsys.readouterr()
+    assert main(["neuron", "--atlas", str(cli_atlas / "atlas.json"), "L2/N7"]) == 0
+    assert "L2/N7" in capsys.readouterr().out
+    one_line_error(
+        capsys,
+        ["neuron", "--atlas", str(cli_atlas / "vocab.json"), "L2/N7"],
+        f"{cli_atlas / 'vocab.json'} is a file: give the atlas folder ({cli_atlas})",
+    )
+
+
+def test_resume_of_a_finished_atlas_says_one_thing(
+    cli_atlas: Path, corpus_txt: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from neuron_signatures import models
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(models, "load_model", boom)
+    before = atlas_bytes(cli_atlas)
+    capsys.readouterr()
+    argv = atlas_args(corpus_txt, cli_atlas, tiny_model_dir, "--max_tokens", "3e2", "--resume")
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1, (out, err)
+    assert "already complete" in out and "nothing to resume" in out and "wrote" not in out
+    assert atlas_bytes(cli_atlas) == before
+
+
+def test_early_errors_name_the_fix(
+    tiny_model_dir: Path, corpus_txt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Each fails in one line before the model loads (before the tokenizer but for the corpus
+    read, which tokenises as it reads), and leaves no folder."""
+    from neuron_signatures import models
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model or tokenizer was loaded")
+
+    monkeypatch.setattr(models, "load_model", boom)
+    garbage = tmp_path / "bytes.txt"
+    garbage.write_bytes(b"fine line\nsecond \xff\xfe line\n")
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "A"
+    cases = [
+        (corpus_txt, out, ["--ctx_len", "1"], "--ctx_len must be at least 2 (BOS + one token)"),
+        (
+            garbage,
+            out,
+            [],
+            f"corpus {garbage} is not UTF-8 text: byte offset 17 (line 2, column 8)",
+        ),
+        (corpus_txt, out, ["--resume"], f"nothing to resume in {out}"),
+        (corpus_txt, tmp_path / "file.txt" / "A", [], "cannot write --out_dir"),
+    ]
+    for corpus, dest, extra, match in cases:
+        with monkeypatch.context() as mp:
+            if corpus != garbage:
+                mp.setattr(models, "load_tokenizer", boom)
+            one_line_error(capsys, atlas_args(corpus, dest, tiny_model_dir, *extra), match)
+        assert not dest.exists()
+
+
+def test_empty_text_corpus_does_not_suggest_text_field(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    capsys.readouterr()
+    assert main(atlas_args(empty, tmp_path / "A", tiny_model_dir)) == 2
+    err = capsys.readouterr().err
+    assert "has no text" in err and "--text_field" not in err, err
+    rows = tmp_path / "empty.jsonl"
+    rows.write_text('{"text": ""}\n')
+    assert main(atlas_args(rows, tmp_path / "A", tiny_model_dir)) == 2
+    assert "--text_field" in capsys.readouterr().err

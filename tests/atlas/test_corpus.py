@@ -117,3 +117,38 @@ def test_hf_without_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(BadArgumentError, match=r"pip install 'neuron-signatures\[hf\]'"):
         texts(CorpusSpec("hf:NeelNanda/pile-10k"))
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".json"])
+def test_invalid_utf8_is_refused_with_its_place(tmp_path: Path, suffix: str) -> None:
+    """Bytes that are not UTF-8 are refused (not replaced by U+FFFD and built into an atlas),
+    naming the file, the byte offset, the line and the column."""
+    p = tmp_path / f"c{suffix}"
+    lines = {
+        ".txt": [b"first line", b"caf\xe9 au lait"],
+        ".jsonl": [b'{"text": "ok"}', b'{"text": "caf\xe9"}'],
+        ".json": [b'["ok",', b' "caf\xe9"]'],
+    }[suffix]
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    offset = len(lines[0]) + 1 + lines[1].index(b"\xe9")
+    col = lines[1].index(b"\xe9") + 1
+    with pytest.raises(BadPromptsError) as e:
+        list(iter_documents(CorpusSpec(str(p))))
+    msg = str(e.value)
+    assert f"corpus {p} is not UTF-8 text: byte offset {offset} (line 2, column {col})" in msg
+    assert "0xe9" in msg and "iconv" in msg
+
+
+def test_random_bytes_are_refused(tmp_path: Path) -> None:
+    import random
+
+    p = tmp_path / "random.txt"
+    p.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))
+    with pytest.raises(BadPromptsError, match="is not UTF-8 text"):
+        list(iter_documents(CorpusSpec(str(p))))
+
+
+def test_utf8_accents_read(tmp_path: Path) -> None:
+    p = tmp_path / "ok.txt"
+    p.write_bytes("café\nnaïve ✓\n".encode())
+    assert texts(CorpusSpec(str(p))) == ["café", "naïve ✓"]

@@ -353,3 +353,39 @@ def test_atomic_writes_get_the_mode_open_would_give(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert modes["a.bin"] == 0o666 & ~mask
+
+
+def test_unwritable_out_dir_is_one_line_before_anything_loads(
+    tmp_path: Path, argv: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A run folder that cannot be made or written fails in one line, exit 2, before the
+    tokenizer or the model loads (root ignores chmod: a path under a regular file, /proc)."""
+    forbid_model(monkeypatch)
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("the tokenizer was loaded")
+
+    monkeypatch.setattr(models, "load_tokenizer", boom)
+    (tmp_path / "file.txt").write_text("x")
+    bad = [tmp_path / "file.txt" / "run", tmp_path / "file.txt" / "a" / "run"]
+    if Path("/proc/self").is_dir():
+        bad.append(Path("/proc/no-such-run-dir/run"))
+    for out in bad:
+        for flags in ((), ("--resume",), ("--overwrite",)):
+            rc, _, err = run_cli(capsys, *argv(out, *flags))
+            assert one_line_error(rc, err), err
+            assert f"cannot write --out_dir {out}" in err, err
+
+
+def test_write_probe_removes_what_it_made(tmp_path: Path) -> None:
+    from neuron_signatures.errors import OutputNotWritableError
+    from neuron_signatures.store.writable import check_writable
+
+    check_writable(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    check_writable(tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputNotWritableError, match=r"cannot write --where .*/f/x \(.*f is a"):
+        check_writable(tmp_path / "f" / "x", flag="--where")
