@@ -11,6 +11,7 @@ from ..errors import BadArgumentError
 if TYPE_CHECKING:
     from ..signatures.compute import SignatureResult
     from ..signatures.config import NeuronSelection
+    from ..signatures.corpus_check import NameCheck
 
 NAME = "signatures"
 HELP = "cross-prompt signatures of selected neurons: per-probe metrics, role classes, names"
@@ -57,6 +58,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no_parquet", action="store_true", help="write the table as CSV only")
     p.add_argument(
+        "--atlas",
+        default=None,
+        help="an atlas of the run's model (neuron-signatures atlas): check every name against "
+        "its corpus (the named token's share of the top examples, the neuron's density, the "
+        "write rank) and mark the names it does not support",
+    )
+    p.add_argument(
         "--no_write_check",
         action="store_true",
         help="skip the Say X write check (ranking each Say X name among the tokens the "
@@ -99,18 +107,38 @@ def _write_check_line(res: SignatureResult) -> str:
     )
 
 
+def _corpus_line(check: NameCheck | None) -> str:
+    if check is None:
+        return ""
+    return f"  [corpus {check.mark} {check.verdict}: {check.reason}]"
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..signatures.compute import compute_signatures, with_write_check, write_signatures
+    from ..signatures.compute import (
+        compute_signatures,
+        with_corpus_check,
+        with_write_check,
+        write_signatures,
+    )
     from ..signatures.config import load_config
     from ..store import open_run
 
     selection = _selection(args)
     cfg = load_config(args.config)
     run_ = open_run(args.run_dir)
+    atlas = None
+    if args.atlas is not None:  # checked before anything is computed or loaded
+        from ..atlas import open_atlas
+        from ..signatures.corpus_check import check_same_model
+
+        atlas = open_atlas(args.atlas)
+        check_same_model(run_, atlas)
     probes = [x.strip() for x in args.probes.split(",") if x.strip()] if args.probes else None
     res = compute_signatures(run_, args.seed_prompt_id, selection, cfg, probes)
     if not args.no_write_check:
         res = with_write_check(run_, res)
+    if atlas is not None:
+        res = with_corpus_check(run_, res, atlas)
     inputs = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     files = write_signatures(run_, res, args.out_dir, args.name, inputs, not args.no_parquet)
     cls = res.classification
@@ -118,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(selection)} neurons x {len(res.metrics.probes)} probes: "
           + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))  # fmt: skip
     wc = res.write_check
+    checks = res.corpus_check.checks if res.corpus_check else [None] * len(selection)
     for k in range(len(selection)):
         if cls.names[k] is not None:
             neuron = f"L{selection.layers[k]}/N{selection.neurons[k]}"
@@ -125,8 +154,12 @@ def run(args: argparse.Namespace) -> int:
             if wc is not None and wc.rank[k] is not None:
                 verdict = "agrees" if wc.agrees[k] else f"top promoted {wc.top_token[k]!r}"
                 line += f"  (write rank {wc.rank[k]}: {verdict})"
-            print(line)
+            print(line + _corpus_line(checks[k]))
     print(_write_check_line(res))
+    if res.corpus_check is not None:
+        from ..signatures.corpus_check import summary_line
+
+        print(summary_line(checks, f"atlas {res.corpus_check.atlas}"))
     for f in files:
         print(f"wrote {f}")
     return 0

@@ -32,6 +32,7 @@ from ..analysis.results import (
 )
 from ..atlas.reader import Atlas
 from ..errors import BadArgumentError
+from ..signatures.corpus_check import NameCheck
 from ..store.manifest import atomic_open, read_manifest
 from ..tokens import token_display
 from .heatcss import CSS, SCRIPT
@@ -207,6 +208,9 @@ def signature_html(sig: dict[str, Any] | None) -> str:
     check = say_x_check(sig)
     if check is not None:
         out.append(f'<p class="note">{esc(check.describe())}</p>')
+    corpus = NameCheck.from_fields(sig)  # stored by `signatures --atlas`
+    if corpus is not None:
+        out.append(f'<p class="note">{esc(corpus.describe())}</p>')
     reasons = sig.get("reasons")
     if reasons:
         text = "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons)

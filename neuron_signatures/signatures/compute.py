@@ -8,7 +8,9 @@ metrics, role classes, names and supernodes, and their files.
 3. Per probe metrics, then per neuron aggregates, classes and names (:mod:`.naming`).
 4. Optionally (:func:`with_write_check`), rank each Say X name among the tokens the neuron's
    weights promote (:mod:`.write_check`; loads the run's model).
-5. :func:`write_signatures`: ``signatures_<stem>.csv/.parquet`` (one row per neuron x probe),
+5. Optionally (:func:`with_corpus_check`), check each name against an atlas of the same model
+   (:mod:`.corpus_check`: peak share of the top examples, density, write rank).
+6. :func:`write_signatures`: ``signatures_<stem>.csv/.parquet`` (one row per neuron x probe),
    ``signatures_<stem>.json`` (per-neuron aggregates, class, name, reasons and per-probe peaks),
    ``supernodes_<stem>.json`` and ``signatures_<stem>_meta.json`` (thresholds and inputs).
 """
@@ -24,7 +26,6 @@ import numpy as np
 from .. import __version__
 from ..analysis.results import analysis_dir, write_json
 from ..analysis.tables import (
-    FORMAT_VERSION,
     jsonable,
     prompt_file_ids,
     records,
@@ -36,6 +37,13 @@ from ..store import Run
 from ..store.manifest import utc_now
 from ..tokens import token_display
 from .config import NeuronSelection, SignatureConfig
+from .corpus_check import (
+    CORPUS_FIELDS,
+    CorpusReport,
+    check_atlas,
+    check_same_model,
+    claim_from_record,
+)
 from .metrics import (
     DistributionStats,
     ProbeMetrics,
@@ -52,7 +60,8 @@ from .write_check import SKIPPED, WriteCheck, check_say_x, say_x_tokens, uncheck
 @dataclass(frozen=True)
 class SignatureResult:
     """Everything :func:`compute_signatures` found (arrays over the K selected neurons);
-    ``write_check`` is None until :func:`with_write_check` ran."""
+    ``write_check`` is None until :func:`with_write_check` ran, ``corpus_check`` until
+    :func:`with_corpus_check` did."""
 
     selection: NeuronSelection
     seed_index: int
@@ -64,6 +73,7 @@ class SignatureResult:
     aggregates: Aggregates
     classification: Classification
     write_check: WriteCheck | None = None
+    corpus_check: CorpusReport | None = None
 
 
 def _check_selection(run: Run, sel: NeuronSelection) -> None:
@@ -114,6 +124,21 @@ def with_write_check(
     return replace(res, write_check=check_say_x(run, res, lm, device, dtype))
 
 
+def with_corpus_check(run: Run, res: SignatureResult, atlas: Any) -> SignatureResult:
+    """``res`` with every name checked against ``atlas`` (an :class:`~neuron_signatures.atlas.
+    Atlas` of the run's model; :mod:`.corpus_check`). Run it after :func:`with_write_check` to
+    use the write check's exact Say X ranks.
+
+    Raises:
+        BadArgumentError: the atlas is of another model.
+    """
+    check_same_model(run, atlas)
+    claims = [claim_from_record(r) for r in neuron_records(run, res, probe_table(run, res))]
+    return replace(res, corpus_check=check_atlas(atlas, claims, res.config.say_x_write_top_n))
+
+
+# 2 added the corpus check's fields; version 1 files read with them missing (not checked)
+SIGNATURES_FORMAT_VERSION = 2
 SAY_X_FIELDS = ("say_x_token", "say_x_write_rank", "say_x_write_agrees")
 
 
@@ -124,13 +149,21 @@ def say_x_fields(res: SignatureResult) -> dict[str, list[Any]]:
             "say_x_write_agrees": wc.agrees}  # fmt: skip
 
 
+def corpus_fields(res: SignatureResult) -> dict[str, list[Any]]:
+    """``[K]`` lists of :data:`.corpus_check.CORPUS_FIELDS` (None where not checked)."""
+    checks = res.corpus_check.checks if res.corpus_check else [None] * len(res.selection)
+    empty = dict.fromkeys(CORPUS_FIELDS)
+    rows = [c.fields() if c is not None else empty for c in checks]
+    return {f: [r[f] for r in rows] for f in CORPUS_FIELDS}
+
+
 PROBE_COLUMNS = (
     "layer", "neuron", "probe_id", "probe_index", "concept", "concept_type", "concept_in_probe",
     "peak_pos", "peak_token", "peak_activation", "peak_value", "peak_kind", "on_concept",
     "peak_functional", "say_target", "cosine_seed", "robust_z", "density", "sparsity", "class",
-    "name", *SAY_X_FIELDS,
+    "name", *SAY_X_FIELDS, *CORPUS_FIELDS,
 )  # fmt: skip
-_NEURON_ONLY = ("layer", "neuron", "class", "name", *SAY_X_FIELDS)
+_NEURON_ONLY = ("layer", "neuron", "class", "name", *SAY_X_FIELDS, *CORPUS_FIELDS)
 
 
 def _peak_kind(pm: ProbeMetrics) -> np.ndarray:
@@ -187,8 +220,14 @@ def probe_table(run: Run, res: SignatureResult, pm: ProbeMetrics | None = None) 
         "say_x_token": "string",
         "say_x_write_rank": "Int64",
         "say_x_write_agrees": "boolean",
+        "corpus_supported": "boolean",
+        "corpus_reason": "string",
+        "corpus_peak_share": "Float64",
+        "corpus_density": "Float64",
+        "corpus_write_rank": "Int64",
+        "corpus_token_count": "Int64",
     }  # typed even when every value is null
-    for col, values in say_x_fields(res).items():
+    for col, values in {**say_x_fields(res), **corpus_fields(res)}.items():
         data[col] = pd.array(np.repeat(np.array(values, object), n_p), dtype=nullable[col])
     return pd.DataFrame(data, columns=list(PROBE_COLUMNS))
 
@@ -206,7 +245,7 @@ def neuron_records(run: Run, res: SignatureResult, table: Any) -> list[dict[str,
     seed_rows = records(probe_table(run, res, res.seed))
     n_p = len(res.metrics.probes)
     agg, cls, sel = res.aggregates, res.classification, res.selection
-    say_x = say_x_fields(res)
+    say_x = {**say_x_fields(res), **corpus_fields(res)}
     names = [*res.tables.display, None]
     peaks = res.metrics.peak_value
     score = np.nan_to_num(peaks).sum(axis=0) / np.maximum((~np.isnan(peaks)).sum(axis=0), 1)
@@ -253,12 +292,12 @@ def write_signatures(
     seed_id = run.prompts[res.seed_index].probe_id
     table = probe_table(run, res)
     head = {
-        "format_version": FORMAT_VERSION, "seed_prompt_id": seed_id,
+        "format_version": SIGNATURES_FORMAT_VERSION, "seed_prompt_id": seed_id,
         "source": res.selection.source, "model_name": run.model_name, "n_layers": run.n_layers,
         "classes": {c: res.classification.classes.count(c) for c in (*CLASSES, "unclassified")},
     }  # fmt: skip
     nodes = supernodes(res.selection.layers, res.selection.neurons, res.classification,
-                       res.selection.influence)  # fmt: skip
+                       res.selection.influence, corpus_fields(res)["corpus_supported"])  # fmt: skip
     json_path = folder / f"signatures_{stem}.json"
     nodes_path = folder / f"supernodes_{stem}.json"
     meta_path = folder / f"signatures_{stem}_meta.json"
@@ -272,6 +311,7 @@ def write_signatures(
         "run_fingerprint": run.manifest.get("fingerprint"), "save_dtype": run.save_dtype,
         "thresholds": res.config.to_dict(run.n_layers),
         "say_x_write_check": (res.write_check or unchecked(res, SKIPPED)).meta(),
+        "corpus_check": res.corpus_check.meta() if res.corpus_check else {"status": SKIPPED},
         "probes": [run.prompts[i].probe_id for i in res.metrics.probes],
         "n_neurons": len(res.selection), "inputs": inputs or {},
         "files": [p.name for p in files],

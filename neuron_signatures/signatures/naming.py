@@ -310,9 +310,14 @@ def classify(
 
 
 def supernodes(
-    layers: np.ndarray, neurons: np.ndarray, cls: Classification, influence: np.ndarray | None
+    layers: np.ndarray,
+    neurons: np.ndarray,
+    cls: Classification,
+    influence: np.ndarray | None,
+    corpus_supported: list[bool | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Classified neurons grouped by name: members, layers and summed influence (if known)."""
+    """Classified neurons grouped by name: members, layers and summed influence (if known);
+    with ``corpus_supported`` (``[K]``, :mod:`.corpus_check`), each member's verdict too."""
     groups: dict[str, list[int]] = {}
     for k, name in enumerate(cls.names):
         if name is not None:
@@ -328,7 +333,9 @@ def supernodes(
             "influence": infl,
             "members": [{"layer": int(layers[k]), "neuron": int(neurons[k]),
                          "class": cls.classes[k],
-                         "influence": None if influence is None else float(influence[k])}
+                         "influence": None if influence is None else float(influence[k]),
+                         **({} if corpus_supported is None
+                            else {"corpus_supported": corpus_supported[k]})}
                         for k in members],
         })  # fmt: skip
     return sorted(out, key=lambda s: (-abs(s["influence"] or 0.0), -s["n_members"], s["name"]))

@@ -66,6 +66,7 @@ class AtlasApp(App[None]):
         self.run_screen: LinkedBrowserScreen | None = None
         if run is not None:
             cursor = ranking if ranking is not None else RankingCursor.load(run.run.run_dir)
+            cursor.atlas, cursor.run_manifest = atlas.atlas, run.run.manifest  # corpus check
             self.run_screen = LinkedBrowserScreen(run, cursor)
             self.install_screen(self.run_screen, "run")
 

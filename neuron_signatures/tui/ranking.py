@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..analysis.results import (
     SIGNATURES_FILE,
@@ -22,6 +23,10 @@ from ..analysis.results import (
     say_x_check,
     signature_files,
 )
+from ..signatures.corpus_check import NameCheck, shown_check
+
+if TYPE_CHECKING:
+    from ..atlas import Atlas
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class RankingCursor:
         self.which = 0
         self.row = -1
         self._index: dict[tuple[int, int], int] | None = None
+        # an atlas open beside the run: names are checked against its corpus (corpus_check)
+        self.atlas: Atlas | None = None
+        self.run_manifest: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RankingCursor:
@@ -143,3 +151,9 @@ class RankingCursor:
     def say_x(self, layer: int, neuron: int) -> SayXCheck | None:
         """The Say X write-score check of the neuron's signature, when it has one."""
         return say_x_check(self.signatures.get((layer, neuron)))
+
+    def corpus(self, layer: int, neuron: int) -> NameCheck | None:
+        """The corpus check of the neuron's name: against :attr:`atlas` when one is open, else
+        the one stored in its signatures file, if any."""
+        sig = self.signatures.get((layer, neuron))
+        return shown_check(sig, self.atlas, self.run_manifest)

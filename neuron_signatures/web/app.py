@@ -107,7 +107,7 @@ def atlas_page(args: argparse.Namespace, atlas_dir: str) -> None:
         else:
             atlasview.render_neuron(atlas, atlas.neuron(layer, neuron), cfg, context)
             if run is not None:
-                atlasview.probe_run_panels(*run, layer, neuron, cfg)
+                atlasview.probe_run_panels(*run, layer, neuron, cfg, atlas)
     except NeuronSignaturesError as e:
         st.error(str(e))
     except OSError as e:  # a file of the atlas went missing or unreadable after it opened

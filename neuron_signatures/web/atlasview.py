@@ -127,10 +127,16 @@ def logits(top: list[WriteScore], bottom: list[WriteScore]) -> None:
 
 
 def probe_run_panels(
-    view: RunView, analysis: Analysis, layer: int, neuron: int, cfg: HeatmapConfig
+    view: RunView,
+    analysis: Analysis,
+    layer: int,
+    neuron: int,
+    cfg: HeatmapConfig,
+    atlas: Atlas | None = None,
 ) -> None:
     """The run page's neuron card (signature, influence and causal check, write scores) and its
-    stacked heatmap of the probe prompts, for the neuron on screen."""
+    stacked heatmap of the probe prompts, for the neuron on screen; with ``atlas``, the
+    signature's name is checked against the atlas's corpus."""
     run = view.run
     st.markdown("---")
     st.markdown(f"### Probe run: {run.run_dir}")
@@ -147,7 +153,7 @@ def probe_run_panels(
             break
     flat = view.neuron_flat(layer, neuron)
     peaks = view.peaks(flat)
-    ws_html = panels.neuron_card(view, analysis, sel, peaks)
+    ws_html = panels.neuron_card(view, analysis, sel, peaks, atlas)
     if sel.mode == MANUAL and analysis.influence:
         st.caption("not in any influence file of the run")
     shown = view.shown_prompts(flat, "peak", 50)

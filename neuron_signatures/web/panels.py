@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis.results import SIGNATURES_FILE, causal_check_values, say_x_check
+from ..signatures.corpus_check import NameCheck, shown_check
 from ..tokens import token_display
 from . import charts, steer
 from .heatmap import (
@@ -134,14 +135,21 @@ def _prompt_pick(view: RunView) -> int:
     return int(st.selectbox("prompt", range(n), key="prompt_pick", format_func=lambda k: ids[k]))
 
 
-def neuron_card(view: RunView, analysis: Analysis, sel: Selection, peaks: PromptPeaks) -> str:
-    """Peak statistics, influence and causal check, signature, write scores; returns chip HTML."""
+def neuron_card(
+    view: RunView, analysis: Analysis, sel: Selection, peaks: PromptPeaks, atlas: Any = None
+) -> str:
+    """Peak statistics, influence and causal check, signature, write scores; returns chip HTML.
+
+    With ``atlas`` (an atlas page with this run beside it) the signature's name is checked
+    against the atlas's corpus now (:func:`~neuron_signatures.signatures.corpus_check.
+    shown_check`); without, the check stored by ``signatures --atlas`` is shown, if any."""
     with st.container(border=True):
         _peak_metrics(view, analysis.peak_row(sel.layer, sel.neuron) or {}, peaks)
         c = sel.candidate
         if sel.mode == INFLUENCE and c is not None:
             _influence_lines(c.rank, c.fields)
-        signature_block(analysis.signatures_in(sel.signatures_file).get((sel.layer, sel.neuron)))
+        sig = analysis.signatures_in(sel.signatures_file).get((sel.layer, sel.neuron))
+        signature_block(sig, shown_check(sig, atlas, view.run.manifest))
         ws, note = analysis.write_scores(sel.layer, sel.neuron, sel.source)
         if ws:
             chips = write_scores_html(ws)
@@ -200,19 +208,25 @@ def _explicit(ws: dict) -> None:
         )
 
 
-def signature_block(sig: dict[str, Any] | None) -> None:
-    """The neuron's signature (class, name, its file, the Say X write-score check, reasons,
-    per-probe peaks) when one was computed."""
+def signature_block(sig: dict[str, Any] | None, corpus: NameCheck | None = None) -> None:
+    """The neuron's signature (class, name, its file, the Say X write-score check, the corpus
+    check of the name, reasons, per-probe peaks) when one was computed."""
     if not sig:
         return
     source = sig.get(SIGNATURES_FILE)
     check = say_x_check(sig)
+    color = {True: "#1a7f37", False: "#b42318", None: "#666"}[corpus.supported] if corpus else ""
     st.html(
         f'<div class="nsh-signature"><b>signature</b>: {escape(sig.get("class") or "?")}'
         f" - {escape(sig.get('name') or '')}"
         + (f' <small style="color:#666">· from {escape(source)}</small>' if source else "")
         + "</div>"
         + (f'<div class="nsh-say-x">{escape(check.describe())}</div>' if check else "")
+        + (
+            f'<div class="nsh-corpus" style="color:{color}">{escape(corpus.describe())}</div>'
+            if corpus
+            else ""
+        )
     )
     reasons = sig.get("reasons")
     if reasons:

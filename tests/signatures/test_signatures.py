@@ -267,7 +267,7 @@ def test_written_files_follow_the_format(hand_run: Run, result: SignatureResult,
                             f"signatures_{stem}.parquet", f"supernodes_{stem}.json",
                             f"signatures_{stem}_meta.json"])  # fmt: skip
     doc = json.loads((tmp_path / f"signatures_{stem}.json").read_text())
-    assert doc["format_version"] == 1 and doc["kind"] == "signatures"
+    assert doc["format_version"] == 2 and doc["kind"] == "signatures"
     first = doc["neurons"][0]
     assert {"layer", "neuron", "class", "name", "reasons", "probes", "seed", "say_x_token",
             "say_x_write_rank", "say_x_write_agrees"} <= set(first)  # fmt: skip

@@ -26,7 +26,7 @@ def test_signatures_on_the_bundled_probe_prompts(tmp_path: Path) -> None:
                "--neuron_ids", NEURONS, "--out_dir", str(out), "--name", "demo"])  # fmt: skip
     assert rc == 0
     doc = json.loads((out / "signatures_demo.json").read_text())
-    assert doc["kind"] == "signatures" and doc["format_version"] == 1
+    assert doc["kind"] == "signatures" and doc["format_version"] == 2
     assert doc["n_layers"] == 18 and len(doc["neurons"]) == 6
     classes = {n["class"] for n in doc["neurons"]}
     assert classes <= {"semantic", "say_x", "relationship", "unclassified"}

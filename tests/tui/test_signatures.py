@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from textual.widgets import Input
 
@@ -95,3 +97,83 @@ async def test_s_without_signatures_warns(synth_run: SynthRun) -> None:
         await pilot.press("s")
         assert app.is_running
         assert any("no signatures_" in n.message for n in app._notifications)
+
+
+# -- the corpus check of the name ------------------------------------------------------------
+CHECKED = [{"layer": 2, "neuron": 17, "class": "relationship", "name": "(Springfield) related",
+            "relation_token": "Springfield", "corpus_supported": False,
+            "corpus_reason": "98% of corpus tokens positive (dense: > 90%); 'Springfield' peaks "
+                             "0 of 20 top examples (needs 1)",
+            "corpus_density": 0.98, "corpus_token_count": 0}]  # fmt: skip
+
+
+async def test_signature_block_shows_the_stored_corpus_check(tmp_path: Path) -> None:
+    run = build(tmp_path / "run", 3)
+    (run.path / "analysis").mkdir()
+    write_sigs(run.path / "analysis", "checked", CHECKED, age_s=0)
+    app = BrowserApp(BrowserState(open_run(run.path)))
+    async with app.run_test(size=(140, 42)) as pilot:
+        await goto(app, pilot, "L2/N17")
+        assert signature(app)[1:] == [
+            "relationship: (Springfield) related",
+            "corpus check: ✗ not supported: 98% of corpus tokens positive (dense: > 90%); "
+            "'Springfield' peaks 0 of 20 top examples (needs 1)",
+        ]
+
+
+@pytest.fixture(scope="module")
+def tiny_atlas(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
+    from neuron_signatures.models import wrap_hf_model
+    from tests.atlas.conftest import build as build_atlas
+    from tests.atlas.conftest import corpus_lines
+    from tests.tiny_models import make_models
+
+    root = tmp_path_factory.mktemp("atlas")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(corpus_lines(12)) + "\n")
+    model, _ = make_models("gemma2")
+    lm = wrap_hf_model(model, tiny_tokenizer, name="tiny-gemma2", dtype="fp32")
+    return Path(build_atlas(lm, root / "A", corpus, layers=[1]))
+
+
+def _named_run(folder: Path, model: str, rec: dict) -> Path:
+    """A run shaped like the tiny model (3 layers x 64) of ``model`` with one signature."""
+    from neuron_signatures.store.build import write_run
+
+    from .conftest import make_prompts
+
+    prompts = make_prompts(2)
+    acts = [np.zeros((3, len(p["tokens"]), 64), np.float32) for p in prompts]
+    write_run(folder, prompts, acts, n_layers=3, save_dtype="fp32", model_name=model)
+    (folder / "analysis").mkdir()
+    write_sigs(folder / "analysis", "x", [rec], age_s=0)
+    return folder
+
+
+async def test_atlas_beside_the_run_checks_the_name_now(tmp_path: Path, tiny_atlas: Path) -> None:
+    from neuron_signatures.atlas import open_atlas
+    from neuron_signatures.signatures.corpus_check import check_record, token_key
+    from neuron_signatures.tui import AtlasApp, AtlasState
+    from neuron_signatures.tui.screens import LinkedBrowserScreen
+
+    atlas = open_atlas(tiny_atlas)
+    top = atlas.neuron(1, 9).top
+    peaks = [token_key(e.tokens[e.position]) for e in top]
+    x = max(set(peaks), key=peaks.count)
+    rec = {"layer": 1, "neuron": 9, "class": "semantic", "name": x, "semantic_token": x}
+    want = check_record(atlas, rec)
+    assert want is not None and want.peak_hits == peaks.count(x) > 0
+    for model, line in [
+        ("tiny-gemma2", want.describe()),
+        ("another-model", "corpus check: ? untested: the open atlas is of another model than "
+                          "the run (model another-model (run) vs tiny-gemma2 (atlas))"),
+    ]:  # fmt: skip
+        run = _named_run(tmp_path / model, model, rec)
+        app = AtlasApp(AtlasState(atlas, layer=1, neuron=9), BrowserState(open_run(run)))
+        async with app.run_test(size=(140, 42)) as pilot:
+            await pilot.pause()
+            await pilot.press("e")
+            await pilot.pause()
+            assert isinstance(app.screen, LinkedBrowserScreen)
+            lines = str(app.screen.query_one("#ranked-signature").content).splitlines()
+            assert lines[1:] == [f"semantic: {x}", line]

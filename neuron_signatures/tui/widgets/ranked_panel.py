@@ -70,7 +70,8 @@ class RankedPanel(Vertical):
 
 
 def signature_lines(cursor: RankingCursor, layer: int, neuron: int) -> list[str]:
-    """The signature block: ``signature L2 N17 · <file>``, ``class: name``, the Say X check."""
+    """The signature block: ``signature L2 N17 · <file>``, ``class: name``, the Say X check, the
+    corpus check of the name."""
     source = cursor.signature_file(layer, neuron)
     switch = " (s: switch)" if len(cursor.signature_files) > 1 else ""
     lines = [f"signature L{layer} N{neuron} · {source or cursor.signatures_source}{switch}"]
@@ -79,4 +80,7 @@ def signature_lines(cursor: RankingCursor, layer: int, neuron: int) -> list[str]
     check = cursor.say_x(layer, neuron)
     if check is not None:
         lines.append(check.describe(visible))
+    corpus = cursor.corpus(layer, neuron)
+    if corpus is not None:
+        lines.append(visible(corpus.describe()))
     return lines
