@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -30,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from neuron_signatures.atlas.build import AtlasConfig, build_atlas  # noqa: E402
+from neuron_signatures.scale.cluster import start_local_ray  # noqa: E402
 from neuron_signatures.scale.ray_atlas import RayOptions, build_atlas_ray  # noqa: E402
 
 
@@ -70,13 +70,7 @@ def main() -> None:
         print(f"one process: {t_one:.1f} s", flush=True)
 
         t = time.perf_counter()
-        ray.init(
-            num_cpus=args.workers,
-            include_dashboard=False,
-            object_store_memory=128 * 2**20,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+        start_local_ray(ray, num_cpus=args.workers)  # as the product does: 127.0.0.1 only
         t_start = time.perf_counter() - t
         for units in [int(u) for u in args.units.split(",")]:
             t = time.perf_counter()

@@ -15,6 +15,8 @@
    (a tree, not a chain on the driver), and the disk holds about one part per worker; at the
    end the span of all units and the static files move into the atlas. A re-run with
    ``resume`` keeps every finished unit and span.
+5. When every worker is lost beyond its restarts, the build stops with a one-line error that
+   names the units not built and the command that resumes it (:func:`~.pool.run_pool`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from ..atlas.plan import plan_manifest, resume_mismatch
 from ..capture import TokenBar
 from ..errors import BadArgumentError, RunExistsError
 from ..store.manifest import utc_now
-from .pool import init_ray, run_pool, start_actors
+from .cluster import init_ray
+from .pool import id_ranges, run_pool, start_actors
 from .units import PARTS, STATIC, UNITS, finish, pair_adjacent, scan, split_units
 
 log = logging.getLogger(__name__)
@@ -52,12 +55,15 @@ class RayOptions:
         workers: actors (default: the cluster's GPUs, or 2 on a machine without GPUs).
         units: units the batches are cut into (default: 4 per worker).
         max_retries: restarts of a killed actor, and resubmissions of one unit.
+        resume_command: the shell command that resumes this build, quoted when workers are lost
+            (the CLI passes its own command line with ``--resume``).
     """
 
     address: str | None = None
     workers: int | None = None
     units: int | None = None
     max_retries: int = 3
+    resume_command: str | None = None
 
 
 def require_ray() -> Any:
@@ -221,6 +227,9 @@ class _Run:
                 self._submit,
                 self._finished,
                 self.opts.max_retries,
+                describe=self._describe,
+                resume=self.opts.resume_command
+                or f"the same atlas command with --resume (--out_dir {self.parts.parent})",
             )
         finally:
             self.bar.close()
@@ -240,6 +249,17 @@ class _Run:
             "resubmitted": resubmitted,
             "per_worker": self.per_worker,
         }
+
+    def _describe(self, tasks: list[int]) -> str:
+        """``"units 3-5, the merge of units 0-1"``: what lost tasks leave undone."""
+        n = len(self.units)
+        units = [t for t in tasks if t < n]
+        out = [f"unit{'s' if len(units) > 1 else ''} {id_ranges(units)}"] if units else []
+        out += [
+            f"the merge of units {a}-{c - 1}"
+            for a, _, c in (self.merges[t - n] for t in tasks if t >= n)
+        ]
+        return ", ".join(out) or "nothing"
 
     def _submit(self, actor: Any, t: int) -> Any:
         n = len(self.units)

@@ -9,7 +9,9 @@
    folder (shared storage) under a temporary name, renamed when whole.
 3. The driver logs each shard's size and sha256 in the progress log as it arrives, exactly as
    the one-process writer does, and finishes the manifest. A killed worker's shard is computed
-   again (by any worker); a killed driver is resumed with ``--resume`` like any dump.
+   again (by any worker); a killed driver is resumed with ``--resume`` like any dump. When
+   every worker is lost beyond its restarts, the dump stops with a one-line error naming the
+   shards not written and the command that resumes it.
 The shards and the manifest are those of one process (but for times and durations).
 """
 
@@ -29,7 +31,8 @@ from ..capture import DumpConfig, DumpResult, capture_shard, dump
 from ..store.manifest import ACTIVATIONS_DIR, atomic_write_chunks
 from ..store.progress import append_progress
 from ..store.writer import safetensors_chunks
-from .pool import init_ray, run_pool, start_actors
+from .cluster import init_ray
+from .pool import id_ranges, run_pool, start_actors
 from .ray_atlas import RayOptions, require_ray
 from .worker import ModelWorker
 
@@ -140,7 +143,12 @@ def dump_ray(
                 if on_batch:
                     on_batch(s)
 
-            run_pool(ray, actors, todo, submit, finished, opts.max_retries)
+            run_pool(
+                ray, actors, todo, submit, finished, opts.max_retries,
+                describe=lambda ss: f"shard{'s' if len(ss) > 1 else ''} {id_ranges(ss)}",
+                resume=opts.resume_command
+                or f"the same dump command with --resume (--out_dir {cfg.out_dir})",
+            )  # fmt: skip
             for name, (n_tok, sec) in sorted(per_worker.items()):
                 log.info("worker %s: %d tokens in %.1f s (%.0f tok/s)", name, n_tok, sec,
                          n_tok / max(sec, 1e-9))  # fmt: skip

@@ -131,3 +131,40 @@ def test_cli_engine_ray(
     assert main([*argv, "--workers", "2", "--units", "3"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert atlas_bytes(out) == atlas_bytes(single)
+
+
+@pytest.mark.timeout(240)  # the driver used to probe the dead worker forever
+def test_every_worker_lost_stops_with_the_resume_command(
+    ray_local: Any, single: Path, tiny_model_dir: Path, corpus_txt: Path, tmp_path: Path
+) -> None:
+    """One worker, one restart: it is SIGKILLed in unit 0 (restarted; unit 0 then finishes) and
+    again in unit 1, which leaves Ray nothing to restart while unit 1 is below its retry limit.
+    The build stops with one line naming unit 1 and the resume command; the resume finishes it."""
+    from neuron_signatures.scale.pool import WorkersLostError
+    from neuron_signatures.scale.ray_atlas import RayOptions, build_atlas_ray
+
+    n = json.loads((single / "atlas.json").read_text())["params"]["n_batches"]
+
+    def kill_once_in_each_unit(b: int) -> None:
+        marker = tmp_path / f"killed_{b}"
+        if b in (0, n - 1) and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    out = tmp_path / "ray"
+    cfg = config(out, corpus_txt, model_name=str(tiny_model_dir))
+    opts = RayOptions(workers=1, units=2, max_retries=1, resume_command="RESUME-CMD")
+    with pytest.raises(WorkersLostError) as e:
+        build_atlas_ray(cfg, opts, on_batch=kill_once_in_each_unit)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "every Ray worker is lost (1 of 1, each beyond its 1 restarts" in msg
+    assert "not finished: unit 1;" in msg and msg.endswith("then run: RESUME-CMD")
+    assert (tmp_path / f"killed_{n - 1}").exists()
+    assert (out / "parts" / "unit_0000" / "atlas.json").is_file()
+    assert not (out / "atlas.json").exists()
+    cfg = config(out, corpus_txt, model_name=str(tiny_model_dir), resume=True)
+    build_atlas_ray(cfg, RayOptions(workers=1, units=2))
+    log = json.loads((out / "build.json").read_text())
+    assert log["units_skipped"] == 1 and log["units_run"] == 1
+    assert atlas_bytes(out) == atlas_bytes(single)
