@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None, prog_command: str | None = None) -> 
         args_list = [prog_command, *args_list]
     parser = build_parser()
     args = parser.parse_args(args_list)
+    args._argv = args_list  # the command line, for messages that quote a resume command
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )

@@ -157,9 +157,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.engine == "ray":
+            from ..scale.pool import resume_command
             from ..scale.ray_atlas import RayOptions, build_atlas_ray
 
             opts = RayOptions(address=args.ray_address, workers=args.workers, units=args.units)
+            opts.resume_command = resume_command(getattr(args, "_argv", None))
             out = build_atlas_ray(cfg, opts)
         else:
             out = build_atlas(cfg)

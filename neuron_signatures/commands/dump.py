@@ -105,9 +105,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_layers(cfg.model_name, cfg.layers)  # from config.json: before any load
     if args.engine == "ray":
+        from ..scale.pool import resume_command
         from ..scale.ray_dump import RayOptions, dump_ray
 
-        result = dump_ray(cfg, RayOptions(address=args.ray_address, workers=args.workers))
+        opts = RayOptions(address=args.ray_address, workers=args.workers)
+        opts.resume_command = resume_command(getattr(args, "_argv", None))
+        result = dump_ray(cfg, opts)
     else:
         result = dump(cfg)
     for note in result.notes:

@@ -35,11 +35,11 @@ class WorkersLostError(NeuronSignaturesError):
     """Ray workers were lost beyond their restarts (or a task beyond its retries)."""
 
 
-def resume_command(argv: Sequence[str] | None, fallback: str) -> str:
+def resume_command(argv: Sequence[str] | None) -> str | None:
     """The shell command that resumes ``neuron-signatures <argv>`` (``--overwrite`` dropped,
-    ``--resume`` added once), or ``fallback`` when the command line is not known."""
+    ``--resume`` added once); ``None`` when the command line is not known."""
     if not argv:
-        return fallback
+        return None
     args = [a for a in argv if a not in ("--overwrite", "--resume")]
     return shlex.join(["neuron-signatures", *args, "--resume"])
 

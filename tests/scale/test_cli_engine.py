@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -31,3 +32,31 @@ def test_dump_engine_ray_without_ray(
     assert rc == 2
     assert "pip install 'neuron-signatures[ray]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["atlas", "dump"])
+def test_lost_workers_error_quotes_the_exact_resume_command(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The CLI hands its own command line (``--overwrite`` dropped, ``--resume`` added) to the
+    Ray driver, whose one-line error for lost workers ends with it."""
+    pytest.importorskip("ray")
+    from neuron_signatures.scale import ray_atlas, ray_dump
+    from neuron_signatures.scale.pool import WorkersLostError
+
+    def lost(cfg: object, opts: ray_atlas.RayOptions) -> None:
+        raise WorkersLostError(f"every Ray worker is lost; then run: {opts.resume_command}")
+
+    monkeypatch.setattr(ray_atlas, "build_atlas_ray", lost)
+    monkeypatch.setattr(ray_dump, "dump_ray", lost)
+    out = tmp_path / "my out"
+    source = [] if command == "atlas" else ["--single_prompt", "hi"]
+    argv = [command, *source, "--out_dir", str(out), "--engine", "ray", "--workers", "1"]
+    assert main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    expected = shlex.join(["neuron-signatures", *argv, "--resume"])
+    assert err.endswith(f"then run: {expected}")
