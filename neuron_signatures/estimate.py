@@ -161,7 +161,8 @@ class AtlasEstimate:
     def state_bytes_per_neuron(self) -> int:
         """``reduce.new_state`` per neuron: sums, counts, min/max, histogram, ranked lists
         (int64 key + int64 g + window), reservoirs (int64 hash + int64 g + float32 value)."""
-        fixed = 4 * 4 * I64 + 3 * I64 + F32 + F32  # 4 exact sums, 3 counts, min, max
+        # exact sums (7 + 13 + 19 + 25 digits, atlas.exact.LAYOUT), 3 counts, min, max, salt
+        fixed = 64 * I64 + 3 * I64 + F32 + F32 + I64
         ranked = 2 * self.top_k * (I64 + I64)
         res = self.n_bins * self.samples * (I64 + I64 + F32)
         return fixed + self.n_bins * I64 + ranked + self.examples_bytes + res
@@ -169,7 +170,7 @@ class AtlasEstimate:
     @property
     def disk_bytes_per_neuron(self) -> int:
         """``reduce.to_disk`` per neuron: keys become float32 values, reservoir hashes dropped."""
-        fixed = 4 * 4 * I64 + 3 * I64 + F32 + F32
+        fixed = 64 * I64 + 3 * I64 + F32 + F32
         ranked = 2 * self.top_k * (F32 + I64)
         res = self.n_bins * self.samples * (I64 + F32)
         return fixed + self.n_bins * I64 + ranked + self.examples_bytes + res

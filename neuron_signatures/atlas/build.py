@@ -286,11 +286,17 @@ def write_merged(parts: list[Path], manifests: list[dict[str, Any]], out: Path) 
 
     from .reduce import from_disk, merge, to_disk
 
+    version = int(manifests[0]["format_version"])
+    if version != store.FORMAT_VERSION:  # older sums and sampling priorities do not merge
+        raise BadArgumentError(
+            f"{parts[0]} is a version-{version} atlas: merging needs version-"
+            f"{store.FORMAT_VERSION} parts; rebuild them with this version"
+        )
     p = reduce_params(manifests[0])
     for layer in manifests[0]["layers"]:
         state = None
         for part in parts:
-            s = from_disk(store.load_tensors(store.layer_file(part, layer)), p, "cpu")
+            s = from_disk(store.load_tensors(store.layer_file(part, layer)), p, "cpu", layer)
             state = s if state is None else merge(state, s, p)
         assert state is not None
         store.save_tensors(store.layer_file(out, layer), to_disk(state, p))

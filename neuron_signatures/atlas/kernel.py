@@ -4,9 +4,11 @@ On a CPU the torch reduction is some forty full passes over a batch's ``[N, d]``
 (casts, boolean sums, gathers, sorts) and cost as much as the model's forward. Here the tokens
 are read in groups of :data:`G` rows, once, and folded into everything:
 
-1. float64 sums of ``x`` .. ``x^4`` (made exact digits by the caller, as in torch), ``n_pos``
-   and ``n_thr``: one pass over the accumulators per group of four tokens (a quarter of the
-   loads and stores of one pass per token; the sums' rounding differs, not their exactness);
+1. float64 sums of ``(x - c)`` .. ``(x - c)^4`` over finite values about the caller's pivots
+   ``c`` (made exact digits by the caller, as in torch: :mod:`.exact`), the count of non-finite
+   values, ``n_pos`` and ``n_thr``: one pass over the accumulators per group of four tokens (a
+   quarter of the loads and stores of one pass per token; the sums' rounding differs from
+   torch's, within float64 rounding of the centered sums);
 2. ``min`` and ``max`` kept as int32 order keys (:func:`.ranking.order_key`: -0.0 < +0.0, NaN beyond
    +-inf, the order of the ranked lists; the torch path and ``merge`` use the same rule), in
    the same vectorised loop that tests the group's extreme keys against the k-th keys of the
@@ -16,14 +18,15 @@ are read in groups of :data:`G` rows, once, and folded into everything:
    tokens) whose other half holds each reservoir's threshold (the top 16 or 32 bits of its
    ``r``-th priority, a conservative filter): one cache line serves the count and the test;
 4. the interval reservoirs by insertion: a token enters a ``(neuron, bin)`` reservoir iff its
-   priority is below the reservoir's ``r``-th, so the result is the bottom-r set that
-   :func:`.reduce._sample` keeps;
+   priority (its hash salted by the neuron, :mod:`.priority`, computed here per entry) is below
+   the reservoir's ``r``-th, so the result is the bottom-r set that :func:`.reduce._sample`
+   keeps;
 5. the top-k and bottom-k lists by insertion, ordered by ``(order key, g ascending)`` exactly as
    :func:`.ranking.rank_union` orders them; ``src`` records where each kept entry came from (its
    old slot ``j``, or ``-1 - t`` for the batch's token ``t``) so that the caller gathers windows.
 
 Steps 4 and 5 test a chunk of flags in a vectorised loop and only walk it when some are set
-(rare once lists and reservoirs are full: tokens come in ascending priority). Neurons are cut
+(rare once lists and reservoirs are full). Neurons are cut
 into tiles of :data:`TILE` (their histogram cells contiguous, so a tile's working set stays in
 cache) and tiles are split over threads (the GIL is released); each neuron is handled by one
 thread in a fixed token order, so results depend neither on the thread count nor on the tile
@@ -52,14 +55,16 @@ G = 4  # tokens folded into the statistics per pass over their accumulators
 TILE = 128  # neurons whose histogram cells (bin-major within the tile) stay in cache
 CHUNK = 32  # neurons tested together for candidates (a row has few: most chunks are skipped)
 STATE: tuple[str, ...] = ("min", "max", "n_pos", "n_thr", "top_key", "top_g", "bot_key")
-STATE += ("bot_g", "samp_h", "samp_g", "samp_v")
+STATE += ("bot_g", "samp_h", "samp_g", "samp_v", "salt")
+_TOP = np.uint64(2**63)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
     lo, hi, cells, acts, bits, rows, pos, order, g, prio, thr, boff, s,
     s1, s2, s3, s4, mn, mx, npos, nthr, pshift,
-    tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv,
+    tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv, cv, nfin, salt,
 ):  # fmt: skip
     """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring), whose
     histogram cells are ``cells [bins, T, 2]``."""
@@ -67,6 +72,8 @@ def _block(
     k = tkey.shape[1]
     a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
     a3, a4, a6, a7 = mn[lo:hi], mx[lo:hi], npos[lo:hi], nthr[lo:hi]
+    cp, a5, sl = cv[lo:hi], nfin[lo:hi], salt[lo:hi]
+    prn = np.empty(w, np.int64)  # one token's salted priorities
     rank = np.empty((2, w), np.int64)  # the lists' k-th keys (top, bottom)
     rank[0] = tkey[lo:hi, k - 1]
     rank[1] = bkey[lo:hi, k - 1]
@@ -87,13 +94,15 @@ def _block(
             x3, b3 = acts[rows[t3], pos[t3], lo:hi], bits[rows[t3], pos[t3], lo:hi]
             # 1. statistics of four tokens per pass over the accumulators
             for n in range(w):
-                v0, v1 = np.float64(x0[n]), np.float64(x1[n])
-                v2, v3 = np.float64(x2[n]), np.float64(x3[n])
+                v0, v1 = _centered(x0[n], cp[n]), _centered(x1[n], cp[n])
+                v2, v3 = _centered(x2[n], cp[n]), _centered(x3[n], cp[n])
                 a1[n] += (v0 + v1) + (v2 + v3)
                 q0, q1, q2, q3 = v0 * v0, v1 * v1, v2 * v2, v3 * v3
                 a2[n] += (q0 + q1) + (q2 + q3)
                 a8[n] += (q0 * v0 + q1 * v1) + (q2 * v2 + q3 * v3)
                 a9[n] += (q0 * q0 + q1 * q1) + (q2 * q2 + q3 * q3)
+            for n in range(w):
+                a5[n] += _bad(x0[n]) + _bad(x1[n]) + _bad(x2[n]) + _bad(x3[n])
             for n in range(w):
                 a6[n] += (x0[n] > 0) + (x1[n] > 0) + (x2[n] > 0) + (x3[n] > 0)
             for n in range(w):
@@ -113,12 +122,14 @@ def _block(
             t0 = order[i0]
             x0, b0 = acts[rows[t0], pos[t0], lo:hi], bits[rows[t0], pos[t0], lo:hi]
             for n in range(w):
-                v = np.float64(x0[n])
+                v = _centered(x0[n], cp[n])
                 a1[n] += v
                 q = v * v
                 a2[n] += q
                 a8[n] += q * v
                 a9[n] += q * q
+            for n in range(w):
+                a5[n] += _bad(x0[n])
             for n in range(w):
                 a6[n] += x0[n] > 0
             for n in range(w):
@@ -140,7 +151,8 @@ def _block(
         for j in range(gs):
             t = order[i0 + j]
             _histogram(lo, acts[rows[t], pos[t], lo:hi], bits[rows[t], pos[t], lo:hi], boff, s,
-                       prio[t], g[t], pshift, cells, cell, flag, cand, rh, rg, rv)  # fmt: skip
+                       prio[t], g[t], pshift, cells, cell, flag, cand, rh, rg, rv, sl,
+                       prn)  # fmt: skip
         i0 += gs
     # 5. the kept examples' windows follow their entries (new ones are filled by the caller)
     _follow(lo, hi, tsrc, tacts)
@@ -154,6 +166,29 @@ def _tiles(first, last, cells, acts, *rest):  # fmt: skip
     for ti in range(first, last):
         lo = ti * tw
         _block(lo, min(lo + tw, acts.shape[2]), cells[ti], acts, *rest)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _centered(x, c):  # fmt: skip
+    """float64 ``x - c`` (exact), 0 where ``x`` is not finite."""
+    v = np.float64(x)
+    return v - c if np.isfinite(v) else 0.0
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _bad(x):  # fmt: skip
+    """1 where float32 ``x`` is NaN or +-inf."""
+    return np.int32(not np.isfinite(x))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _salted(h, s):  # fmt: skip
+    """:func:`.priority.salted_priority` of one token hash ``h`` and one salt ``s`` (int64)."""
+    z = np.uint64(h ^ s)
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z ^ _TOP)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -195,24 +230,28 @@ def _rank(m, n, kb, gt, tag, rank, t32, b32, tkey, tg, tsrc, bkey, bg, bsrc):  #
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _histogram(
-    lo, x, xb, boff, s, pr, gt, pshift, cells, cell, flag, cand, rh, rg, rv,
+    lo, x, xb, boff, s, th, gt, pshift, cells, cell, flag, cand, rh, rg, rv, sl, prn,
 ):  # fmt: skip
     """Count one token's row ``x`` (bits ``xb``) of neurons ``lo:`` and offer it to the
-    reservoirs its cells' thresholds let through (priority ``pr``, token ``gt``)."""
+    reservoirs its cells' thresholds let through (token hash ``th``, salts ``sl``, token
+    ``gt``; ``prn`` receives the salted priorities)."""
     nb, tw = cells.shape[0], cells.shape[1]
     r = rh.shape[1]
     w = x.shape[0]
     cf = cells.reshape(-1)  # (count, threshold) pairs: one cache line serves both
-    ph = pr >> pshift  # top bits: the reservoir filter runs on cells' integer type
     for n in range(w):  # the bin: arithmetic on the bits (see .bins.block_affine)
         slot = min(max(((xb[n] >> 22) & 511) - boff, 0), s - 1)
         cell[n] = ((s + (slot ^ (xb[n] >> 31))) * tw + n) * 2
     for n in range(w):
+        prn[n] = _salted(th, sl[n])
+    for n in range(w):
         i = cell[n]
         cf[i] += 1
-        flag[n] = ph <= cf[i + 1]
+        # top bits: the reservoir filter runs on cells' integer type
+        flag[n] = (prn[n] >> pshift) <= cf[i + 1]
     for q in range(_compact(flag, cand)):
         n = cand[q]
+        pr = prn[n]
         grp = (lo + n) * nb + cell[n] // (2 * tw)
         if pr >= rh[grp, r - 1]:  # the truncated test is a superset
             continue
@@ -313,23 +352,26 @@ def run(
     threshold: float,
     hist_exp: tuple[int, int],
     st: dict[str, np.ndarray],
+    pivots: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Fold ``acts [B, T, d]`` (float32) at tokens ``(rows, pos)`` into ``st`` (in place).
 
     ``st`` holds writable numpy views of the state entries :data:`STATE`, ``hist`` and the
-    example windows ``top_acts``/``bot_acts`` as raw bits (int16). Kept examples' windows are
-    moved along; the caller fills those of new ones (``src < 0``). Returns the batch's float64
-    sums ``s1`` .. ``s4`` (of ``x`` .. ``x^4``) and the ``[d, k]`` ``top_src``/``bot_src``.
+    example windows ``top_acts``/``bot_acts`` as raw bits (int16); ``prio`` holds the tokens'
+    hashes. Kept examples' windows are moved along; the caller fills those of new ones (``src <
+    0``). Returns the batch's float64 sums ``s1`` .. ``s4`` (of ``(x - c)`` .. ``(x - c)^4``
+    over finite values, ``c = pivots [d]``), ``nonfinite [d]`` and the ``[d, k]``
+    ``top_src``/``bot_src``.
     """
     d = acts.shape[2]
     k = st["top_key"].shape[1]
     nb = st["hist"].shape[1]
     r = st["samp_h"].shape[1]
     out = {f"s{i}": np.zeros(d) for i in range(1, 5)}
-    for name in ("npos", "nthr"):  # this batch's counts (fewer bytes to stream than int64)
+    for name in ("npos", "nthr", "nonfinite"):  # this batch's counts (fewer bytes than int64)
         out[name] = np.zeros(d, np.int32)
     for side in ("top", "bot"):
-        out[f"{side}_src"] = np.ascontiguousarray(np.broadcast_to(np.arange(k), (d, k)))
+        out[f"{side}_src"] = np.tile(np.arange(k), (d, 1))  # writable (d = 1 too)
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
     lo_key, hi_key = _keys(st["min"]), _keys(st["max"])
     # bin-major (a row's neurons fall in a few bins), int32, count and threshold side by side
@@ -347,6 +389,7 @@ def run(
         hi_key, out["npos"], out["nthr"], pshift, st["top_key"], st["top_g"],
         out["top_src"], st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"],
         st["bot_acts"], st["samp_h"], st["samp_g"], st["samp_v"],
+        np.ascontiguousarray(pivots, np.float64), out["nonfinite"], st["salt"],
     )  # fmt: skip
     blocks = np.linspace(0, tiles, max(1, n_threads) + 1).round().astype(np.int64)
     spans = [(int(a), int(b)) for a, b in itertools.pairwise(blocks) if b > a]

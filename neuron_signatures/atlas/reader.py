@@ -1,7 +1,8 @@
 """Read an atlas: ``open_atlas(A).neuron(layer, n)`` → :class:`NeuronAtlas` (no torch, no model).
 
 One neuron is read from the memory-mapped layer file (a few rows of each array); statistics come
-out of the exact integer sums, intervals out of the exact histogram (:mod:`.record`).
+out of the exact integer sums (:mod:`.exact`), intervals out of the exact histogram
+(:mod:`.record`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 
 from ..errors import BadArgumentError, IncompleteRunError
 from . import store
-from .priority import token_priority
+from .exact import unit_bits
+from .priority import legacy_priority, token_priority
 from .record import (
     Example,
     Interval,
@@ -40,30 +42,36 @@ __all__ = [
     "open_atlas",
 ]
 
-SUM_SCALE = 2**64  # the exact sums count units of 2^-64
+SUMS = ("sum", "sumsq", "sum3", "sum4")  # exact totals of x .. x^4
 
 
 def fixed_value(digits: Any) -> Any:
-    """The exact integer (units of 2^-64) of ``[..., 4]`` base-2^32 digits; Python ints."""
+    """The exact integer of ``[..., D]`` base-2^32 digits (most significant first); Python ints."""
     d = np.asarray(digits).astype(object)
-    return ((d[..., 0] * 2**32 + d[..., 1]) * 2**32 + d[..., 2]) * 2**32 + d[..., 3]
+    out = d[..., 0]
+    for i in range(1, d.shape[-1]):
+        out = out * 2**32 + d[..., i]
+    return out
 
 
-def exact_sums(row: dict[str, Any]) -> tuple[Any, Any]:
-    """``(sum x, sum x^2)`` in units of ``2^-64`` as exact integers (see :mod:`.reduce`)."""
-    return fixed_value(row["sum"]), fixed_value(row["sumsq"])
+def exact_total(row: dict[str, Any], power: int) -> Fraction:
+    """``sum x^power`` of one neuron's row, exactly."""
+    digits = np.asarray(row[SUMS[power - 1]])
+    return Fraction(int(fixed_value(digits)), 2 ** unit_bits(power, digits.shape[-1]))
+
+
+def nonfinite_count(row: dict[str, Any]) -> int | None:
+    """Non-finite values of the neuron (``None``: not recorded, atlas format version < 3)."""
+    return int(row["n_nonfinite"]) if "n_nonfinite" in row else None
 
 
 def shape_moments(row: dict[str, Any], n: int) -> tuple[float, float]:
     """``(skewness, excess kurtosis)`` from the exact sums of ``x`` .. ``x^4``, computed in exact
     rational arithmetic (no cancellation); NaN when unknown (see :class:`NeuronStats`)."""
     nan = float("nan")
-    if n == 0 or "sum4" not in row or int(row["moments_bad"]):
+    if n == 0 or "sum4" not in row or int(row.get("moments_bad", 0)) or nonfinite_count(row):
         return nan, nan
-    mu, e2, e3, e4 = (
-        Fraction(int(fixed_value(row[name])), n * SUM_SCALE)
-        for name in ("sum", "sumsq", "sum3", "sum4")
-    )
+    mu, e2, e3, e4 = (exact_total(row, k) / n for k in (1, 2, 3, 4))
     m2 = e2 - mu * mu
     if m2 <= 0:
         return nan, nan
@@ -73,15 +81,19 @@ def shape_moments(row: dict[str, Any], n: int) -> tuple[float, float]:
 
 
 def _exact_stats(row: dict[str, Any], n: int, threshold: float) -> NeuronStats:
-    s1, s2 = (int(v) for v in exact_sums(row))
+    nan = float("nan")
+    bad = nonfinite_count(row)
     if n == 0:
-        nan = float("nan")
-        return NeuronStats(0, nan, nan, nan, nan, nan, nan, nan, threshold)
-    var = max(0.0, (s2 * n * SUM_SCALE - s1 * s1) / (n * n * SUM_SCALE * SUM_SCALE))
+        return NeuronStats(0, nan, nan, nan, nan, nan, nan, nan, threshold, nonfinite=bad)
+    mu, e2 = exact_total(row, 1) / n, exact_total(row, 2) / n
+    var = float(max(Fraction(0), e2 - mu * mu))
     skew, kurt = shape_moments(row, n)
+    mean = float(mu)
+    if bad:  # a NaN or inf touches every moment
+        mean = var = nan
     return NeuronStats(
         count=n,
-        mean=s1 / (n * SUM_SCALE),
+        mean=mean,
         variance=var,
         std=var**0.5,
         min=float(row["min"]),
@@ -91,6 +103,7 @@ def _exact_stats(row: dict[str, Any], n: int, threshold: float) -> NeuronStats:
         threshold=threshold,
         skewness=skew,
         kurtosis=kurt,
+        nonfinite=bad,
     )
 
 
@@ -107,6 +120,8 @@ class Atlas:
         self.ctx_len = int(manifest["params"]["ctx_len"])
         self.seed = int(manifest["params"]["seed"])
         self.edges = np.asarray(manifest["statistics"]["histogram"]["edges"], dtype=np.float64)
+        # format version 3 salted the sampling priorities per neuron (see .priority)
+        self.salted = int(manifest.get("format_version", store.FORMAT_VERSION)) >= 3
 
     @property
     def tokens_seen(self) -> int:
@@ -199,9 +214,10 @@ class Atlas:
                 )
             ]
         intervals = [
-            self._interval(row, counts, a, b, stats)
+            self._interval(row, counts, a, b, stats, layer, index)
             for a, b in equal_count_intervals(counts, n_intervals)
         ]
+        random_sample = self._uniform_sample(row, layer, index)
         pos, neg = self._write_scores(layer, index)
         return NeuronAtlas(
             layer=layer,
@@ -214,28 +230,60 @@ class Atlas:
             intervals=intervals,
             write_top=pos,
             write_bottom=neg,
+            random_sample=random_sample,
         )
 
-    def _interval(
-        self, row: dict[str, Any], counts: np.ndarray, a: int, b: int, stats: NeuronStats
-    ) -> Interval:
-        nb = len(counts)
-        lo = max(float(self.edges[a - 1]) if a > 0 else -np.inf, stats.min)
-        hi = min(float(self.edges[b]) if b < nb - 1 else np.inf, stats.max)
+    def _lowest(
+        self, row: dict[str, Any], a: int, b: int, layer: int, index: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(g, value)`` of the ``r`` lowest-priority tokens among bins ``a..b``' reservoirs,
+        highest value first: a uniform sample (without replacement) of those bins' tokens."""
         g = row["samp_g"][a : b + 1].reshape(-1)
         v = row["samp_v"][a : b + 1].reshape(-1)
         keep = g >= 0
         g, v = g[keep], v[keep]
         r = row["samp_g"].shape[-1]
-        pick = np.argsort(token_priority(g, self.seed))[:r]
+        if self.salted:
+            prio = token_priority(g, self.seed, layer, index)
+        else:
+            prio = legacy_priority(g, self.seed)
+        pick = np.argsort(prio)[:r]
         pick = pick[np.argsort(-v[pick], kind="stable")]
+        return g[pick], v[pick]
+
+    def _uniform_sample(self, row: dict[str, Any], layer: int, index: int) -> list[Example]:
+        """``r`` tokens drawn uniformly from all the neuron's counted tokens.
+
+        The ``r`` lowest priorities overall lie within each bin's ``r`` lowest, which the
+        reservoirs hold: so the bottom-r of all reservoirs is the bottom-r of every token, a
+        uniform draw (each bin is represented in proportion to its count). Atlases before format
+        version 3 shared one priority per token across neurons: the draw is then uniform for each
+        neuron but shared by all of them.
+        """
+        g, v = self._lowest(row, 0, row["samp_g"].shape[0] - 1, layer, index)
+        return [self.example(int(t), float(x)) for t, x in zip(g, v, strict=True)]
+
+    def _interval(
+        self,
+        row: dict[str, Any],
+        counts: np.ndarray,
+        a: int,
+        b: int,
+        stats: NeuronStats,
+        layer: int,
+        index: int,
+    ) -> Interval:
+        nb = len(counts)
+        lo = max(float(self.edges[a - 1]) if a > 0 else -np.inf, stats.min)
+        hi = min(float(self.edges[b]) if b < nb - 1 else np.inf, stats.max)
+        g, v = self._lowest(row, a, b, layer, index)
         count = int(counts[a : b + 1].sum())
         return Interval(
             lo=lo,
             hi=hi,
             count=count,
             fraction=count / max(1, stats.count),
-            samples=[self.example(int(g[i]), float(v[i])) for i in pick],
+            samples=[self.example(int(t), float(x)) for t, x in zip(g, v, strict=True)],
         )
 
     def _write_scores(self, layer: int, index: int) -> tuple[list[WriteScore], list[WriteScore]]:
@@ -257,18 +305,22 @@ class Atlas:
 
     def layer_stats(self, layer: int) -> dict[str, np.ndarray]:
         """Per-neuron ``mean, std, min, max, frac_positive, frac_above_threshold`` of a layer
-        (float64; for rankings in the UIs)."""
+        (float64; for rankings in the UIs; mean and std NaN where a value was not finite)."""
         with self._open(store.layer_file(self.root, layer)) as f:
             t = {k: f.get_tensor(k) for k in ("sum", "sumsq")}
             extra = {k: f.get_tensor(k) for k in ("n", "min", "max", "n_pos", "n_thr")}
+            bad = f.get_tensor("n_nonfinite") if "n_nonfinite" in f.keys() else None  # noqa: SIM118
         n = max(1, int(extra["n"][0]))
-        s1, s2 = exact_sums(t)
-        scale = SUM_SCALE * SUM_SCALE
-        var = ((s2 * n * SUM_SCALE - s1 * s1) / (n * n * scale)).astype(np.float64)
-        mean = (s1 / (n * SUM_SCALE)).astype(np.float64)
+        b1, b2 = (unit_bits(k, t[name].shape[-1]) for k, name in ((1, "sum"), (2, "sumsq")))
+        s1, s2 = fixed_value(t["sum"]), fixed_value(t["sumsq"])
+        var = ((s2 * n * 2 ** (2 * b1 - b2) - s1 * s1) / (n * n * 2 ** (2 * b1))).astype(np.float64)
+        mean = (s1 / (n * 2**b1)).astype(np.float64)
+        std = np.sqrt(np.maximum(var, 0.0))
+        if bad is not None:  # NaN where a value was not finite, as in :meth:`neuron`
+            mean, std = np.where(bad > 0, np.nan, mean), np.where(bad > 0, np.nan, std)
         return {
             "mean": mean,
-            "std": np.sqrt(np.maximum(var, 0.0)),
+            "std": std,
             "min": extra["min"].astype(np.float64),
             "max": extra["max"].astype(np.float64),
             "frac_positive": extra["n_pos"] / n,

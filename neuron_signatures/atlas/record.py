@@ -3,11 +3,17 @@
 Intervals are cut from the exact histogram at read time:
 
 1. Walk the bins in order, closing an interval when the cumulative count reaches the next
-   multiple of ``total / n_intervals`` (so intervals are unions of whole bins, near equal count).
+   multiple of ``total / n_intervals``. Intervals are unions of whole bins, so their counts are
+   not equal: each holds fewer than ``total / n_intervals`` tokens besides its last bin, which
+   can be far larger (one bin may hold most of a neuron's tokens).
 2. Label each with its bin edges clamped to the neuron's observed min / max
    ("interval 0.31–0.62 contains 12% of tokens").
 3. Its samples are the lowest-priority tokens among its bins' reservoirs: the bottom-r of a union
-   of bins, i.e. a seeded uniform sample of the interval's tokens.
+   of bins, i.e. a seeded uniform sample of the interval's tokens. Every interval gets ``r``
+   samples whatever its count: together they are a stratified sample, not a proportional one.
+   :attr:`NeuronAtlas.random_sample` is the proportional one: the bottom-r of all reservoirs, a
+   uniform draw from all the neuron's tokens. Priorities are salted per neuron, so two neurons'
+   samples are independent draws.
 """
 
 from __future__ import annotations
@@ -24,8 +30,14 @@ class NeuronStats:
 
     ``variance``, ``skewness`` and ``kurtosis`` are population moments (no sample correction);
     ``kurtosis`` is the excess kurtosis ``m4 / m2^2 - 3`` (0 for a normal distribution, as
-    ``scipy.stats.kurtosis`` gives by default). Both are NaN for a constant neuron, when a value
-    was not finite, and for atlases of format version 1 (built before they were kept).
+    ``scipy.stats.kurtosis`` gives by default). Both are NaN for a constant neuron and for
+    atlases of format version 1 (built before they were kept).
+
+    ``nonfinite`` counts the tokens whose value was NaN or +-inf (``None``: not recorded, atlas
+    format version < 3). Any such value makes ``mean``, ``variance``, ``std``, ``skewness`` and
+    ``kurtosis`` NaN. ``min`` and ``max`` keep them (NaN once a value was NaN, +-inf when one was
+    infinite), as do the histogram (outer bins), ``frac_positive`` (+inf counts as positive) and
+    the examples (NaN ranks above +inf).
     """
 
     count: int
@@ -39,6 +51,7 @@ class NeuronStats:
     threshold: float
     skewness: float = float("nan")
     kurtosis: float = float("nan")
+    nonfinite: int | None = None
 
 
 @dataclass
@@ -101,6 +114,7 @@ class NeuronAtlas:
     intervals: list[Interval]
     write_top: list[WriteScore]
     write_bottom: list[WriteScore]
+    random_sample: list[Example] = field(default_factory=list)  # uniform over all tokens
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -2,21 +2,24 @@
 
 Per layer the state holds, for every neuron (``[d]`` unless noted):
 
-1. ``n``: tokens seen (the same for every neuron of the layer).
-2. ``sum``, ``sumsq``, ``sum3``, ``sum4 [d, 4]``: each batch's float64 sums of ``x`` .. ``x^4``
-   are truncated to a multiple of ``2^-64`` and added as exact integers (four base-2^32 digits,
-   most significant first), so the totals do not depend on how batches are grouped: merge is
-   exact. ``moments_bad [d]`` counts batches whose ``x^3``/``x^4`` sums were not finite or beyond
-   the digits' range (``|x|`` above ~40,000): the reader then reports NaN skewness and kurtosis.
-3. ``min``, ``max`` (in the lists' key order, so -0.0 < +0.0; NaN once a value was NaN);
-   ``n_pos`` (count ``x > 0``) and ``n_thr`` (count ``x > threshold``).
+1. ``n``: tokens seen (the same for every neuron of the layer); ``n_nonfinite``: how many of them
+   were NaN or +-inf for this neuron (left out of the sums; the reader then reports NaN mean,
+   variance, skewness and kurtosis, and the count).
+2. ``sum``, ``sumsq``, ``sum3``, ``sum4``: exact totals of ``x`` .. ``x^4`` over the finite
+   values, as integer digits (:mod:`.exact`: each batch's float64 sums are taken about a pivot
+   near the batch's values and expanded exactly, so an offset far from zero costs no precision).
+   Their range holds every finite float32, so no value is out of range.
+3. ``min``, ``max`` (in the lists' key order, so -0.0 < +0.0; NaN once a value was NaN, +-inf
+   when one was infinite); ``n_pos`` (count ``x > 0``) and ``n_thr`` (count ``x > threshold``).
 4. ``hist [d, n_bins]``: exact counts over half-octave bins read off the float bits
-   (:mod:`.bins`), fixed before the first token.
+   (:mod:`.bins`), fixed before the first token (NaN and +-inf fall in the outer bins).
 5. Top-k and bottom-k examples (:mod:`.ranking`): order key, token ``g = window * ctx_len +
    position`` and the neuron's activation on every token of the example's window. Once a
    neuron's list is full, only the batch's activations at or beyond its k-th value are ranked.
-6. Interval samples: per (neuron, bin) the ``r`` tokens with the lowest seeded hash priority,
-   offered in priority order so that full reservoirs reject almost everything with one gather.
+   NaN sorts above +inf (a NaN can be a top example).
+6. Interval samples: per (neuron, bin) the ``r`` tokens with the lowest priority, a hash of the
+   token salted with (layer, neuron) (:mod:`.priority`), so each neuron samples independently.
+   ``salt [d]`` holds the layer's salts (not saved: a function of the seed and the layer).
 
 Every part is a sum, a min/max or an exact selection, so :func:`merge` of two partial states is
 byte-identical to the state of the concatenated stream. Full activations never leave the device.
@@ -30,8 +33,8 @@ import numpy as np
 import torch
 
 from . import bins
-from .exact import SUM_CLAMP, fixed_digits, normalize
-from .priority import token_priority
+from .exact import LAYOUT, normalize, pivot, power_digits
+from .priority import neuron_salts, salted_priority, token_hash
 from .ranking import (
     BOTTOM_EMPTY,
     INT64_MAX,
@@ -96,9 +99,8 @@ class BatchTokens:
     row: torch.Tensor  # [N] batch row of each kept token
     pos: torch.Tensor  # [N] position of each kept token in its row
     g: torch.Tensor  # [N] window * ctx_len + position
-    prio: torch.Tensor  # [N] sampling priority
-    prio_order: torch.Tensor  # [N] argsort of prio
-    prio_hi: torch.Tensor  # [N] int32 top half of prio (a cheap conservative filter)
+    prio: torch.Tensor  # [N] token hash (salted per neuron into priorities, :mod:`.priority`)
+    prio_order: torch.Tensor  # [N] argsort of prio: the kernel's token order; [0] gives pivots
 
 
 def batch_tokens(
@@ -116,7 +118,7 @@ def batch_tokens(
     valid = real & (pos >= (0 if include_bos else 1))
     r, c = np.nonzero(valid)
     g = windows.astype(np.int64)[r] * ctx_len + c
-    prio = token_priority(g, seed)
+    prio = token_hash(g, seed)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
@@ -129,19 +131,20 @@ def batch_tokens(
         g=t(g),
         prio=t(prio),
         prio_order=t(np.argsort(prio, kind="stable")),
-        prio_hi=t((prio >> 32).astype(np.int32)),
     )
 
 
-def new_state(p: ReduceParams, device: str) -> dict[str, torch.Tensor]:
-    """The empty state of one layer (the identity of :func:`merge`)."""
+def new_state(p: ReduceParams, device: str, layer: int = 0) -> dict[str, torch.Tensor]:
+    """The empty state of layer ``layer`` (the identity of :func:`merge`); the layer salts its
+    neurons' sampling priorities."""
     d, k, nb, r = p.d_mlp, p.top_k, p.n_bins, p.samples
 
     def z(*shape: int, dtype: torch.dtype = torch.int64, fill: float = 0) -> torch.Tensor:
         return torch.full(shape, fill, dtype=dtype, device=device)
 
-    st = {"n": z(1), "n_pos": z(d), "n_thr": z(d), "moments_bad": z(d)}
-    st.update({name: z(d, 4) for name in SUMS})
+    st = {"n": z(1), "n_pos": z(d), "n_thr": z(d), "n_nonfinite": z(d)}
+    st.update({name: z(d, LAYOUT[i + 1][0]) for i, name in enumerate(SUMS)})
+    st["salt"] = torch.from_numpy(neuron_salts(p.seed, layer, d)).to(device)
     st["min"] = z(d, dtype=torch.float32, fill=float("inf"))
     st["max"] = z(d, dtype=torch.float32, fill=float("-inf"))
     st["hist"] = z(d, nb)
@@ -164,10 +167,15 @@ def update(
     if x.shape[0] == 0:
         return
     st["n"] += x.shape[0]
+    c = torch.from_numpy(pivot(x[bt.prio_order[0]].cpu().numpy())).to(x.device)
     xd = x.double()
+    fin = torch.isfinite(xd)
+    xd = torch.where(fin, xd - c, 0.0)  # exact: float32 minus an 8-bit pivot
     x2 = xd * xd
-    add_sums(st, [xd.sum(0), x2.sum(0), (x2 * xd).sum(0), (x2 * x2).sum(0)])
-    del xd, x2
+    sums = [fin.sum(0).double(), xd.sum(0), x2.sum(0), (x2 * xd).sum(0), (x2 * x2).sum(0)]
+    st["n_nonfinite"] += (~fin).sum(0)
+    add_sums(st, c, sums)
+    del xd, x2, fin
     st["min"] = key_extreme(st["min"], column_extreme(x, False), False)
     st["max"] = key_extreme(st["max"], column_extreme(x, True), True)
     st["n_pos"] += (x > 0).sum(0, dtype=torch.int32)
@@ -229,42 +237,54 @@ def _extremes(
 def _sample(
     st: dict[str, torch.Tensor], x: torch.Tensor, group: torch.Tensor, bt: BatchTokens
 ) -> None:
-    """Offer the batch's tokens to the reservoirs in ascending priority, in doubling chunks.
+    """Offer the batch's tokens to the reservoirs, in chunks of tokens.
 
-    A token can only enter a reservoir whose r-th priority is above its own. Going through
-    tokens in priority order fills the reservoirs with the first chunk and leaves few candidates
-    in the later ones; the filter is one int32 gather of the thresholds' top halves, and only
-    its survivors are compared exactly.
+    Each (token, neuron) has its own priority (the token's hash salted by the neuron). Only
+    entries below their reservoir's ``r``-th priority are candidates; they are inserted in
+    ascending priority. Once reservoirs are full, few entries pass.
     """
     res = {"h": st["samp_h"], "g": st["samp_g"], "v": st["samp_v"]}
-    n, start, size = bt.prio_order.numel(), 0, 64
-    while start < n:
-        tk = bt.prio_order[start : start + size]
-        start, size = start + size, size * 2
-        grp = group.index_select(0, tk)  # [c, d]
-        thr_hi = (res["h"][:, -1] >> 32).to(torch.int32)
-        near = bt.prio_hi[tk][:, None] <= thr_hi.index_select(0, grp.view(-1)).view(grp.shape)
-        ti, ni = near.nonzero(as_tuple=True)  # ascending ti: ascending priority
+    n, d = x.shape
+    step = max(1, 2**22 // d)  # bounds the [tokens, d] int64 temporaries
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        prio = torch_salted(bt.prio[rows, None], st["salt"][None, :])  # [c, d]
+        grp = group[rows]
+        thr = res["h"][:, -1].index_select(0, grp.reshape(-1)).view(grp.shape)
+        ti, ni = (prio < thr).nonzero(as_tuple=True)
         if not ti.numel():
             continue
+        pr = prio[ti, ni]
+        o = torch.argsort(pr)  # within a (neuron, bin) priorities are distinct
+        ti, ni, pr = ti[o], ni[o], pr[o]
         gi = grp[ti, ni].long()
-        tok = tk[ti]
-        prio = bt.prio[tok]
-        ok = prio < res["h"][:, -1].index_select(0, gi)
-        if bool(ok.any()):
-            tok, gi, ni, prio = tok[ok], gi[ok], ni[ok], prio[ok]
-            reservoir_insert(res, gi, prio, bt.g[tok], x[tok, ni])
+        reservoir_insert(res, gi, pr, bt.g[rows][ti], x[rows][ti, ni])
 
 
-def add_sums(st: dict[str, torch.Tensor], sums: list[torch.Tensor]) -> None:
-    """Add one batch's float64 power sums ``[d]`` (of ``x`` .. ``x^4``) to the exact digits."""
-    acc = torch.stack([st[name] for name in SUMS])  # [4, d, 4]: one pass for all four
-    fixed = fixed_digits(torch.stack(sums).to(acc.device).reshape(-1)).view(acc.shape)
-    new = normalize((acc + fixed).view(-1, acc.shape[-1])).view(acc.shape)
-    st.update(zip(SUMS, new.unbind(0), strict=True))
-    high = torch.stack(sums[2:])
-    bad = ~torch.isfinite(high) | (high.abs() >= SUM_CLAMP)
-    st["moments_bad"] += bad.any(0).to(st["moments_bad"].device)
+_M1, _M2 = 0xBF58476D1CE4E5B9 - 2**64, 0x94D049BB133111EB - 2**64  # as int64 (wrapping)
+
+
+def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bits."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def torch_salted(hashes: torch.Tensor, salts: torch.Tensor) -> torch.Tensor:
+    """:func:`.priority.salted_priority` in torch int64 ops (wrapping multiplies)."""
+    z = hashes ^ salts
+    z = (z ^ _shr(z, 30)) * _M1
+    z = (z ^ _shr(z, 27)) * _M2
+    z = z ^ _shr(z, 31)
+    return z ^ (-(2**63))
+
+
+def add_sums(st: dict[str, torch.Tensor], c: torch.Tensor, sums: list[torch.Tensor]) -> None:
+    """Add one batch's pivot ``c [d]`` and centered float64 sums ``[S_0 .. S_4]`` (``[d]`` each;
+    :func:`.exact.power_digits`) to the exact digits."""
+    dev = st["sum"].device
+    digits = power_digits(c.to(dev), [t.to(dev) for t in sums])
+    for name, new in zip(SUMS, digits, strict=True):
+        st[name] = normalize(st[name] + new)
 
 
 @torch.no_grad()
@@ -272,12 +292,14 @@ def merge(
     a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], p: ReduceParams
 ) -> dict[str, torch.Tensor]:
     """The state of ``a``'s tokens followed by ``b``'s (exact, associative, commutative)."""
-    out = {"n": a["n"] + b["n"]}
+    if "salt" in a and not torch.equal(a["salt"], b["salt"]):
+        raise ValueError("merge of two different layers' states")
+    out = {"n": a["n"] + b["n"], "salt": a["salt"]}
     for name in SUMS:
         out[name] = normalize(a[name] + b[name])
     out["min"] = key_extreme(a["min"], b["min"], False)
     out["max"] = key_extreme(a["max"], b["max"], True)
-    for name in ("n_pos", "n_thr", "hist", "moments_bad"):
+    for name in ("n_pos", "n_thr", "hist", "n_nonfinite"):
         out[name] = a[name] + b[name]
     for side, largest in SIDES.items():
         names = [f"{side}_key", f"{side}_g", f"{side}_acts"]
@@ -299,7 +321,7 @@ def merge(
 def to_disk(st: dict[str, torch.Tensor], p: ReduceParams) -> dict[str, torch.Tensor]:
     """CPU tensors to save: order keys become float32 values (NaN where empty), reservoir
     priorities are dropped (they are a function of ``g``), reservoirs become ``[d, bins, r]``."""
-    out = {n: t for n, t in st.items() if not n.endswith("_key") and n != "samp_h"}
+    out = {n: t for n, t in st.items() if not n.endswith("_key") and n not in ("samp_h", "salt")}
     for side in SIDES:
         empty = st[f"{side}_g"] < 0
         out[f"{side}_val"] = torch.where(empty, float("nan"), key_value(st[f"{side}_key"]))
@@ -310,15 +332,18 @@ def to_disk(st: dict[str, torch.Tensor], p: ReduceParams) -> dict[str, torch.Ten
 
 
 def from_disk(
-    tensors: dict[str, torch.Tensor], p: ReduceParams, device: str
+    tensors: dict[str, torch.Tensor], p: ReduceParams, device: str, layer: int = 0
 ) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`to_disk`, on ``device``."""
+    """The inverse of :func:`to_disk` for layer ``layer``, on ``device``."""
     st = {n: t for n, t in tensors.items() if not n.endswith("_val")}
     for side, empty in (("top", TOP_EMPTY), ("bot", BOTTOM_EMPTY)):
         g = tensors[f"{side}_g"]
         st[f"{side}_key"] = torch.where(g < 0, empty, order_key(tensors[f"{side}_val"]))
     g = tensors["samp_g"].reshape(-1, p.samples)
-    prio = torch.from_numpy(token_priority(g.numpy(), p.seed))
+    salt = neuron_salts(p.seed, layer, p.d_mlp)
+    st["salt"] = torch.from_numpy(salt)
+    row_salt = np.repeat(salt, p.n_bins)[:, None]  # rows are (neuron, bin), neuron-major
+    prio = torch.from_numpy(salted_priority(token_hash(g.numpy(), p.seed), row_salt))
     st["samp_h"] = torch.where(g < 0, INT64_MAX, prio)
     st["samp_g"] = g
     st["samp_v"] = tensors["samp_v"].reshape(-1, p.samples)
@@ -358,20 +383,27 @@ def update_kernel(
     for side in SIDES:
         views[f"{side}_acts"] = st[f"{side}_acts"].view(torch.int16).numpy()
     rows = bt.row.numpy()
+    order = bt.prio_order.numpy()
+    t0 = order[0]
+    c = pivot(a[rows[t0], bt.pos.numpy()[t0]])
     out = kernel.run(
         threads or torch.get_num_threads(),
         a,
         rows,
         bt.pos.numpy(),
-        bt.prio_order.numpy(),
+        order,
         bt.g.numpy(),
         bt.prio.numpy(),
         p.threshold,
         p.hist_exp,
         views,
+        c,
     )
     st["n"] += rows.size
-    add_sums(st, [torch.from_numpy(out[f"s{i}"]) for i in range(1, 5)])
+    nonfinite = out.pop("nonfinite")
+    st["n_nonfinite"] += torch.from_numpy(nonfinite)
+    s0 = torch.from_numpy((rows.size - nonfinite).astype(np.float64))
+    add_sums(st, torch.from_numpy(c), [s0, *(torch.from_numpy(out[f"s{i}"]) for i in range(1, 5))])
     lengths = bt.real.sum(1).to(torch.int64).numpy()
     for side in SIDES:
         src = out[f"{side}_src"]

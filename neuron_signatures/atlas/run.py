@@ -132,11 +132,11 @@ def run_batches(
     layers: list[int] = manifest["layers"]
     dev = lm.device
     lo, hi = span
-    start, states = lo, {layer: new_state(p, dev) for layer in layers}
+    start, states = lo, {layer: new_state(p, dev, layer) for layer in layers}
     ckpt = store.load_checkpoint(root, layers) if cfg.resume else None
     if ckpt is not None:
         start = int(ckpt[0]["next_batch"])
-        states = {layer: from_disk(t, p, dev) for layer, t in ckpt[1].items()}
+        states = {layer: from_disk(t, p, dev, layer) for layer, t in ckpt[1].items()}
         log.info("resuming %s at batch %d of %d..%d", root, start, lo, hi)
     fold = reducer(dev)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0

@@ -30,8 +30,12 @@ from ..store.claim import take_folder_lock
 from ..store.manifest import atomic_write_bytes
 
 FORMAT = "neuron-signatures atlas"
-FORMAT_VERSION = 2  # 2 added the sums of x^3, x^4 (skewness, kurtosis)
-READABLE_VERSIONS = (1, 2)  # version 1 reads with NaN skewness and kurtosis
+# 2 added the sums of x^3, x^4 (skewness, kurtosis); 3: exact sums about per-batch pivots in a
+# range without limit, the count of non-finite values, sampling priorities salted per neuron
+FORMAT_VERSION = 3
+# version 1 reads with NaN skewness and kurtosis; versions 1 and 2 with the non-finite count
+# unknown (None) and one sampling priority per token; neither can be resumed or merged
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "atlas.json"
 WINDOWS = "windows.safetensors"
 DOCUMENTS = "documents.jsonl"

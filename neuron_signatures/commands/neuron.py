@@ -138,6 +138,7 @@ def _show(rec: Any, atlas: Any, n_examples: int, n_samples: int) -> None:
         f"mean {s.mean:.4g}  std {s.std:.4g}  skew {s.skewness:.3g}  kurt {s.kurtosis:.3g}  "
         f"min {s.min:.4g}  max {s.max:.4g}  density >0 {s.frac_positive:.1%}  "
         f">{s.threshold:g} {s.frac_above_threshold:.1%}"
+        + (f"  non-finite {s.nonfinite} (moments NaN)" if s.nonfinite else "")
     )
     scale = max(abs(s.max), abs(s.min)) if s.count else 0.0
     for title, examples in (("top", rec.top), ("bottom", rec.bottom)):

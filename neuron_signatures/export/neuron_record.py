@@ -8,16 +8,19 @@ The files load with OpenAI's ``neuron_explainer.fast_dataclasses.loads`` (format
    their max activation), tokens and activations of the whole window. The BOS position is left out
    unless the atlas counted BOS (``--include_bos``): Gemma's BOS is an attention sink whose value
    would dwarf the neuron's real maximum, which OpenAI's explainer uses as its 0-10 scale.
-2. ``random_sample_by_quantile``: the atlas's interval samples, lowest interval first. The
-   intervals are near equal-count (deciles by default, cut from the exact histogram; OpenAI's GPT-2
-   XL records use 5 buckets at quantiles 0.5, 0.9, 0.99, 0.999). The atlas stores only the sampled
+2. ``random_sample_by_quantile``: the atlas's interval samples, lowest interval first: a
+   stratified sample, the same number of uniform samples from each interval whatever its count.
+   Intervals are unions of whole histogram bins cut near the deciles (:mod:`..atlas.record`), so
+   their counts differ (OpenAI's GPT-2 XL records use 5 buckets at quantiles 0.5, 0.9, 0.99,
+   0.999). The atlas stores only the sampled
    token's value, so its record is the sampled token's window with every other activation
    ``null`` (NaN in memory): OpenAI's scoring needs complete records, so score on the top records.
 3. ``quantile_boundaries``: the activation values between consecutive intervals (their shared bin
    edges, one fewer than the intervals, as OpenAI's 4 boundaries for 5 buckets).
-4. ``random_sample``: the union of the interval samples, lowest interval first. Each interval
-   holds a near-equal share of the tokens and gives the same number of seeded uniform samples, so
-   the union is a stratified uniform sample of the neuron's tokens.
+4. ``random_sample``: a uniform draw from all the neuron's counted tokens (the atlas's
+   ``random_sample``: the lowest sampling priorities over every bin, so each part of the
+   distribution appears in proportion to its count), highest value first; records as in 2.
+   Atlases of format version 3 on draw independently per neuron.
 5. ``mean``, ``variance``: the atlas's exact moments over every counted token (population
    variance). ``skewness``, ``kurtosis``: the atlas's, when it has them (``NaN``, written ``null``,
    for atlases built before they were added); kurtosis is whatever the atlas stores (see
@@ -102,7 +105,7 @@ def atlas_neuron_record(rec: NeuronAtlas, include_bos: bool = False) -> NeuronRe
     s = rec.stats
     return NeuronRecord(
         neuron_id=NeuronId(rec.layer, rec.index),
-        random_sample=[r for bucket in buckets for r in bucket],
+        random_sample=[_sample_record(ex, first) for ex in rec.random_sample],
         random_sample_by_quantile=buckets,
         quantile_boundaries=[float(iv.hi) for iv in rec.intervals[:-1]],
         mean=float(s.mean),

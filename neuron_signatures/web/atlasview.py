@@ -81,7 +81,15 @@ def header(atlas: Atlas, rec: NeuronAtlas) -> None:
         f"{s.std:.4g}",
         help=f"skewness {s.skewness:.3g}, excess kurtosis {s.kurtosis:.3g} (exact)",
     )
-    cols[5].metric("tokens seen", f"{s.count:,}")
+    cols[5].metric(
+        "tokens seen",
+        f"{s.count:,}",
+        delta=f"{s.nonfinite:,} non-finite" if s.nonfinite else None,
+        delta_color="inverse",
+        help="NaN or ±inf values make mean, std, skewness and kurtosis NaN"
+        if s.nonfinite
+        else None,
+    )
 
 
 LOGIT_TOKEN_CHARS = 24  # longer tokens are cut with "…" (the whole token is in ``token_full``)

@@ -49,8 +49,10 @@ def order_key(v: np.ndarray) -> np.ndarray:
     return np.where(b < 0, b ^ 0x7FFFFFFF, b)
 
 
-def reduce_layer(acts: np.ndarray, lengths: np.ndarray, m: dict[str, Any]) -> dict[str, Any]:
-    """Brute-force statistics, histogram, extremes and reservoirs of one layer."""
+def reduce_layer(
+    acts: np.ndarray, lengths: np.ndarray, m: dict[str, Any], layer: int
+) -> dict[str, Any]:
+    """Brute-force statistics, histogram, extremes and reservoirs of layer ``layer``."""
     p, c = m["params"], m["params"]["ctx_len"]
     pos = np.arange(c)[None, :]
     valid = (pos < lengths[:, None]) & (pos >= (0 if p["include_bos"] else 1))
@@ -62,7 +64,6 @@ def reduce_layer(acts: np.ndarray, lengths: np.ndarray, m: dict[str, Any]) -> di
     nb = h["n_bins"]
     x = v.astype(np.float64)
     keys = order_key(v)
-    prio = token_priority(g, p["seed"])
     k, r, d = p["top_k"], p["interval_samples"], v.shape[1]
     out: dict[str, Any] = {
         "n": len(g),
@@ -81,6 +82,7 @@ def reduce_layer(acts: np.ndarray, lengths: np.ndarray, m: dict[str, Any]) -> di
     }
     samp = np.full((d, nb, r), -1, np.int64)
     for n in range(d):
+        prio = token_priority(g, p["seed"], layer, n)  # each neuron its own priorities
         for b in np.unique(bins[:, n]):
             members = np.flatnonzero(bins[:, n] == b)
             best = members[np.argsort(prio[members])[:r]]

@@ -138,7 +138,7 @@ def test_include_bos_counts_every_window_start(
     lengths = load_file(str(root / "windows.safetensors"))["length"]
     c = m["params"]["ctx_len"]
     for layer in m["layers"]:
-        ref = reduce_layer(acts[layer], lengths, m)
+        ref = reduce_layer(acts[layer], lengths, m, layer)
         got = load_file(str(root / "layers" / f"layer_{layer:03d}.safetensors"))
         for name in ("hist", "top_g", "bot_g", "samp_g", "min", "max"):
             np.testing.assert_array_equal(got[name], ref[name], err_msg=name)

@@ -82,7 +82,7 @@ def test_equals_brute_force(atlas_and_ref: Any) -> None:
     root, acts, m, _ = atlas_and_ref
     lengths = load_file(str(root / "windows.safetensors"))["length"]
     for layer in m["layers"]:
-        ref = reduce_layer(acts[layer], lengths, m)
+        ref = reduce_layer(acts[layer], lengths, m, layer)
         got = load_file(str(root / "layers" / f"layer_{layer:03d}.safetensors"))
         assert int(got["n"][0]) == ref["n"]
         for name in ("n_pos", "n_thr", "hist", "top_g", "bot_g", "samp_g", "min", "max"):
@@ -120,7 +120,7 @@ def test_reader_neuron(atlas_and_ref: Any) -> None:
     atlas = open_atlas(root)
     layer = m["layers"][-1]
     lengths = load_file(str(root / "windows.safetensors"))["length"]
-    ref = reduce_layer(acts[layer], lengths, m)
+    ref = reduce_layer(acts[layer], lengths, m, layer)
     h = m["statistics"]["histogram"]
     for n in (0, 5, 63):
         rec = atlas.neuron(layer, n)
@@ -135,9 +135,17 @@ def test_reader_neuron(atlas_and_ref: Any) -> None:
         assert top.acts[top.position] == pytest.approx(top.value, rel=1e-3)
         assert top.tokens[0] == "<bos>" and len(top.tokens) == len(top.acts)
         assert rec.bottom[0].value == pytest.approx(float(ref["min"][n]))
-        # Intervals: near-equal counts that add up, each sample inside its interval's bins.
+        # Intervals: counts that add up and are near equal in the sense the cut gives: each
+        # interval holds fewer than n / 10 tokens besides its last bin (whole bins only).
         assert sum(iv.count for iv in rec.intervals) == ref["n"]
         assert 5 <= len(rec.intervals) <= 10
+        edges = np.asarray(h["edges"])
+        for iv in rec.intervals:
+            last = int(np.searchsorted(edges, min(iv.hi, edges[-1]), side="left"))
+            if iv.hi > edges[-1]:
+                last = len(edges)
+            assert iv.count - int(rec.histogram_counts[last]) < ref["n"] / 10
+        # and each sample is inside its interval's bins.
         for iv in rec.intervals:
             assert 0 < len(iv.samples) <= m["params"]["interval_samples"]
             for s in iv.samples:
@@ -146,6 +154,22 @@ def test_reader_neuron(atlas_and_ref: Any) -> None:
                 assert s.window * m["params"]["ctx_len"] + s.position in ref["samp_g"][n, b]
             assert "% of tokens" in iv.label
         assert len(rec.write_top) == 5 and rec.write_top[0].score >= rec.write_top[-1].score
+
+
+def test_intervals_are_near_equal_as_cut() -> None:
+    """The cut rule on hand-built counts: besides its last bin, an interval holds fewer than
+    total / n tokens; one dominant bin makes its interval large (counts are not equal)."""
+    from neuron_signatures.atlas.record import equal_count_intervals
+
+    counts = np.array([0, 5, 3, 0, 91, 1, 0, 0, 2, 7, 0])
+    got = equal_count_intervals(counts, 4)
+    assert got == [(1, 4), (5, 9)]
+    total = counts.sum()
+    for a, b in got:
+        assert counts[a : b + 1].sum() - counts[b] < total / 4
+    flat = np.full(40, 25)
+    sizes = [int(flat[a : b + 1].sum()) for a, b in equal_count_intervals(flat, 10)]
+    assert sizes == [100] * 10  # equal when the bins allow it
 
 
 def test_layer_extremes_equal_vocab_extremes() -> None:
@@ -168,18 +192,17 @@ def test_fixed_point_sums_are_exact_and_associative() -> None:
 
     torch.manual_seed(0)
     v = torch.randn(40, 3, dtype=torch.float64) * 10.0 ** torch.randint(-12, 12, (40, 3))
-    parts = [fixed_digits(row) for row in v]
-    forward = torch.zeros(3, 4, dtype=torch.int64)
+    v[0, 0] = 3.4e38**2  # far beyond the old clamp of 2^62
+    parts = [fixed_digits(row, 13, 128) for row in v]
+    zero = torch.zeros(3, 13, dtype=torch.int64)
+    forward = zero
     for d in parts:
         forward = normalize(forward + d)
-    backward = torch.zeros(3, 4, dtype=torch.int64)
+    backward = zero
     for d in reversed(parts):
         backward = normalize(backward + d)
-    halves = normalize(
-        normalize(sum(parts[:13], torch.zeros(3, 4, dtype=torch.int64)))
-        + normalize(sum(parts[13:], torch.zeros(3, 4, dtype=torch.int64)))
-    )
+    halves = normalize(normalize(sum(parts[:13], zero)) + normalize(sum(parts[13:], zero)))
     assert torch.equal(forward, backward) and torch.equal(forward, halves)
     for n in range(3):
-        exact = sum(int(Fraction(float(x)) * 2**64) for x in v[:, n])
+        exact = sum(int(Fraction(float(x)) * 2**128) for x in v[:, n])
         assert fixed_value(forward[n].numpy()) == exact

@@ -35,6 +35,7 @@ def atlas_header_lines(state: AtlasState, rec: NeuronAtlas | None) -> list[str]:
         f">{s.threshold:g} {s.frac_above_threshold:.2%} | max {_num(s.max)} | "
         f"min {_num(s.min)} | mean {_num(s.mean)} ± std {_num(s.std, '.4g')} | "
         f"skew {_num(s.skewness, '.3g')} kurt {_num(s.kurtosis, '.3g')}"
+        + (f" | non-finite {s.nonfinite}" if s.nonfinite else "")
     )
     return lines
 
