@@ -294,7 +294,13 @@ def judge(claim: NameClaim, rec: NeuronAtlas, count: int, top_n: int = DEFAULT_T
         return verdict(False if listed is not None and listed >= top_n else None, rank_text)
     need = max(1, math.ceil(MIN_PEAK_SHARE * min(len(examples), count)))
     side_word = "top" if claim.side > 0 else "bottom"
-    peak_text = f"{shown} peaks {hits} of {len(examples)} {side_word} examples (needs {need})"
+    times = f"{count:,} time{'s' if count != 1 else ''}"
+    peak_text = (
+        f"{shown} peaks {hits} of {len(examples)} {side_word} examples (needs {need}; occurs "
+        f"{times})"
+        if count
+        else f"{shown} does not occur in the atlas's corpus"
+    )
     if examples and hits >= need:
         return verdict(True, peak_text)
     if density is not None and density > DENSE_MAX:
@@ -302,9 +308,7 @@ def judge(claim: NameClaim, rec: NeuronAtlas, count: int, top_n: int = DEFAULT_T
         return verdict(False, f"{dense}; {peak_text}")
     if rank is not None and rank <= top_n:
         return verdict(True, rank_text)
-    if count == 0:
-        return verdict(None, f"{shown} does not occur in the atlas's corpus; {rank_text}")
-    return verdict(False, f"{peak_text}, occurs {count:,} times; {rank_text}")
+    return verdict(None if count == 0 else False, f"{peak_text}; {rank_text}")
 
 
 def _rank_text(shown: str, rank: int | None, listed: int | None, top_n: int) -> str:

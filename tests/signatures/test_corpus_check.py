@@ -77,11 +77,11 @@ def test_peak_share_supports_and_is_normalised() -> None:
     c = judge(claim(), rec, count=300)
     assert c.supported is True and c.peak_hits == 5 and c.n_examples == 20
     assert c.peak_share == 0.25 and c.density == 0.5 and c.write_rank is None
-    assert c.reason == "'Texas' peaks 5 of 20 top examples (needs 5)"
+    assert c.reason == "'Texas' peaks 5 of 20 top examples (needs 5; occurs 300 times)"
     c4 = judge(claim(), record(["▁Texas"] * 4, write_top=TEN), count=300)
     assert c4.supported is False  # 4 of 20, not dense, not promoted, occurs: not supported
     assert c4.reason == (
-        "'Texas' peaks 4 of 20 top examples (needs 5), occurs 300 times; "
+        "'Texas' peaks 4 of 20 top examples (needs 5; occurs 300 times); "
         "'Texas' is not among the 10 tokens the atlas keeps as most promoted"
     )
     assert c4.describe().startswith("corpus check: ✗ not supported: 'Texas' peaks 4 of 20")
@@ -90,18 +90,21 @@ def test_peak_share_supports_and_is_normalised() -> None:
 def test_a_rare_token_needs_only_the_examples_it_can_fill() -> None:
     rec = record(["▁Texas"], write_top=TEN)
     c = judge(claim(), rec, count=2)  # 1 hit of the 2 it could fill: needs ceil(0.5) = 1
-    assert c.supported is True and c.reason == "'Texas' peaks 1 of 20 top examples (needs 1)"
+    assert c.reason == "'Texas' peaks 1 of 20 top examples (needs 1; occurs 2 times)"
+    assert c.supported is True
     assert judge(claim(), rec, count=4).supported is True  # needs ceil(1.0) = 1
     c5 = judge(claim(), rec, count=5)  # needs ceil(1.25) = 2
-    assert c5.supported is False and "(needs 2), occurs 5 times" in c5.reason
+    assert c5.supported is False and "(needs 2; occurs 5 times)" in c5.reason
+    assert "(needs 1; occurs 1 time)" in judge(claim(), record([]), count=1).reason
 
 
 def test_dense_neurons_are_not_token_specific() -> None:
     rec = record([], frac_positive=0.98, write_top=["▁Texas", *TEN])
     c = judge(claim("relationship", "Springfield"), rec, count=0)
     assert c.supported is False and c.density == pytest.approx(0.98)
-    assert c.reason.startswith(
-        "98% of corpus tokens positive (dense: > 90%); 'Springfield' peaks 0"
+    assert c.reason == (
+        "98% of corpus tokens positive (dense: > 90%); 'Springfield' does not occur in the "
+        "atlas's corpus"
     )
     # promoted #1 does not rescue a dense neuron ...
     assert judge(claim("relationship"), rec, count=40).supported is False

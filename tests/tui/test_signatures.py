@@ -102,8 +102,8 @@ async def test_s_without_signatures_warns(synth_run: SynthRun) -> None:
 # -- the corpus check of the name ------------------------------------------------------------
 CHECKED = [{"layer": 2, "neuron": 17, "class": "relationship", "name": "(Springfield) related",
             "relation_token": "Springfield", "corpus_supported": False,
-            "corpus_reason": "98% of corpus tokens positive (dense: > 90%); 'Springfield' peaks "
-                             "0 of 20 top examples (needs 1)",
+            "corpus_reason": "98% of corpus tokens positive (dense: > 90%); 'Springfield' does "
+                             "not occur in the atlas's corpus",
             "corpus_density": 0.98, "corpus_token_count": 0}]  # fmt: skip
 
 
@@ -117,7 +117,7 @@ async def test_signature_block_shows_the_stored_corpus_check(tmp_path: Path) -> 
         assert signature(app)[1:] == [
             "relationship: (Springfield) related",
             "corpus check: ✗ not supported: 98% of corpus tokens positive (dense: > 90%); "
-            "'Springfield' peaks 0 of 20 top examples (needs 1)",
+            "'Springfield' does not occur in the atlas's corpus",
         ]
 
 

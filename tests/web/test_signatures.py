@@ -84,7 +84,7 @@ def test_one_old_file_still_works(web_run: Path) -> None:
 CHECKED = {"layer": 1, "neuron": 3, "class": "relationship", "name": "(Springfield) related",
            "relation_token": "Springfield", "corpus_supported": False,
            "corpus_reason": "98% of corpus tokens positive (dense: > 90%); 'Springfield' "
-                            "peaks 0 of 20 top examples (needs 1)",
+                            "does not occur in the atlas's corpus",
            "corpus_peak_share": 0.0, "corpus_density": 0.98, "corpus_write_rank": None,
            "corpus_token_count": 0}  # fmt: skip
 
@@ -96,8 +96,10 @@ def test_card_shows_the_stored_corpus_check(web_run: Path, tmp_path: Path) -> No
                {"format_version": 2, "kind": "signatures", "neurons": [CHECKED]})  # fmt: skip
     at = start(run)
     assert shown(at) == (1, 3)
-    assert ("corpus check: ✗ not supported: 98% of corpus tokens positive (dense: &gt; 90%); "
-            "&#x27;Springfield&#x27; peaks 0 of 20 top examples (needs 1)") in card(at)  # fmt: skip
+    assert (
+        "corpus check: ✗ not supported: 98% of corpus tokens positive (dense: &gt; 90%); "
+        "&#x27;Springfield&#x27; does not occur in the atlas&#x27;s corpus"
+    ) in card(at)
     at.selectbox(key="sig_file").set_value("signatures_demo.json").run()
     assert "Texas detector" in card(at) and "corpus check" not in card(at)  # version 1: none
 
