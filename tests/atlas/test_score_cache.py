@@ -194,3 +194,15 @@ def test_a_second_atlas_reads_every_layer_from_the_cache(
     assert_equal(
         load_file(c / name), score_cache.write_score_tensors(atlas_lm, [0, 2], 5, cache=False)
     )
+
+
+def test_a_bar_while_computing_and_none_when_cached(
+    fresh_lm: Any, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scores(fresh_lm, [0, 1], progress=True)
+    err = capsys.readouterr().err
+    assert "write scores" in err and "chunk" in err
+    scores(fresh_lm, [0, 1, 2], progress=True)
+    assert "2 of 3 layers cached" in capsys.readouterr().err
+    scores(fresh_lm, [0, 1, 2], progress=True)
+    assert capsys.readouterr().err == ""
