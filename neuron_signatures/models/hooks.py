@@ -162,7 +162,9 @@ def verify_hook_contract(lm: LoadedModel) -> None:
                 f"[1, {len(ids)}, {lm.d_mlp}]: this model is not supported"
             )
         ref = seen.get(layer)
-        if ref is None or not torch.allclose(a.float(), ref.float(), rtol=1e-4, atol=1e-5):
+        if ref is None or not torch.allclose(
+            a.float(), ref.float(), rtol=1e-4, atol=1e-5, equal_nan=True
+        ):
             raise HookContractError(
                 f"{HOOK_POST.format(l=layer)} differs from the input of the down projection: "
                 "refusing to dump activations that are not the neurons' outputs"
