@@ -38,6 +38,7 @@ from ..atlas.plan import plan_manifest, resume_mismatch
 from ..capture import TokenBar
 from ..errors import BadArgumentError, RunExistsError
 from ..store.manifest import utc_now
+from ..store.writable import check_writable
 from .cluster import init_ray
 from .pool import id_ranges, run_pool, start_actors
 from .units import PARTS, STATIC, UNITS, finish, pair_adjacent, scan, split_units
@@ -104,6 +105,7 @@ def build_atlas_ray(
     old = _check_target(root, parts, cfg)
     if old == "complete":
         return root
+    check_writable(root)  # before the corpus, the tokenizer and Ray
     spec = CorpusSpec(cfg.corpus, cfg.text_field, cfg.paragraphs)
     check_corpus(spec)
     from .. import models

@@ -100,10 +100,12 @@ def dump_ray(
         on_batch: run in the driver after a shard is logged (tests interrupt the driver).
     """
     from ..store.claim import check_target
+    from ..store.writable import check_writable
 
     ray = require_ray()
     opts = opts or RayOptions()
     check_target(Path(cfg.out_dir), resume=cfg.resume, overwrite=cfg.overwrite)  # before Ray
+    check_writable(Path(cfg.out_dir))
     with _workers(ray, opts, cfg, load, on_shard) as actors:
 
         def meta(_: Any) -> Any:

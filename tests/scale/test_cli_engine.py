@@ -60,3 +60,28 @@ def test_lost_workers_error_quotes_the_exact_resume_command(
     assert err.count("\n") == 0
     expected = shlex.join(["neuron-signatures", *argv, "--resume"])
     assert err.endswith(f"then run: {expected}")
+
+
+@pytest.mark.parametrize("command", ["atlas", "dump"])
+def test_unwritable_out_dir_is_one_line_before_ray_starts(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A path under a regular file (root ignores permission bits) fails before Ray starts."""
+    ray = pytest.importorskip("ray")
+
+    def no_ray(*_: object, **__: object) -> None:
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    source = [] if command == "atlas" else ["--single_prompt", "hi"]
+    out = blocker / "sub"
+    rc = main([command, *source, "--out_dir", str(out), "--engine", "ray", "--no_progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.count("\n") == 0 and "--out_dir" in err
+    assert blocker.read_text() == "x"
