@@ -257,7 +257,7 @@ def test_lock_is_taken_before_the_model_loads(
 @pytest.mark.parametrize(
     "layers,message",
     [
-        ("0,9", "--layers 9 out of range: this model has layers 0..2"),
+        ("0,9", "has 3 layers, use 0..2"),
         ("3-1", "--layers range 3-1 is reversed: write the low layer first (1-3)"),
         (",", "--layers is empty"),
     ],
