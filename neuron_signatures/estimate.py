@@ -68,9 +68,9 @@ def _config_on_disk(kind: str, location: str) -> Path | None:
 
         folder = cache_root() / location
     elif kind == "gguf":
-        from .models.convert import _gguf_cache_dir
+        from .models.specs import gguf_cache_dir
 
-        folder = _gguf_cache_dir(Path(location))
+        folder = gguf_cache_dir(Path(location))
     elif kind == "hub":
         try:
             from huggingface_hub import try_to_load_from_cache

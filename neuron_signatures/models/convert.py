@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from .specs import EMBEDDED_NAME, ModelSpec, cache_root
+from .specs import EMBEDDED_NAME, ModelSpec, cache_root, gguf_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +80,10 @@ def embedded_model_dir() -> Path:
     return _convert_gguf(Path(gguf), dest)
 
 
-def _gguf_cache_dir(gguf: Path) -> Path:
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_root() / f"gguf-{gguf.stem}-{key[:12]}"
-
-
 def local_folder(spec: ModelSpec) -> str:
     """Folder or hub id that ``from_pretrained`` should read for this spec."""
     if spec.kind == "embedded":
         return str(embedded_model_dir())
     if spec.kind == "gguf":
-        return str(_convert_gguf(Path(spec.location), _gguf_cache_dir(Path(spec.location))))
+        return str(_convert_gguf(Path(spec.location), gguf_cache_dir(Path(spec.location))))
     return spec.location

@@ -3,6 +3,7 @@ devices, dtypes, hub reach."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -63,6 +64,14 @@ def cache_root() -> Path:
     """Where converted models are cached: ``$NEURON_SIGNATURES_CACHE`` or ``~/.cache/...``."""
     env = os.environ.get("NEURON_SIGNATURES_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "neuron-signatures"
+
+
+def gguf_cache_dir(gguf: Path) -> Path:
+    """The folder a GGUF file is converted into, keyed by its path, size and modification time
+    (so an edited file converts again)."""
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return cache_root() / f"gguf-{gguf.stem}-{key[:12]}"
 
 
 @dataclass
@@ -146,12 +155,10 @@ def _config_files(spec: ModelSpec) -> list[Path]:
     if spec.kind == "local":
         return [Path(spec.location) / "config.json"]
     if spec.kind in ("embedded", "gguf"):
-        from .convert import _gguf_cache_dir  # the conversion cache's key (convert imports us)
-
         folder = (
             cache_root() / EMBEDDED_NAME
             if spec.kind == "embedded"
-            else _gguf_cache_dir(Path(spec.location))
+            else gguf_cache_dir(Path(spec.location))
         )
         return [folder / "config.json"] if (folder / ".complete").is_file() else []
     if spec.kind == "hub":

@@ -43,12 +43,12 @@ def test_embedded_model_table_then_converted_config(cache: Path) -> None:
 
 
 def test_gguf_file_known_only_once_converted(cache: Path) -> None:
-    from neuron_signatures.models.convert import _gguf_cache_dir
+    from neuron_signatures.models.specs import gguf_cache_dir
 
     gguf = cache / "m.gguf"
     gguf.write_bytes(b"GGUF")
     assert model_shape(str(gguf)) is None
-    folder = write_config(_gguf_cache_dir(gguf), num_hidden_layers=4, intermediate_size=9)
+    folder = write_config(gguf_cache_dir(gguf), num_hidden_layers=4, intermediate_size=9)
     (folder / ".complete").write_text("m.gguf\n")
     assert model_shape(str(gguf)) == ModelShape(4, 9, str(folder / "config.json"))
 
