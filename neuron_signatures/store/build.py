@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..tokens import token_ascii
+from .claim import open_writer
 from .manifest import (
     ACTIVATIONS_DIR,
     FORMAT_VERSION,
@@ -22,9 +23,10 @@ from .manifest import (
     TORCH_DTYPE_NAMES,
     utc_now,
 )
-from .reader import Run, open_run
+from .reader import open_run
 from .resume import fingerprint
-from .writer import RunWriter, shard_name
+from .run import Run
+from .writer import shard_name
 
 
 def plan_manifest(
@@ -164,7 +166,7 @@ def write_run(
         prepend_bos=True,
     )
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[save_dtype]
-    with RunWriter.open(run_dir, manifest, overwrite=overwrite) as writer:
+    with open_writer(run_dir, manifest, overwrite=overwrite) as writer:
         for s, batch in enumerate(batches):
             tensors = {
                 f"layer_{layer}": torch.cat(

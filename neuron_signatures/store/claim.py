@@ -162,7 +162,7 @@ class RunClaim:
                     p.name in _RUN_FILES or p.name.startswith(f".{MANIFEST}.")
                 ):
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
-        writer = RunWriter(self.path, manifest, self)
+        writer = RunWriter(self.path, manifest, self.release)
         writer._save_manifest()
         return writer
 
@@ -191,6 +191,29 @@ class RunClaim:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def open_writer(
+    run_dir: str | Path,
+    manifest: dict[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunWriter:
+    """Claim, check and start in one step (when no model load sits in between).
+
+    Raises:
+        RunExistsError: the folder holds files and neither flag allows using it, or a resume
+            whose settings differ.
+        RunLockedError: another dump holds the lock.
+    """
+    claim = RunClaim.take(run_dir, resume=resume, overwrite=overwrite)
+    try:
+        claim.check(manifest)
+        return claim.start(manifest)
+    except BaseException:
+        claim.release()
+        raise
 
 
 def check_target(path: Path, *, resume: bool, overwrite: bool) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import IncompleteRunError, RunFormatError
 from .manifest import FILE_MODE, LEGACY_FILE, _fsync_dir
-from .reader import Block, Run, _Source
+from .run import ActivationSource, Block, Run
 
 _CENTRAL_SIG = b"PK\x01\x02"
 _DESCRIPTOR_SIG = b"PK\x07\x08"
@@ -60,7 +60,7 @@ class _LegacyRun(Run):
     def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
         super().__init__(run_dir, manifest)
         self._tensors: dict[str, Any] | None = None
-        self._sources: dict[int, _Source] = {}
+        self._sources: dict[int, ActivationSource] = {}
 
     def _load(self) -> dict[str, Any]:
         if self._tensors is None:
@@ -78,7 +78,7 @@ class _LegacyRun(Run):
                 ) from None
         return self._tensors
 
-    def _location(self, index: int) -> tuple[_Source, int]:
+    def _location(self, index: int) -> tuple[ActivationSource, int]:
         if index not in self._sources:
             p = self.manifest["prompts"][index]
             key = p.get("activation_tensor_key", p["probe_id"])

@@ -1,10 +1,9 @@
 """Write a run folder: lock, manifest, shards written atomically, resume and completion.
 
-1. ``RunClaim.take`` (:mod:`.claim`) checks the folder can be used and takes its lock *before*
-   a model loads; on ``--resume`` it removes temporary files a kill left and reads the old
-   manifest, so
-   :meth:`RunClaim.check` can refuse other settings (naming the one that differs) and report a
-   finished, intact run as complete without loading anything.
+1. ``RunClaim.take`` (:mod:`.claim`, which makes the writer) checks the folder can be used and
+   takes its lock *before* a model loads; on ``--resume`` it removes temporary files a kill left
+   and reads the old manifest, so :meth:`RunClaim.check` can refuse other settings (naming the
+   one that differs) and report a finished, intact run as complete without loading anything.
 2. :meth:`RunClaim.start` writes the manifest with every prompt's shard and offset already
    planned, and ``complete: false``; a resume keeps every shard whose file matches its recorded
    size and sha256 (recorded in the manifest of a finished run, in the progress log of an
@@ -21,15 +20,13 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import RunFormatError
 from .manifest import ACTIVATIONS_DIR, MANIFEST, atomic_write_chunks, atomic_write_json, utc_now
 from .progress import PROGRESS_FILE, append_progress
-
-if TYPE_CHECKING:
-    from .claim import RunClaim
 
 
 def shard_name(index: int) -> str:
@@ -37,38 +34,18 @@ def shard_name(index: int) -> str:
 
 
 class RunWriter:
-    """Owns a run folder while a dump writes it. Use as a context manager."""
+    """Owns a run folder while a dump writes it. Use as a context manager.
 
-    def __init__(self, run_dir: Path, manifest: dict[str, Any], claim: RunClaim) -> None:
+    Made by :meth:`RunClaim.start <.claim.RunClaim.start>` (or :func:`.claim.open_writer`), which
+    passes ``release``: closing the writer releases the claim's lock.
+    """
+
+    def __init__(
+        self, run_dir: Path, manifest: dict[str, Any], release: Callable[[], None]
+    ) -> None:
         self.run_dir = run_dir
         self.manifest = manifest
-        self._claim = claim
-
-    @classmethod
-    def open(
-        cls,
-        run_dir: str | Path,
-        manifest: dict[str, Any],
-        *,
-        resume: bool = False,
-        overwrite: bool = False,
-    ) -> RunWriter:
-        """Claim, check and start in one step (when no model load sits in between).
-
-        Raises:
-            RunExistsError: the folder holds files and neither flag allows using it, or a resume
-                whose settings differ.
-            RunLockedError: another dump holds the lock.
-        """
-        from .claim import RunClaim
-
-        claim = RunClaim.take(run_dir, resume=resume, overwrite=overwrite)
-        try:
-            claim.check(manifest)
-            return claim.start(manifest)
-        except BaseException:
-            claim.release()
-            raise
+        self._release = release
 
     # -- writing ---------------------------------------------------------------------------
     def shard_done(self, index: int) -> bool:
@@ -97,7 +74,7 @@ class RunWriter:
         atomic_write_json(self.run_dir / MANIFEST, self.manifest)
 
     def close(self) -> None:
-        self._claim.release()
+        self._release()
 
     def __enter__(self) -> RunWriter:
         return self

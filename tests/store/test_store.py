@@ -20,7 +20,7 @@ from neuron_signatures.errors import (
     RunLockedError,
 )
 from neuron_signatures.prompts import Prompt
-from neuron_signatures.store import RunWriter, open_run, verify_run
+from neuron_signatures.store import open_run, open_writer, verify_run
 from neuron_signatures.store.build import write_run
 from tests.conftest import PROMPT_TEXTS
 
@@ -112,8 +112,8 @@ def test_overwrite_refuses_non_run_folder(tiny_pair: Any, tmp_path: Path) -> Non
 
 def test_lock_stops_second_writer(tmp_path: Path) -> None:
     manifest = {"prompts": [], "shards": [], "fingerprint": "x"}
-    with RunWriter.open(tmp_path / "L", manifest), pytest.raises(RunLockedError):
-        RunWriter.open(tmp_path / "L", manifest, resume=True)
+    with open_writer(tmp_path / "L", manifest), pytest.raises(RunLockedError):
+        open_writer(tmp_path / "L", manifest, resume=True)
 
 
 def test_pt_export_matches_shards(tiny_pair: Any, tmp_path: Path) -> None:

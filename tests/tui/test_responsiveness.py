@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from neuron_signatures.store import open_run
-from neuron_signatures.store.reader import Run
+from neuron_signatures.store.run import Run
 from neuron_signatures.tui import BrowserState
 from neuron_signatures.tui.timing import TimedBrowserApp, summary, time_keys
 
