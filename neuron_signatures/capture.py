@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .dump_plan import (
+    DumpConfig,
     DumpPlan,
     auto_batch_tokens,
     check_disk,
@@ -35,6 +36,7 @@ from .store import RunClaim, RunWriter
 from .store.legacy import export_legacy_pt
 from .store.manifest import DTYPE_BYTES
 from .store.reader import open_run
+from .token_bar import TokenBar
 
 __all__ = [
     "DumpConfig",
@@ -50,50 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PAUSE_ENV = "NEURON_SIGNATURES_PAUSE_AFTER_SHARDS"  # test hook, see _pause_hook
-
-
-@dataclass
-class DumpConfig:
-    """Everything a dump needs; the CLI fills it from flags.
-
-    Attributes:
-        prompts: the prompts, in the order the run lists them.
-        out_dir: the run folder to write.
-        model_name: model spec (see :mod:`neuron_signatures.models`).
-        device: ``cpu`` / ``cuda`` / ``cuda:N``; ``None`` picks cuda when available.
-        model_dtype: compute dtype (auto | bf16 | fp16 | fp32); ``auto`` is bf16 on a GPU or a CPU
-            with native bf16, else fp32; fp32 is the exact reference mode.
-        save_dtype: stored dtype (bf16 | fp16 | fp32).
-        layers: model layers to capture (``None`` = all).
-        batch_size: prompts per batch; ``None`` = automatic from ``max_batch_tokens``.
-        max_batch_tokens: padded tokens per batch; ``None`` = from a 512 MiB activation budget.
-        max_seq_len: longest prompt accepted, in tokens (BOS included).
-        truncate: cut longer prompts to ``max_seq_len`` instead of refusing them.
-        prepend_bos: put exactly one BOS in front of each prompt.
-        check_finite: stop at the first NaN/Inf, naming prompt, layer and position.
-        save_format: ``safetensors`` (always written) or ``pt`` (also write ``activations.pt``).
-        resume / overwrite: how to treat an existing run folder.
-        progress: show a progress bar.
-    """
-
-    prompts: list[Prompt]
-    out_dir: Path
-    model_name: str = "gemma3-270m"
-    device: str | None = None
-    model_dtype: str = "auto"
-    save_dtype: str = "bf16"
-    layers: list[int] | None = None
-    batch_size: int | None = None
-    max_batch_tokens: int | None = None
-    max_seq_len: int = 2048
-    truncate: bool = False
-    prepend_bos: bool = True
-    check_finite: bool = False
-    save_format: str = "safetensors"
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def tokenize_prompts(
@@ -402,30 +360,6 @@ def _check_finite(
                 f"position {first} (token {tok!r}): try --model_dtype fp32"
             )
         first -= lengths[i]
-
-
-class TokenBar:
-    """tqdm over tokens (tokens/s is tqdm's rate), or nothing when disabled; the dump, the atlas
-    and the Ray drivers all draw this one."""
-
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total, unit="tok", unit_scale=True, desc=desc, dynamic_ncols=True
-            )
-
-    def update(self, n: int, postfix: str | None = None) -> None:
-        if self._bar is not None:
-            if postfix:
-                self._bar.set_postfix_str(postfix, refresh=False)
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 class _Bar(TokenBar):

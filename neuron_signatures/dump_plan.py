@@ -1,4 +1,5 @@
-"""Plan a dump from what is known: before the model loads, then from the loaded model.
+"""Plan a dump (:class:`DumpConfig`) from what is known: before the model loads, then from the
+loaded model.
 
 Before the load the model's shape comes from its ``config.json`` on disk or the table of known
 models (:func:`~neuron_signatures.estimate.known_shape`), so ``--layers``, the resume settings and
@@ -9,20 +10,62 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import BadArgumentError, DiskSpaceError
 from .estimate import known_shape
+from .prompts import Prompt
 from .store.build import library_versions, plan_manifest
 from .store.manifest import DTYPE_BYTES, FORMAT_VERSION
 
-if TYPE_CHECKING:
-    from .capture import DumpConfig
-
 ACT_BUDGET_BYTES = 512 * 2**20  # captured fp32 activations per batch when batch size is automatic
 MAX_AUTO_BATCH = 64
+
+
+@dataclass
+class DumpConfig:
+    """Everything a dump needs; the CLI fills it from flags.
+
+    Attributes:
+        prompts: the prompts, in the order the run lists them.
+        out_dir: the run folder to write.
+        model_name: model spec (see :mod:`neuron_signatures.models`).
+        device: ``cpu`` / ``cuda`` / ``cuda:N``; ``None`` picks cuda when available.
+        model_dtype: compute dtype (auto | bf16 | fp16 | fp32); ``auto`` is bf16 on a GPU or a CPU
+            with native bf16, else fp32; fp32 is the exact reference mode.
+        save_dtype: stored dtype (bf16 | fp16 | fp32).
+        layers: model layers to capture (``None`` = all).
+        batch_size: prompts per batch; ``None`` = automatic from ``max_batch_tokens``.
+        max_batch_tokens: padded tokens per batch; ``None`` = from a 512 MiB activation budget.
+        max_seq_len: longest prompt accepted, in tokens (BOS included).
+        truncate: cut longer prompts to ``max_seq_len`` instead of refusing them.
+        prepend_bos: put exactly one BOS in front of each prompt.
+        check_finite: stop at the first NaN/Inf, naming prompt, layer and position.
+        save_format: ``safetensors`` (always written) or ``pt`` (also write ``activations.pt``).
+        resume / overwrite: how to treat an existing run folder.
+        progress: show a progress bar.
+    """
+
+    prompts: list[Prompt]
+    out_dir: Path
+    model_name: str = "gemma3-270m"
+    device: str | None = None
+    model_dtype: str = "auto"
+    save_dtype: str = "bf16"
+    layers: list[int] | None = None
+    batch_size: int | None = None
+    max_batch_tokens: int | None = None
+    max_seq_len: int = 2048
+    truncate: bool = False
+    prepend_bos: bool = True
+    check_finite: bool = False
+    save_format: str = "safetensors"
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def auto_batch_tokens(n_layers: int, d_mlp: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ..capture import auto_batch_tokens, plan_batches
+from ..dump_plan import auto_batch_tokens, plan_batches
 from ..errors import BadArgumentError
 from ..models import HOOK_POST
 from ..store.build import library_versions

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..capture import TokenBar
+from ..token_bar import TokenBar
 from . import store
 from .plan import reduce_params
 from .reduce import (

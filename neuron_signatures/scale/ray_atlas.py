@@ -35,10 +35,10 @@ from ..atlas import store
 from ..atlas.build import AtlasConfig, check_config, plan_corpus, write_static
 from ..atlas.corpus import CorpusSpec, check_corpus
 from ..atlas.plan import plan_manifest, resume_mismatch
-from ..capture import TokenBar
 from ..errors import BadArgumentError, RunExistsError
 from ..store.manifest import utc_now
 from ..store.writable import check_writable
+from ..token_bar import TokenBar
 from .cluster import init_ray
 from .pool import id_ranges, run_pool, start_actors
 from .units import PARTS, STATIC, UNITS, finish, pair_adjacent, scan, split_units
