@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from ..errors import BadArgumentError
 
 if TYPE_CHECKING:
-    from ..signatures.compute import SignatureResult
     from ..signatures.config import NeuronSelection
     from ..signatures.corpus_check import NameCheck
+    from ..signatures.result import SignatureResult
 
 NAME = "signatures"
 HELP = "cross-prompt signatures of selected neurons: per-probe metrics, role classes, names"

@@ -17,7 +17,7 @@ metrics, role classes, names and supernodes, and their files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,41 +39,20 @@ from ..tokens import token_display
 from .config import NeuronSelection, SignatureConfig
 from .corpus_check import (
     CORPUS_FIELDS,
-    CorpusReport,
     check_atlas,
     check_same_model,
     claim_from_record,
 )
 from .metrics import (
-    DistributionStats,
     ProbeMetrics,
-    TokenTables,
     distribution_stats,
     gather_columns,
     probe_metrics,
     token_tables,
 )
-from .naming import CLASSES, Aggregates, Classification, aggregate, classify, supernodes
-from .write_check import SKIPPED, WriteCheck, check_say_x, say_x_tokens, unchecked
-
-
-@dataclass(frozen=True)
-class SignatureResult:
-    """Everything :func:`compute_signatures` found (arrays over the K selected neurons);
-    ``write_check`` is None until :func:`with_write_check` ran, ``corpus_check`` until
-    :func:`with_corpus_check` did."""
-
-    selection: NeuronSelection
-    seed_index: int
-    config: SignatureConfig
-    tables: TokenTables
-    stats: DistributionStats
-    metrics: ProbeMetrics
-    seed: ProbeMetrics
-    aggregates: Aggregates
-    classification: Classification
-    write_check: WriteCheck | None = None
-    corpus_check: CorpusReport | None = None
+from .naming import CLASSES, aggregate, classify, supernodes
+from .result import SKIPPED, SignatureResult
+from .write_check import check_say_x, say_x_tokens, unchecked
 
 
 def _check_selection(run: Run, sel: NeuronSelection) -> None:

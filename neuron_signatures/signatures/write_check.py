@@ -19,47 +19,17 @@ The check asks the neuron's weights instead:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import BadArgumentError, ModelLoadError, NeuronSignaturesError
 from ..store import Run
 from ..tokens import token_ascii, token_display
-
-if TYPE_CHECKING:
-    from .compute import SignatureResult
+from .result import CHECKED, NO_SAY_X, SignatureResult, WriteCheck
 
 log = logging.getLogger(__name__)
 VOCAB_CHUNK = 16384
-CHECKED, SKIPPED, NO_SAY_X = "checked", "skipped", "no say_x neuron"
-
-
-@dataclass(frozen=True)
-class WriteCheck:
-    """Per selected neuron (``[K]`` lists; None where the neuron is not Say X): the rank of its
-    named token among all tokens by write score, whether it agrees, and its most promoted
-    token. ``status`` is :data:`CHECKED`, :data:`SKIPPED` or :data:`NO_SAY_X`."""
-
-    rank: list[int | None]
-    agrees: list[bool | None]
-    top_token: list[str | None]
-    top_n: int
-    status: str
-    model_name: str | None = None
-    vocab_size: int | None = None
-
-    def meta(self) -> dict[str, Any]:
-        """How the check was made, for the meta file."""
-        return {
-            "status": self.status,
-            "model_name": self.model_name,
-            "top_n": self.top_n,
-            "vocab_size": self.vocab_size,
-            "direction": "W_out column x post-MLP gain x final-norm gain, signed like the "
-            "activation at the Say X peaks; rank over the whole vocabulary",
-        }
 
 
 def say_x_tokens(res: SignatureResult) -> list[str | None]:

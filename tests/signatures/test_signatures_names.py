@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuron_signatures.signatures.compute import SignatureResult, compute_signatures
+from neuron_signatures.signatures.compute import compute_signatures
 from neuron_signatures.signatures.config import parse_neuron_ids
+from neuron_signatures.signatures.result import SignatureResult
 from neuron_signatures.store.build import write_run
 
 VS16, BYTE = "\ufe0f", "<0x9A>"  # U+FE0F variation selector; a byte-fallback piece
