@@ -11,7 +11,7 @@ import json
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +27,7 @@ from .record import (
     WriteScore,
     equal_count_intervals,
 )
-
-if TYPE_CHECKING:
-    from .search import TextSearch, TokenIndex, TokenSearch
+from .search import TextSearch, TokenIndex, TokenSearch, search_text, search_token
 
 __all__ = [
     "Atlas",
@@ -128,9 +126,7 @@ class Atlas:
         return int(self.manifest["progress"].get("tokens_seen", 0))
 
     def _open(self, path: Path) -> Any:
-        from safetensors import safe_open
-
-        return safe_open(str(path), framework="numpy")
+        return store.open_numpy(path)
 
     @cached_property
     def _windows(self) -> dict[str, np.ndarray]:
@@ -330,16 +326,12 @@ class Atlas:
     @cached_property
     def token_index(self) -> TokenIndex:
         """The token of every top example of every layer, built once (for :meth:`search_token`)."""
-        from .search import TokenIndex
-
         return TokenIndex(self)
 
     def search_token(
         self, token: str | int, top_n: int = 50, layers: list[int] | None = None
     ) -> TokenSearch:
         """Neurons whose top examples peak on ``token`` (:func:`.search.search_token`)."""
-        from .search import search_token
-
         return search_token(self, token, top_n=top_n, layers=layers)
 
     def search_text(
@@ -352,8 +344,6 @@ class Atlas:
     ) -> TextSearch:
         """Neurons ``text`` activates, per token and overall (:func:`.search.search_text`;
         runs the model, loading it when ``lm`` is ``None``)."""
-        from .search import search_text
-
         return search_text(self, text, top_n=top_n, lm=lm, rank_by=rank_by, layers=layers)
 
 

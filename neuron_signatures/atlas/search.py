@@ -23,16 +23,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import BadArgumentError, ModelLoadError, NeuronSignaturesError
 from ..tokens import SPIECE_SPACE
 from . import store
-
-if TYPE_CHECKING:
-    from .reader import Atlas
 
 log = logging.getLogger(__name__)
 RANK_BY = ("value", "frac_of_max")
@@ -100,6 +98,26 @@ class TextSearch:
     rank_by: str
 
 
+class SearchableAtlas(Protocol):
+    """What a search reads of an atlas: an opened :class:`.reader.Atlas` (which offers these
+    searches as methods, so this module names the reader's interface, not its class)."""
+
+    root: Path
+    layers: list[int]
+    n_layers: int
+    d_mlp: int
+    model_name: str
+    manifest: dict[str, Any]
+
+    @property
+    def vocab(self) -> list[str]: ...
+
+    @property
+    def token_index(self) -> TokenIndex: ...
+
+    def token(self, token_id: int) -> str: ...
+
+
 class TokenIndex:
     """Per atlas layer: the token of each top example and each neuron's atlas max.
 
@@ -109,12 +127,12 @@ class TokenIndex:
         max: ``[L, d]`` float64 max activation over the atlas (the layer files' ``max``).
     """
 
-    def __init__(self, atlas: Atlas) -> None:
-        with atlas._open(atlas.root / store.WINDOWS) as f:
+    def __init__(self, atlas: SearchableAtlas) -> None:
+        with store.open_numpy(atlas.root / store.WINDOWS) as f:
             flat = np.asarray(f.get_tensor("tokens"), dtype=np.int32).reshape(-1)
         tokens, maxes = [], []
         for layer in atlas.layers:
-            with atlas._open(store.layer_file(atlas.root, layer)) as f:
+            with store.open_numpy(store.layer_file(atlas.root, layer)) as f:
                 g = np.asarray(f.get_tensor("top_g"), dtype=np.int64)
                 maxes.append(np.asarray(f.get_tensor("max"), dtype=np.float64))
             tokens.append(np.where(g >= 0, flat[np.maximum(g, 0)], -1))
@@ -142,7 +160,7 @@ class TokenIndex:
         return np.asarray(sorted(self.layers.index(layer) for layer in set(layers)))
 
 
-def match_token(atlas: Atlas, token: str | int) -> list[int]:
+def match_token(atlas: SearchableAtlas, token: str | int) -> list[int]:
     """The vocabulary ids a token query means.
 
     An ``int`` is a token id. A string matches, case-sensitively, the piece equal to it and the
@@ -173,7 +191,7 @@ def match_token(atlas: Atlas, token: str | int) -> list[int]:
 
 
 def search_token(
-    atlas: Atlas, token: str | int, top_n: int = 50, layers: list[int] | None = None
+    atlas: SearchableAtlas, token: str | int, top_n: int = 50, layers: list[int] | None = None
 ) -> TokenSearch:
     """Neurons whose top examples peak on ``token`` (see :func:`match_token` for the rule)."""
     _check_top_n(top_n)
@@ -199,7 +217,9 @@ def search_token(
     return TokenSearch(query=str(token), token_ids=ids, hits=hits)
 
 
-def load_atlas_model(atlas: Atlas, device: str | None = None, dtype: str | None = None) -> Any:
+def load_atlas_model(
+    atlas: SearchableAtlas, device: str | None = None, dtype: str | None = None
+) -> Any:
     """The atlas's model (a :class:`~neuron_signatures.models.LoadedModel`), for text search.
 
     ``dtype`` defaults to the atlas's own, except that a bf16 atlas loads in fp32 on a CPU
@@ -230,7 +250,7 @@ def text_ids(tokenizer: Any, text: str) -> list[int]:
 
 
 def search_text(
-    atlas: Atlas,
+    atlas: SearchableAtlas,
     text: str,
     top_n: int = 10,
     lm: Any = None,
@@ -284,7 +304,7 @@ def _check_top_n(top_n: int) -> None:
         raise BadArgumentError(f"top_n must be at least 1, got {top_n}")
 
 
-def _check_model(atlas: Atlas, lm: Any) -> None:
+def _check_model(atlas: SearchableAtlas, lm: Any) -> None:
     if lm.n_layers != atlas.n_layers or lm.d_mlp != atlas.d_mlp:
         raise BadArgumentError(
             f"model {lm.name} ({lm.n_layers} layers x {lm.d_mlp}) is not the atlas's "

@@ -81,6 +81,14 @@ def load_tensors(path: Path) -> dict[str, Any]:
         raise RunFormatError(f"{path} is unreadable ({reason}): rebuild that atlas") from None
 
 
+def open_numpy(path: Path) -> Any:
+    """``path`` opened lazily with numpy arrays (``safe_open``): a context manager whose
+    ``get_tensor`` / ``get_slice`` read one tensor or a few rows, never the whole file."""
+    from safetensors import safe_open
+
+    return safe_open(str(path), framework="numpy")
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """``atlas.json`` of ``root``, or :class:`RunFormatError` naming the problem."""
     path = root / MANIFEST

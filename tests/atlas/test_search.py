@@ -199,11 +199,36 @@ def test_cli_search_bad_input(atlas_dir: Path, capsys: pytest.CaptureFixture[str
         one_line_error(capsys, ["neuron", "--atlas", a, *extra], match)
 
 
-def test_atlas_reading_imports_no_torch() -> None:
+def test_atlas_reading_imports_no_torch(atlas_dir: Path, corpus_txt: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = "import sys, neuron_signatures.atlas as a; a.Atlas; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    def torch_after(code: str) -> str:
+        code = f"import sys\n{code}\nprint('torch' in sys.modules)"
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip().splitlines()[-1]
+
+    assert torch_after("import neuron_signatures.atlas as a; a.Atlas") == "False"
+    # opening, a neuron's record (exact moments, intervals, samples), layer statistics, search
+    read = f"""
+from neuron_signatures.atlas import open_atlas, search_token
+atlas = open_atlas({str(atlas_dir)!r})
+layer = atlas.layers[0]
+rec = atlas.neuron(layer, 0)
+assert rec.stats.count > 0 and rec.intervals and rec.top
+assert len(atlas.layer_stats(layer)["mean"]) == atlas.d_mlp
+assert search_token(atlas, int(rec.top[0].token_ids[rec.top[0].position])).hits
+atlas.search_token(rec.top[0].tokens[rec.top[0].position])
+"""
+    assert torch_after(read) == "False"
+    # a refused build says so before anything heavy is imported
+    out = tmp_path / "A"
+    refuse = f"""
+from neuron_signatures.cli import main
+args = ["--corpus", {str(corpus_txt)!r}, "--out_dir", {str(out)!r}, "--layers", "99"]
+assert main(["atlas", *args]) == 2
+"""
+    assert torch_after(refuse) == "False"
+    assert not out.exists()
     assert Atlas.search_token.__doc__
