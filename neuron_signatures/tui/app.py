@@ -61,13 +61,13 @@ class AtlasApp(App[None]):
         super().__init__()
         self.atlas = atlas
         self.state = run
-        self.atlas_screen = AtlasScreen(atlas, has_run=run is not None)
+        self.atlas_screen = AtlasScreen(atlas, self.show_run if run is not None else None)
         self.install_screen(self.atlas_screen, "atlas")
         self.run_screen: LinkedBrowserScreen | None = None
         if run is not None:
             cursor = ranking if ranking is not None else RankingCursor.load(run.run.run_dir)
             cursor.atlas, cursor.run_manifest = atlas.atlas, run.run.manifest  # corpus check
-            self.run_screen = LinkedBrowserScreen(run, cursor)
+            self.run_screen = LinkedBrowserScreen(run, cursor, self.show_atlas)
             self.install_screen(self.run_screen, "run")
 
     def on_mount(self) -> None:

@@ -9,7 +9,7 @@ read in a worker thread (a few memory-mapped rows, but never on the event loop),
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import BindingType
@@ -24,9 +24,6 @@ from ..atlas_state import AtlasState
 from ..keys import ATLAS_KEYS, atlas_help_text, bindings
 from ..widgets import AtlasHeader, ExampleList, WriteScores
 from .dialogs import HelpScreen, ask
-
-if TYPE_CHECKING:
-    from ..app import AtlasApp
 
 T = TypeVar("T")
 
@@ -43,10 +40,18 @@ class AtlasScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = bindings(ATLAS_KEYS)  # type: ignore[assignment]
     AUTO_FOCUS = ""
 
-    def __init__(self, state: AtlasState, has_run: bool = False) -> None:
+    def __init__(
+        self, state: AtlasState, show_run: Callable[[int, int], None] | None = None
+    ) -> None:
+        """``show_run(layer, neuron)`` switches to the run's prompts (the app's; ``None``: no run
+        is open, and ``e`` says so)."""
         super().__init__()
         self.state = state
-        self.has_run = has_run
+        self.show_run = show_run
+
+    @property
+    def has_run(self) -> bool:
+        return self.show_run is not None
 
     def compose(self) -> ComposeResult:
         yield AtlasHeader(id="atlas-header")
@@ -150,12 +155,11 @@ class AtlasScreen(Screen[None]):
 
     def action_examples(self) -> None:
         """Switch to the run browser on the same neuron (when a run is open)."""
-        if not self.has_run:
+        if self.show_run is None:
             self.say("no run is open: start with --run_dir RUN as well to see its prompts")
             return
-        app: AtlasApp = self.app  # type: ignore[assignment]
         try:
-            app.show_run(*self.state.key)
+            self.show_run(*self.state.key)
         except NeuronSignaturesError as e:
             self.say(str(e))
 

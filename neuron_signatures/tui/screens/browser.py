@@ -7,7 +7,7 @@ then :meth:`BrowserScreen.redraw` pushes the new view into the widgets; nothing 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -23,9 +23,6 @@ from ..widgets import RankedPanel, RunHeader, TokenStrip, TokenTable
 from ..widgets.token_table import table_view
 from .dialogs import HelpScreen, ask
 from .prompt_picker import PromptPicker
-
-if TYPE_CHECKING:
-    from ..app import AtlasApp
 
 T = TypeVar("T")
 
@@ -230,14 +227,20 @@ class LinkedBrowserScreen(BrowserScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = bindings(LINKED_KEYS)  # type: ignore[assignment]
 
+    def __init__(
+        self, state: BrowserState, ranking: RankingCursor, show_atlas: Callable[[int, int], None]
+    ) -> None:
+        """``show_atlas(layer, neuron)`` switches to the atlas view (the app's)."""
+        super().__init__(state, ranking)
+        self.show_atlas = show_atlas
+
     def on_screen_resume(self) -> None:
         if self.is_mounted:
             self.redraw()
 
     def action_examples(self) -> None:
-        app: AtlasApp = self.app  # type: ignore[assignment]
         try:
-            app.show_atlas(self.state.layer, self.state.neuron)
+            self.show_atlas(self.state.layer, self.state.neuron)
         except NeuronSignaturesError as e:
             self.notify(str(e), severity="warning", markup=False)
 
