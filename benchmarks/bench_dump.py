@@ -113,7 +113,7 @@ def profile_steps(lm, prompts, tok, batch_size: int, out: Path) -> dict[str, flo
 
     from neuron_signatures import models
     from neuron_signatures.capture import _pack
-    from neuron_signatures.store.manifest import atomic_write_chunks
+    from neuron_signatures.store.atomic import atomic_write_chunks
     from neuron_signatures.store.writer import safetensors_chunks
 
     secs: dict[str, float] = {}

@@ -270,6 +270,6 @@ def causal_check_values(record: dict[str, Any]) -> tuple[float, float] | None:
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
     """Atomic JSON write (temporary name, then rename)."""
-    from ..store.manifest import atomic_write_json
+    from ..store.atomic import atomic_write_json
 
     atomic_write_json(path, obj)

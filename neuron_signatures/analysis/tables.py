@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..store.manifest import atomic_write_bytes
+from ..store.atomic import atomic_write_bytes
 
 FORMAT_VERSION = 1
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.]{1,64}")

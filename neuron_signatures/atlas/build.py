@@ -195,7 +195,7 @@ def write_static(root: Path, plan: WindowPlan, manifest: dict[str, Any], tokeniz
     """Windows, documents and vocabulary, then the manifest (``complete: false``)."""
     import torch
 
-    from ..store.manifest import atomic_write_bytes
+    from ..store.atomic import atomic_write_bytes
 
     store.save_tensors(
         root / store.WINDOWS,

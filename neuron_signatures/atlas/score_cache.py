@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.specs import cache_root
-from ..store.manifest import atomic_write_bytes
+from ..store.atomic import atomic_write_bytes
 from .scores import VOCAB_CHUNK, compute_layer, use_kernel, value_span
 
 log = logging.getLogger(__name__)

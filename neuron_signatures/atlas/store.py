@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunExistsError, RunFormatError
+from ..store.atomic import atomic_write_bytes
 from ..store.claim import take_folder_lock
-from ..store.manifest import atomic_write_bytes
 
 FORMAT = "neuron-signatures atlas"
 # 2 added the sums of x^3, x^4 (skewness, kurtosis); 3: exact sums about per-batch pivots in a

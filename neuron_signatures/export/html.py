@@ -33,7 +33,8 @@ from ..analysis.results import (
 from ..atlas.reader import Atlas
 from ..errors import BadArgumentError
 from ..signatures.corpus_check import NameCheck
-from ..store.manifest import atomic_open, read_manifest
+from ..store.atomic import atomic_open
+from ..store.manifest import read_manifest
 from ..tokens import token_display
 from .heatcss import CSS, SCRIPT
 from .html_parts import anchor, esc, neuron_body, stats_html

@@ -46,7 +46,8 @@ from typing import Any
 from ..atlas.reader import Atlas
 from ..atlas.record import Example, NeuronAtlas
 from ..errors import BadArgumentError
-from ..store.manifest import HOOK_TEMPLATE, atomic_write_bytes
+from ..store.atomic import atomic_write_bytes
+from ..store.manifest import HOOK_TEMPLATE
 from ..tokens import SPIECE_SPACE
 
 NEURONS_SOURCESET = "neurons"  # Neuronpedia's source set of model neurons

@@ -28,7 +28,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..capture import DumpConfig, DumpResult, capture_shard, dump
-from ..store.manifest import ACTIVATIONS_DIR, atomic_write_chunks
+from ..store.atomic import atomic_write_chunks
+from ..store.manifest import ACTIVATIONS_DIR
 from ..store.progress import append_progress
 from ..store.writer import safetensors_chunks
 from .cluster import init_ray

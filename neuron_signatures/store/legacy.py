@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import IncompleteRunError, RunFormatError
-from .manifest import FILE_MODE, LEGACY_FILE, _fsync_dir
+from .atomic import FILE_MODE, fsync_dir
+from .manifest import LEGACY_FILE
 from .run import ActivationSource, Block, Run
 
 _CENTRAL_SIG = b"PK\x01\x02"
@@ -129,7 +130,7 @@ def export_legacy_pt(run: Run, save_dtype: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(run.run_dir)
+    fsync_dir(run.run_dir)
 
 
 def _records(path: Path, n: int) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from .manifest import ACTIVATIONS_DIR, LEGACY_FILE, MANIFEST, atomic_write_bytes
+from .atomic import atomic_write_bytes
+from .manifest import ACTIVATIONS_DIR, LEGACY_FILE, MANIFEST
 
 PROGRESS_FILE = "progress.jsonl"
 _TMP_PREFIXES = (f".{MANIFEST}.", f".{LEGACY_FILE}.", ".shard_", f".{PROGRESS_FILE}.")

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunFormatError
-from .manifest import ACTIVATIONS_DIR, MANIFEST, atomic_write_chunks, atomic_write_json, utc_now
+from .atomic import atomic_write_chunks, atomic_write_json
+from .manifest import ACTIVATIONS_DIR, MANIFEST, utc_now
 from .progress import PROGRESS_FILE, append_progress
 
 

@@ -342,7 +342,7 @@ def test_unknown_model_shape_still_checks_what_it_can_before_the_load(
 def test_atomic_writes_get_the_mode_open_would_give(tmp_path: Path) -> None:
     """mkstemp makes 0600 files: atomic writes must not hide run, atlas or export files from
     the group and others where the umask allows them (shared storage, Ray workers)."""
-    from neuron_signatures.store.manifest import atomic_open, atomic_write_bytes
+    from neuron_signatures.store.atomic import atomic_open, atomic_write_bytes
 
     atomic_write_bytes(tmp_path / "a.bin", b"x")
     with atomic_open(tmp_path / "b.txt", "w") as f:
