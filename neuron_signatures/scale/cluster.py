@@ -61,6 +61,7 @@ def start_local_ray(ray: Any, num_cpus: int, object_store_mb: int = 128) -> None
     """
     with _loopback_node(ray):
         ray.init(
+            address="local",  # a new Ray: never join RAY_ADDRESS or /tmp/ray's last cluster
             num_cpus=num_cpus,
             include_dashboard=False,
             dashboard_host=LOOPBACK,

@@ -73,3 +73,23 @@ def test_init_ray_joins_a_given_cluster_unchanged(monkeypatch: pytest.MonkeyPatc
     assert init_ray(FakeRay(), "ray://head:10001", None) is True
     assert calls[0]["address"] == "ray://head:10001"
     assert "_node_ip_address" not in calls[0] and calls[0]["switch"] is None
+
+
+def test_local_ray_never_joins_a_leftover_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``--ray_address`` a new Ray starts, whatever ``RAY_ADDRESS`` or the address file
+    of a cluster started earlier on this machine (``/tmp/ray/ray_current_cluster``) name: a plain
+    ``ray.init()`` would try to join that cluster, dead or alive."""
+    from neuron_signatures.scale.cluster import start_local_ray
+
+    calls: list[dict[str, Any]] = []
+
+    class FakeRay:
+        def init(self, **kw: Any) -> None:
+            calls.append(kw)
+
+        def nodes(self) -> list[dict[str, Any]]:
+            return [{"NodeManagerAddress": "127.0.0.1", "Alive": True}]
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    start_local_ray(FakeRay(), num_cpus=1)
+    assert calls[0]["address"] == "local"
