@@ -1,0 +1,144 @@
+"""The ``explain`` run: same bytes twice, after ``kill -9`` + ``--resume``, and bad input as one
+line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from neuron_signatures.cli import main
+from tests.explain.conftest import explain, explanation_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_runs_same_bytes(
+    explained: Path, planted_atlas: Path, planted_lm: Any, tmp_path: Path
+) -> None:
+    again = tmp_path / "A"
+    shutil.copytree(planted_atlas, again)
+    explain(planted_lm, again)
+    first = explanation_bytes(explained)
+    assert set(first) == {
+        "explanations.json",
+        "layers/layer_000.jsonl",
+        "layers/layer_001.jsonl",
+        "layers/layer_002.jsonl",
+    }
+    assert explanation_bytes(again) == first
+    man = json.loads(first["explanations.json"])
+    assert man["complete"] and man["random_windows"] == sorted(man["random_windows"])
+    # a finished run resumed does nothing and changes nothing
+    explain(planted_lm, again, resume=True)
+    assert explanation_bytes(again) == first
+    assert json.loads((again / "explanations" / "run.json").read_text())["layers_done_before"] == 3
+
+
+def _atlas_args(corpus: Path, out: Path, model: Path) -> list[str]:
+    return [
+        "atlas", "--corpus", str(corpus), "--out_dir", str(out), "--model_name", str(model),
+        "--device", "cpu", "--model_dtype", "fp32", "--ctx_len", "12", "--top_k", "4",
+        "--interval_samples", "3", "--write_scores_k", "3", "--no_progress",
+    ]  # fmt: skip
+
+
+EXPLAIN = ["--n_random_tokens", "200", "--batch_size", "4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def cli_atlas(tiny_model_dir: Path, explain_corpus: Path, tmp_path_factory: Any) -> Path:
+    """An atlas of the tiny folder model, built by the CLI (a child process can load it)."""
+    out = tmp_path_factory.mktemp("cli_atlas") / "A"
+    assert main(_atlas_args(explain_corpus, out, tiny_model_dir)) == 0
+    return out
+
+
+def test_kill_9_then_resume(cli_atlas: Path, tmp_path: Path) -> None:
+    """A real ``kill -9`` after the first layer file; ``--resume`` redoes the other layers only
+    and ends with the bytes of an uninterrupted run."""
+    from neuron_signatures.explain.run import PAUSE_ENV
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    shutil.copytree(cli_atlas, full)
+    shutil.copytree(cli_atlas, part)
+    assert main(["explain", "--atlas", str(full), *EXPLAIN]) == 0
+    log = tmp_path / "log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), PAUSE_ENV: "1"}
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "neuron_signatures", "explain", "--atlas", str(part), *EXPLAIN],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    deadline = time.monotonic() + 180
+    while "pausing" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the child never paused: {log.read_text()}")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    layers = sorted(p.name for p in (part / "explanations" / "layers").iterdir())
+    assert layers == ["layer_000.jsonl"]
+    assert not json.loads((part / "explanations" / "explanations.json").read_text())["complete"]
+    assert main(["explain", "--atlas", str(part), *EXPLAIN]) == 2  # neither flag: refused
+    assert main(["explain", "--atlas", str(part), *EXPLAIN, "--resume"]) == 0
+    assert json.loads((part / "explanations" / "run.json").read_text())["layers_done_before"] == 1
+    assert explanation_bytes(part) == explanation_bytes(full)
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and match in err, err
+    assert "Traceback" not in err
+
+
+def test_bad_input_is_one_line(
+    explained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = str(explained)
+    one_line_error(capsys, ["explain", "--atlas", str(tmp_path / "nope")], "is not an atlas")
+    one_line_error(
+        capsys, ["explain", "--atlas", a, "--layers", "7"], "--layers [7] not in the atlas"
+    )
+    one_line_error(capsys, ["explain", "--atlas", a], "--resume to finish them or --overwrite")
+    one_line_error(capsys, ["explain", "--atlas", a, "--resume", "--overwrite"], "not both")
+    one_line_error(capsys, ["explain", "--atlas", a, "--n_random_tokens", "0"], "at least 1")
+    one_line_error(
+        capsys, ["explain", "--atlas", a, "--resume", "--seed", "5"], "other params than these"
+    )
+    bare = tmp_path / "bare"
+    shutil.copytree(explained, bare, ignore=shutil.ignore_patterns("explanations"))
+    (bare / "windows.safetensors").unlink()
+    one_line_error(capsys, ["explain", "--atlas", str(bare)], "has no windows.safetensors")
+    assert not (bare / "explanations").exists()
+    # nothing already written is lost by a refused run
+    before = explanation_bytes(explained)
+    assert main(["explain", "--atlas", a, "--layers", "9", "--overwrite"]) == 2
+    assert explanation_bytes(explained) == before
+
+
+def test_overwrite_keeps_old_explanations_when_the_model_fails(explained: Path) -> None:
+    from neuron_signatures.errors import ModelLoadError
+    from neuron_signatures.explain import ExplainConfig, explain_atlas
+
+    def fail(_: Any) -> Any:
+        raise ModelLoadError("no model here")
+
+    before = explanation_bytes(explained)
+    with pytest.raises(ModelLoadError):
+        explain_atlas(ExplainConfig(atlas=explained, overwrite=True), load=fail)
+    assert explanation_bytes(explained) == before

@@ -1,0 +1,186 @@
+"""Scores against slow, obviously-correct references: numpy/scipy on the same arrays, and a
+per-neuron recomputation from the atlas's public reader and a one-window-at-a-time forward."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from neuron_signatures.atlas import open_atlas
+from neuron_signatures.atlas import store as atlas_store
+from neuron_signatures.explain import correlation_score, pooled_pearson
+from neuron_signatures.explain.forward import pick_random_windows
+from neuron_signatures.explain.lookup import explain_layer, render, token_means
+from neuron_signatures.explain.split import (
+    check_disjoint,
+    held_out,
+    read_layer,
+    read_windows,
+    train_tokens,
+)
+from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON
+
+
+def test_correlation_equals_numpy_and_scipy() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 300)) * 1e3 + 5e4  # a large offset: the two-pass form keeps it exact
+    y = 0.3 * x + rng.normal(size=x.shape) * 1e3
+    ok = rng.random(x.shape) < 0.6
+    got = pooled_pearson(x, y, ok)
+    for i in range(len(x)):
+        want = stats.pearsonr(x[i][ok[i]], y[i][ok[i]]).statistic
+        assert got[i] == pytest.approx(want, rel=1e-12)
+        assert correlation_score(x[i][ok[i]], y[i][ok[i]]) == pytest.approx(
+            np.corrcoef(x[i][ok[i]], y[i][ok[i]])[0, 1], rel=1e-12
+        )
+    const = pooled_pearson(x[:1], np.ones_like(x[:1]), ok[:1])
+    assert np.isnan(const[0]) and np.isnan(correlation_score([1.0, 2.0], [3.0, 3.0]))
+
+
+def test_render_is_pinned() -> None:
+    text = render("positive", [" Texas", " Austin", "x"], [9.12, 7.4, 1.0], [14, 9, 1], [" Austin"])
+    want = 'fires on " Texas" (9.12, 14×), " Austin" (7.4, 9×), "x" (1, 1×)'
+    assert text == want + ' · promotes (write scores) " Austin"'
+    text = render("negative", ['a"b'], [2.5], [3], [])
+    assert text == 'goes negative on "a\\"b" (-2.5, 3×)'
+
+
+def _forward_one(lm: Any, ids: list[int], layer: int) -> np.ndarray:
+    import torch
+
+    from neuron_signatures.models import capture_hook_post
+
+    t = torch.tensor([ids])
+    got = capture_hook_post(lm, t, torch.ones_like(t), [layer])
+    return got[layer][0].float().numpy()
+
+
+def reference(atlas_root: Path, lm: Any, layer: int, n: int, side: str, k: int) -> dict[str, Any]:
+    """Everything of one neuron's side from the public reader, dicts and np.corrcoef."""
+    from safetensors import safe_open
+
+    atlas = open_atlas(atlas_root)
+    man = json.loads((atlas_root / "explanations" / "explanations.json").read_text())
+    ctx, start = atlas.ctx_len, 1
+    sign = 1.0 if side == "positive" else -1.0
+    rec = atlas.neuron(layer, n)
+    train_ex = rec.top[0::2] + rec.bottom[0::2]
+    train: dict[int, tuple[int, float]] = {}
+    for ex in train_ex:
+        for p in range(start, len(ex.token_ids)):
+            train.setdefault(ex.window * ctx + p, (ex.token_ids[p], ex.acts[p]))
+    with safe_open(str(atlas_store.layer_file(atlas_root, layer)), "numpy") as f:
+        sg, sv = f.get_slice("samp_g")[n].ravel(), f.get_slice("samp_v")[n].ravel()
+    for g, v in zip(sg.tolist(), sv.tolist(), strict=True):
+        if g >= 0:
+            train.setdefault(g, (atlas.window_ids(g // ctx)[g % ctx], v))
+    groups: dict[int, list[float]] = {}
+    for tok, v in train.values():
+        groups.setdefault(tok, []).append(sign * v)
+    table = sorted(((-np.mean(v), -len(v), t) for t, v in groups.items() if np.mean(v) > 0))[:k]
+    lookup = {t: -m for m, _, t in table}
+    train_w = {ex.window for ex in train_ex}
+    ex_keep: list[Any] = []
+    for ex in (rec.top if side == "positive" else rec.bottom)[1::2]:
+        if ex.window not in train_w and ex.window not in {e.window for e in ex_keep}:
+            ex_keep.append(ex)
+    real_e, tok_e, real_r, tok_r = [], [], [], []
+    for ex in ex_keep:
+        for p in range(start, len(ex.token_ids)):
+            if ex.window * ctx + p not in train:
+                real_e.append(sign * ex.acts[p])
+                tok_e.append(ex.token_ids[p])
+    seen = train_w | {ex.window for ex in ex_keep}
+    for w in man["random_windows"]:
+        if w in seen:
+            continue
+        ids = atlas.window_ids(w)
+        acts = _forward_one(lm, ids, layer)[:, n]
+        for p in range(start, len(ids)):
+            if w * ctx + p not in train:
+                real_r.append(sign * float(acts[p]))
+                tok_r.append(ids[p])
+    return {
+        "table": [(t, -m, -c) for m, c, t in table],
+        "example_windows": [ex.window for ex in ex_keep],
+        "excluded": sorted(seen & set(man["random_windows"])),
+        "real_e": np.array(real_e),
+        "tok_e": tok_e,
+        "real_r": np.array(real_r),
+        "tok_r": tok_r,
+        "lookup": lookup,
+    }
+
+
+def _pred(lookup: dict[int, float], toks: list[int]) -> np.ndarray:
+    return np.array([lookup.get(t, 0.0) for t in toks])
+
+
+def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -> None:
+    lines = {}
+    for layer in (0, 1, 2):
+        path = explained / "explanations" / "layers" / f"layer_{layer:03d}.jsonl"
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            lines[(layer, r["neuron"])] = r
+    picks = [(PLANTED_LAYER, PLANTED_NEURON), (1, 3), (2, 17), (2, 40)]
+    checked = 0
+    for layer, n in picks:
+        for side in lines[(layer, n)]["sides"]:
+            ref = reference(explained, planted_lm, layer, n, side["side"], 8)
+            assert [(t["id"], t["count"]) for t in side["tokens"]] == [
+                (t, c) for t, _, c in ref["table"]
+            ]
+            sign = 1.0 if side["side"] == "positive" else -1.0
+            for t, (_, m, _) in zip(side["tokens"], ref["table"], strict=True):
+                assert t["mean"] == pytest.approx(sign * m, rel=1e-9)
+            assert side["heldout"]["example_windows"] == ref["example_windows"]
+            assert side["heldout"]["random_windows_excluded"] == ref["excluded"]
+            real = np.concatenate([ref["real_e"], ref["real_r"]])
+            assert side["heldout"]["tokens_top_and_random"] == len(real)
+            assert side["heldout"]["tokens_random_only"] == len(ref["real_r"])
+            pred_e, pred_r = _pred(ref["lookup"], ref["tok_e"]), _pred(ref["lookup"], ref["tok_r"])
+            both = np.corrcoef(real, np.concatenate([pred_e, pred_r]))[0, 1]
+            rand = stats.pearsonr(ref["real_r"], pred_r).statistic
+            assert side["scores"]["top_and_random"] == pytest.approx(both, abs=1e-5)
+            assert side["scores"]["random_only"] == pytest.approx(rand, abs=1e-5)
+            floor_sides = lines[(layer, side["floor"]["from_neuron"])]["sides"]
+            other = next(s for s in floor_sides if s["side"] == side["side"])
+            flk = {t["id"]: sign * t["mean"] for t in other["tokens"]}
+            f_both = np.corrcoef(real, _pred(flk, ref["tok_e"] + ref["tok_r"]))[0, 1]
+            assert side["floor"]["top_and_random"] == pytest.approx(f_both, abs=1e-5)
+            checked += 1
+    assert checked >= 5  # both sides of some neurons
+
+
+def test_held_out_is_disjoint_and_the_check_bites(planted_atlas: Path) -> None:
+    atlas = open_atlas(planted_atlas)
+    win = read_windows(atlas)
+    wins = pick_random_windows(win.lengths, 240, 0)
+    pos = np.arange(win.ctx_len)
+    r, p = np.nonzero((pos >= 1) & (pos < win.lengths[wins][:, None]))
+    rnd_g = wins[r] * win.ctx_len + p
+    arr = read_layer(atlas, 1)
+    train = train_tokens(arr, win)
+    assert len(train.g) > 0
+    for side in ("positive", "negative"):
+        ho = held_out(arr, win, wins, rnd_g, side)
+        check_disjoint(train, ho, rnd_g)  # passes
+        # brute force: no (neuron, g) both in train and held out
+        tr = set(zip(train.neuron.tolist(), train.g.tolist(), strict=True))
+        n_e = np.broadcast_to(np.arange(arr.d)[:, None, None], ho.ex_g.shape)
+        held = set(zip(n_e[ho.ex_ok].tolist(), ho.ex_g[ho.ex_ok].tolist(), strict=True))
+        nr, tr_i = np.nonzero(ho.rnd_ok)
+        held |= set(zip(nr.tolist(), rnd_g[tr_i].tolist(), strict=True))
+        assert held and not (tr & held)
+        ho.rnd_ok[:] = True  # a split that forgot the masks
+        with pytest.raises(AssertionError, match="random token"):
+            check_disjoint(train, ho, rnd_g)
+    groups = token_means(train)
+    table = explain_layer(groups, arr.d, "positive", 3)
+    assert table.ids.shape == (arr.d, 3) and table.has.any()
