@@ -27,7 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=4096,
         help="tokens of the random held-out windows run through the model (default 4096)",
     )
-    p.add_argument("--top_tokens", type=int, default=8, help="tokens per explanation (default 8)")
+    p.add_argument(
+        "--top_tokens", type=int, default=32, help="tokens per explanation table (default 32)"
+    )
+    p.add_argument(
+        "--prior",
+        type=float,
+        default=3.0,
+        help="rank tokens by sum / (count + prior): rare tokens rank lower (default 3)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the random windows and the floors")
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward batch")
     p.add_argument("--device", default=None, help="device of the score-time forward (default auto)")
@@ -45,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             n_random_tokens=args.n_random_tokens,
             top_tokens=args.top_tokens,
+            prior=args.prior,
             seed=args.seed,
             batch_size=args.batch_size,
             device=args.device,

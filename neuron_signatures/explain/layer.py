@@ -75,7 +75,8 @@ def explain_and_score_layer(
     rnd: RandomTokens,
     vocab: list[str],
     seed: int,
-    k: int = 8,
+    k: int = 32,
+    prior: float = 3.0,
     check: bool = True,
 ) -> list[dict[str, Any]]:
     """One record per neuron of ``arr`` (module doc); deterministic for the same inputs."""
@@ -99,7 +100,7 @@ def explain_and_score_layer(
 
     for side in SIDES:
         sign = 1.0 if side == "positive" else -1.0
-        table = explain_layer(groups, d, side, k)
+        table = explain_layer(groups, d, side, k, prior)
         goes = arr.max > 0 if side == "positive" else arr.min < 0
         has = table.has & goes
         ho = held_out(arr, win, rnd.wins, rnd.g, side)

@@ -5,8 +5,9 @@ Method (per layer, all neurons at once):
 1. Take every train token of the neuron (:func:`.split.train_tokens`); for the negative side
    negate the activations.
 2. Group by token id: the mean activation and the count of each token.
-3. Keep the ``k`` tokens of highest positive mean (ties: more occurrences first, then the lower
-   id): that list *is* the explanation. Rendered, the first few read
+3. Keep the ``k`` tokens of highest positive mean, shrunk toward 0 by a prior count
+   (``sum / (count + prior)``; ties: more occurrences first, then the lower id): that list *is*
+   the explanation. Rendered, the first few read
    ``fires on " Texas" (9.1, 14×), ...``; the output part comes from the atlas's write scores and
    says so.
 4. The simulator is the table itself (OpenAI's simulator predicts an activation per token from
@@ -66,13 +67,20 @@ def token_means(train: TrainTokens) -> TokenMeans:
     return TokenMeans(keys // vocab, keys % vocab, means, counts)
 
 
-def explain_layer(groups: TokenMeans, d: int, side: str, k: int = 8) -> LookupTable:
-    """The token-lookup explanations of ``d`` neurons for ``side`` (module doc, steps 1-3)."""
+def explain_layer(
+    groups: TokenMeans, d: int, side: str, k: int = 8, prior: float = 0.0
+) -> LookupTable:
+    """The token-lookup explanations of ``d`` neurons for ``side`` (module doc, steps 1-3).
+
+    ``prior`` > 0 ranks tokens by ``sum / (count + prior)`` (a mean shrunk toward 0, so a token
+    seen once does not outrank one seen often); the table keeps the plain means.
+    """
     means = groups.mean if side == "positive" else -groups.mean
     neuron, token, counts = groups.neuron, groups.token, groups.count
     keep = means > 0
     neuron, token, means, counts = neuron[keep], token[keep], means[keep], counts[keep]
-    order = np.lexsort((token, -counts, -means, neuron))
+    rank_by = means * counts / (counts + prior)
+    order = np.lexsort((token, -counts, -rank_by, neuron))
     neuron, token, means, counts = neuron[order], token[order], means[order], counts[order]
     first = np.searchsorted(neuron, neuron, side="left")
     rank = np.arange(len(neuron)) - first

@@ -47,7 +47,11 @@ class ExplainConfig:
         layers: layers to explain (``None``: every layer of the atlas).
         resume / overwrite: finish an interrupted run / replace an existing one.
         n_random_tokens: counted tokens of the random windows (the score-time forward).
-        top_tokens: tokens kept per explanation (the lookup table's size).
+        top_tokens: tokens kept per explanation (the lookup table's size; the rendered line
+            names the first 3).
+        prior: tokens are ranked by ``sum / (count + prior)`` (see
+            :func:`.lookup.explain_layer`). Defaults 32 and 3: on three layers of the demo atlas
+            they raised the median random-only score from 0.03-0.11 (8, 0) to 0.11-0.28.
         seed: seeds the random windows and the floors' derangements.
         batch_size: windows per forward batch.
         device: the forward's device (``None``: auto).
@@ -58,7 +62,8 @@ class ExplainConfig:
     resume: bool = False
     overwrite: bool = False
     n_random_tokens: int = 4096
-    top_tokens: int = 8
+    top_tokens: int = 32
+    prior: float = 3.0
     seed: int = 0
     batch_size: int = 16
     device: str | None = None
@@ -79,7 +84,9 @@ def _check(cfg: ExplainConfig) -> None:
     if cfg.n_random_tokens < 1:
         raise BadArgumentError("--n_random_tokens must be at least 1 (e.g. 4096)")
     if cfg.top_tokens < 1:
-        raise BadArgumentError("--top_tokens must be at least 1 (e.g. 8)")
+        raise BadArgumentError("--top_tokens must be at least 1 (e.g. 32)")
+    if not cfg.prior >= 0:
+        raise BadArgumentError("--prior must be 0 or more (e.g. 3)")
     if cfg.batch_size < 1:
         raise BadArgumentError("--batch_size must be at least 1 (e.g. 16)")
 
@@ -94,7 +101,7 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
     win = read_windows(atlas)
     layers = _layers(atlas, cfg.layers)
     out = atlas.root / output.FOLDER
-    wins = pick_random_windows(win.lengths, cfg.n_random_tokens, cfg.seed)
+    wins = pick_random_windows(win.lengths - win.start, cfg.n_random_tokens, cfg.seed)
     manifest = {
         "format": output.FORMAT,
         "format_version": output.FORMAT_VERSION,
@@ -106,7 +113,11 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
             ).hexdigest(),
         },
         "params": {
-            "explainer": {"name": "token-lookup", "top_tokens": cfg.top_tokens},
+            "explainer": {
+                "name": "token-lookup",
+                "top_tokens": cfg.top_tokens,
+                "prior": cfg.prior,
+            },
             "scorer": "correlation (top_and_random, random_only), float64, floors",
             "seed": cfg.seed,
             "n_random_tokens": cfg.n_random_tokens,
@@ -137,7 +148,9 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
         t = time.perf_counter()
         for n, layer in enumerate(todo, 1):
             arr = read_layer(atlas, layer)
-            recs = explain_and_score_layer(arr, win, rnd, vocab, cfg.seed, cfg.top_tokens)
+            recs = explain_and_score_layer(
+                arr, win, rnd, vocab, cfg.seed, cfg.top_tokens, cfg.prior
+            )
             output.write_layer(out, layer, recs)
             log.info("explained layer %d (%d of %d)", layer, n, len(todo))
             _pause(n)

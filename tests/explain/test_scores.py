@@ -60,7 +60,9 @@ def _forward_one(lm: Any, ids: list[int], layer: int) -> np.ndarray:
     return got[layer][0].float().numpy()
 
 
-def reference(atlas_root: Path, lm: Any, layer: int, n: int, side: str, k: int) -> dict[str, Any]:
+def reference(
+    atlas_root: Path, lm: Any, layer: int, n: int, side: str, k: int, prior: float
+) -> dict[str, Any]:
     """Everything of one neuron's side from the public reader, dicts and np.corrcoef."""
     from safetensors import safe_open
 
@@ -82,8 +84,12 @@ def reference(atlas_root: Path, lm: Any, layer: int, n: int, side: str, k: int) 
     groups: dict[int, list[float]] = {}
     for tok, v in train.values():
         groups.setdefault(tok, []).append(sign * v)
-    table = sorted(((-np.mean(v), -len(v), t) for t, v in groups.items() if np.mean(v) > 0))[:k]
-    lookup = {t: -m for m, _, t in table}
+    ranked = sorted(
+        (-sum(v) / (len(v) + prior), -len(v), t, float(np.mean(v)))
+        for t, v in groups.items()
+        if np.mean(v) > 0
+    )[:k]
+    lookup = {t: m for _, _, t, m in ranked}
     train_w = {ex.window for ex in train_ex}
     ex_keep: list[Any] = []
     for ex in (rec.top if side == "positive" else rec.bottom)[1::2]:
@@ -106,7 +112,7 @@ def reference(atlas_root: Path, lm: Any, layer: int, n: int, side: str, k: int) 
                 real_r.append(sign * float(acts[p]))
                 tok_r.append(ids[p])
     return {
-        "table": [(t, -m, -c) for m, c, t in table],
+        "table": [(t, m, -c) for _, c, t, m in ranked],
         "example_windows": [ex.window for ex in ex_keep],
         "excluded": sorted(seen & set(man["random_windows"])),
         "real_e": np.array(real_e),
@@ -128,11 +134,13 @@ def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -
         for line in path.read_text().splitlines():
             r = json.loads(line)
             lines[(layer, r["neuron"])] = r
+    params = json.loads((explained / "explanations" / "explanations.json").read_text())["params"]
+    k, prior = params["explainer"]["top_tokens"], params["explainer"]["prior"]
     picks = [(PLANTED_LAYER, PLANTED_NEURON), (1, 3), (2, 17), (2, 40)]
     checked = 0
     for layer, n in picks:
         for side in lines[(layer, n)]["sides"]:
-            ref = reference(explained, planted_lm, layer, n, side["side"], 8)
+            ref = reference(explained, planted_lm, layer, n, side["side"], k, prior)
             assert [(t["id"], t["count"]) for t in side["tokens"]] == [
                 (t, c) for t, _, c in ref["table"]
             ]
@@ -184,3 +192,22 @@ def test_held_out_is_disjoint_and_the_check_bites(planted_atlas: Path) -> None:
     groups = token_means(train)
     table = explain_layer(groups, arr.d, "positive", 3)
     assert table.ids.shape == (arr.d, 3) and table.has.any()
+
+
+def test_score_time_forward_equals_the_atlas(planted_atlas: Path, planted_lm: Any) -> None:
+    """The fresh forward gives the atlas's own activations (same windows, BOS first, padding
+    masked): every top example's window, read back through the public reader."""
+    from neuron_signatures.explain.forward import score_time_forward
+
+    atlas = open_atlas(planted_atlas)
+    win = read_windows(atlas)
+    wins = np.arange(len(win.lengths))
+    rnd = score_time_forward(planted_lm, win, wins, [1, 2], batch_size=5)
+    where = {int(g): t for t, g in enumerate(rnd.g)}
+    assert len(rnd.g) == int((win.lengths - 1).sum())  # BOS is not counted, as in the atlas
+    for n in (0, 9, 33):
+        for ex in atlas.neuron(2, n).top:
+            got = [
+                rnd.acts[2][where[ex.window * win.ctx_len + p], n] for p in range(1, len(ex.acts))
+            ]
+            np.testing.assert_allclose(got, ex.acts[1:], rtol=1e-5, atol=1e-5)
