@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json_out", default=None, help="also write the numbers here")
+    ap.add_argument("--forward_only", action="store_true", help="stop after the forward ratio")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -103,6 +104,8 @@ def main() -> None:
         print(f"{name:20s} {s:8.2f} s  {n_tok / s:8.0f} tok/s")
     print(f"ratio score-time / bare: {ratio:.3f}x")
     assert rnd is not None
+    if a.forward_only:
+        return
     del lm
     vocab = atlas.vocab
     per_layer, rows = [], []

@@ -83,7 +83,7 @@ def explain_and_score_layer(
     d, layer = arr.d, arr.layer
     train = train_tokens(arr, win)
     groups = token_means(train)
-    acts = rnd.acts[layer]
+    acts = rnd.layer_acts(layer)
     records: list[dict[str, Any]] = [
         {
             "layer": layer,

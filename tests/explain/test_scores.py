@@ -205,9 +205,8 @@ def test_score_time_forward_equals_the_atlas(planted_atlas: Path, planted_lm: An
     rnd = score_time_forward(planted_lm, win, wins, [1, 2], batch_size=5)
     where = {int(g): t for t, g in enumerate(rnd.g)}
     assert len(rnd.g) == int((win.lengths - 1).sum())  # BOS is not counted, as in the atlas
+    acts = rnd.layer_acts(2)
     for n in (0, 9, 33):
         for ex in atlas.neuron(2, n).top:
-            got = [
-                rnd.acts[2][where[ex.window * win.ctx_len + p], n] for p in range(1, len(ex.acts))
-            ]
+            got = [acts[where[ex.window * win.ctx_len + p], n] for p in range(1, len(ex.acts))]
             np.testing.assert_allclose(got, ex.acts[1:], rtol=1e-5, atol=1e-5)
