@@ -112,7 +112,7 @@ def main() -> None:
     t_all = time.perf_counter()
     for layer in layers:
         t = time.perf_counter()
-        recs = explain_and_score_layer(read_layer(atlas, layer), win, rnd, vocab, 0)
+        recs, _ = explain_and_score_layer(read_layer(atlas, layer), win, rnd, vocab, 0)
         _ = "".join(json.dumps(r, ensure_ascii=False) for r in recs)
         per_layer.append(time.perf_counter() - t)
         for side in ("positive", "negative"):

@@ -9,7 +9,7 @@ No torch at import: the score-time forward (:mod:`.forward`) loads the model onl
 from __future__ import annotations
 
 from .lookup import LookupTable, explain_layer, render, simulate
-from .output import read_explanations
+from .output import read_explanations, read_tables
 from .run import ExplainConfig, explain_atlas
 from .scoring import correlation_score, pooled_pearson
 from .split import LayerArrays, read_layer
@@ -24,6 +24,7 @@ __all__ = [
     "pooled_pearson",
     "read_explanations",
     "read_layer",
+    "read_tables",
     "render",
     "simulate",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .forward import RandomTokens
-from .lookup import SIDES, LookupTable, explain_layer, render, simulate, token_means
+from .lookup import SHOWN, SIDES, LookupTable, explain_layer, render, simulate, token_means
 from .scoring import derangement, pooled_pearson
 from .split import HeldOut, LayerArrays, Windows, check_disjoint, held_out, train_tokens
 
@@ -78,8 +78,13 @@ def explain_and_score_layer(
     k: int = 32,
     prior: float = 3.0,
     check: bool = True,
-) -> list[dict[str, Any]]:
-    """One record per neuron of ``arr`` (module doc); deterministic for the same inputs."""
+) -> tuple[list[dict[str, Any]], dict[str, LookupTable]]:
+    """One record per neuron of ``arr`` (module doc) and each side's full lookup table (rows of
+    neurons not explained on that side emptied); deterministic for the same inputs.
+
+    A record names the table's first :data:`.lookup.SHOWN` tokens; the whole table (the
+    simulator) is the second value, saved beside the records (:func:`.output.write_layer`).
+    """
     d, layer = arr.d, arr.layer
     train = train_tokens(arr, win)
     groups = token_means(train)
@@ -98,11 +103,14 @@ def explain_and_score_layer(
     def tok(i: int) -> str:
         return vocab[i] if 0 <= i < len(vocab) else f"<{i}>"
 
+    tables: dict[str, LookupTable] = {}
     for side in SIDES:
         sign = 1.0 if side == "positive" else -1.0
         table = explain_layer(groups, d, side, k, prior)
         goes = arr.max > 0 if side == "positive" else arr.min < 0
         has = table.has & goes
+        table.ids[~has], table.means[~has], table.counts[~has] = -1, 0.0, 0
+        tables[side] = table
         ho = held_out(arr, win, rnd.wins, rnd.g, side)
         if check:
             check_disjoint(train, ho, rnd.g)
@@ -113,7 +121,8 @@ def explain_and_score_layer(
         cols = {key: v.tolist() for key, v in sc.items()}
         ex_w, excl = ho.ex_windows, ho.rnd_excluded
         for i in np.flatnonzero(has).tolist():
-            n = sum(1 for t in ids[i] if t >= 0)
+            n_all = sum(1 for t in ids[i] if t >= 0)
+            n = min(n_all, SHOWN)
             names = [tok(t) for t in ids[i][:n]]
             prom = [int(t) for t in promote_ids[i]]
             m = [sign * v for v in means[i][:n]]
@@ -128,6 +137,7 @@ def explain_and_score_layer(
                         {"id": t, "token": s, "mean": v, "count": c}
                         for t, s, v, c in zip(ids[i][:n], names, m, counts[i][:n], strict=True)
                     ],
+                    "table_size": n_all,
                     "output": {
                         "source": "atlas write scores",
                         "promotes": [{"id": t, "token": tok(t)} for t in prom],
@@ -145,4 +155,4 @@ def explain_and_score_layer(
                     },
                 }
             )
-    return records
+    return records, tables

@@ -15,6 +15,10 @@
                         example_windows (held-out top examples; bottom ones for the negative
                         side), random_windows_excluded, tokens_top_and_random,
                         tokens_random_only}. A score is null where Pearson's r is undefined.
+  layers/layer_NNN.tables.safetensors  the full lookup tables (the simulators) of the layer:
+                        ``{side}.ids / .means / .counts [d_mlp, top_tokens]`` (id -1: empty;
+                        means on the side's scale, i.e. negated for the negative side); a
+                        record's ``tokens`` are the first 3 of its row, ``table_size`` its length
   run.json              timings, device, dtype (the only file that differs between runs)
 ```
 
@@ -30,8 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import BadArgumentError, RunExistsError, RunFormatError
 from ..store.atomic import atomic_write_bytes
+from .lookup import SIDES, LookupTable
 
 FORMAT = "neuron-signatures explanations"
 FORMAT_VERSION = 1
@@ -53,9 +60,39 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, dumps(obj))
 
 
-def write_layer(out: Path, layer: int, records: list[dict[str, Any]]) -> None:
+def tables_path(out: Path, layer: int) -> Path:
+    return out / LAYERS / f"layer_{layer:03d}.tables.safetensors"
+
+
+def write_layer(
+    out: Path, layer: int, records: list[dict[str, Any]], tables: dict[str, LookupTable]
+) -> None:
+    """The tables, then the records (a layer counts as done once its records exist)."""
+    from safetensors.numpy import save
+
+    arrays = {
+        f"{side}.{name}": np.ascontiguousarray(getattr(t, name))
+        for side, t in tables.items()
+        for name in ("ids", "means", "counts")
+    }
+    atomic_write_bytes(tables_path(out, layer), save(dict(sorted(arrays.items()))))
     lines = (json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
     atomic_write_bytes(layer_path(out, layer), "".join(lines).encode())
+
+
+def read_tables(atlas_root: str | Path, layer: int) -> dict[str, LookupTable]:
+    """The lookup tables of ``layer`` per side (see the layout above)."""
+    from safetensors.numpy import load_file
+
+    path = tables_path(Path(atlas_root) / FOLDER, layer)
+    if not path.is_file():
+        raise RunFormatError(f"{path} is missing: rerun explain with --resume")
+    t = load_file(str(path))
+    return {
+        side: LookupTable(t[f"{side}.ids"], t[f"{side}.means"], t[f"{side}.counts"])
+        for side in SIDES
+        if f"{side}.ids" in t
+    }
 
 
 def check_target(out: Path, manifest: dict[str, Any], *, resume: bool, overwrite: bool) -> str:

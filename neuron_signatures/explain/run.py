@@ -148,10 +148,10 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
         t = time.perf_counter()
         for n, layer in enumerate(todo, 1):
             arr = read_layer(atlas, layer)
-            recs = explain_and_score_layer(
+            recs, tables = explain_and_score_layer(
                 arr, win, rnd, vocab, cfg.seed, cfg.top_tokens, cfg.prior
             )
-            output.write_layer(out, layer, recs)
+            output.write_layer(out, layer, recs, tables)
             log.info("explained layer %d (%d of %d)", layer, n, len(todo))
             _pause(n)
         timings["explain_score_s"] = round(time.perf_counter() - t, 3)

@@ -28,12 +28,10 @@ def test_two_runs_same_bytes(
     shutil.copytree(planted_atlas, again)
     explain(planted_lm, again)
     first = explanation_bytes(explained)
-    assert set(first) == {
-        "explanations.json",
-        "layers/layer_000.jsonl",
-        "layers/layer_001.jsonl",
-        "layers/layer_002.jsonl",
-    }
+    layers = [
+        f"layers/layer_00{i}{ext}" for i in range(3) for ext in (".jsonl", ".tables.safetensors")
+    ]
+    assert set(first) == {"explanations.json", *layers}
     assert explanation_bytes(again) == first
     man = json.loads(first["explanations.json"])
     assert man["complete"] and man["random_windows"] == sorted(man["random_windows"])
@@ -90,7 +88,7 @@ def test_kill_9_then_resume(cli_atlas: Path, tmp_path: Path) -> None:
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     layers = sorted(p.name for p in (part / "explanations" / "layers").iterdir())
-    assert layers == ["layer_000.jsonl"]
+    assert layers == ["layer_000.jsonl", "layer_000.tables.safetensors"]
     assert not json.loads((part / "explanations" / "explanations.json").read_text())["complete"]
     assert main(["explain", "--atlas", str(part), *EXPLAIN]) == 2  # neither flag: refused
     assert main(["explain", "--atlas", str(part), *EXPLAIN, "--resume"]) == 0

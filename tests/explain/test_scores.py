@@ -13,7 +13,7 @@ from scipy import stats
 
 from neuron_signatures.atlas import open_atlas
 from neuron_signatures.atlas import store as atlas_store
-from neuron_signatures.explain import correlation_score, pooled_pearson
+from neuron_signatures.explain import correlation_score, pooled_pearson, read_tables
 from neuron_signatures.explain.forward import pick_random_windows
 from neuron_signatures.explain.lookup import explain_layer, render, token_means
 from neuron_signatures.explain.split import (
@@ -141,12 +141,20 @@ def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -
     for layer, n in picks:
         for side in lines[(layer, n)]["sides"]:
             ref = reference(explained, planted_lm, layer, n, side["side"], k, prior)
-            assert [(t["id"], t["count"]) for t in side["tokens"]] == [
-                (t, c) for t, _, c in ref["table"]
-            ]
             sign = 1.0 if side["side"] == "positive" else -1.0
-            for t, (_, m, _) in zip(side["tokens"], ref["table"], strict=True):
-                assert t["mean"] == pytest.approx(sign * m, rel=1e-9)
+            row = read_tables(explained, layer)[side["side"]]
+            size = side["table_size"]
+            assert int((row.ids[n] >= 0).sum()) == size == len(ref["table"])
+            assert row.ids[n, :size].tolist() == [t for t, _, _ in ref["table"]]
+            assert row.counts[n, :size].tolist() == [c for _, _, c in ref["table"]]
+            np.testing.assert_allclose(
+                row.means[n, :size], [m for _, m, _ in ref["table"]], rtol=1e-9
+            )
+            shown = [(t["id"], t["count"], t["mean"]) for t in side["tokens"]]
+            assert shown == [
+                (int(row.ids[n, j]), int(row.counts[n, j]), sign * float(row.means[n, j]))
+                for j in range(min(3, size))
+            ]
             assert side["heldout"]["example_windows"] == ref["example_windows"]
             assert side["heldout"]["random_windows_excluded"] == ref["excluded"]
             real = np.concatenate([ref["real_e"], ref["real_r"]])
@@ -157,9 +165,10 @@ def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -
             rand = stats.pearsonr(ref["real_r"], pred_r).statistic
             assert side["scores"]["top_and_random"] == pytest.approx(both, abs=1e-5)
             assert side["scores"]["random_only"] == pytest.approx(rand, abs=1e-5)
-            floor_sides = lines[(layer, side["floor"]["from_neuron"])]["sides"]
-            other = next(s for s in floor_sides if s["side"] == side["side"])
-            flk = {t["id"]: sign * t["mean"] for t in other["tokens"]}
+            j = side["floor"]["from_neuron"]
+            flk = {
+                int(t): float(m) for t, m in zip(row.ids[j], row.means[j], strict=True) if t >= 0
+            }
             f_both = np.corrcoef(real, _pred(flk, ref["tok_e"] + ref["tok_r"]))[0, 1]
             assert side["floor"]["top_and_random"] == pytest.approx(f_both, abs=1e-5)
             checked += 1
