@@ -9,9 +9,9 @@ The method, per request:
 2. A cached answer is returned without touching the network (a hit); otherwise (a miss) the body is
    POSTed under a semaphore of ``concurrency`` permits, with ``timeout_s`` on every call.
 3. 429, 5xx, a refused connection and a timeout are retried up to ``max_retries`` times; the wait
-   is ``Retry-After`` when the server sends one, else ``backoff_s * 2**attempt`` times a jitter in
-   [0.5, 1.5), capped at ``max_backoff_s``. Other 4xx and answers that are not the protocol's JSON
-   raise at once: retrying cannot fix them.
+   is ``Retry-After`` when the server sends one (up to ``max_retry_after_s``), else
+   ``backoff_s * 2**attempt`` times a jitter in [0.5, 1.5), capped at ``max_backoff_s``. Other 4xx
+   and answers that are not the protocol's JSON raise at once: retrying cannot fix them.
 4. A good answer is written to ``cache_dir/<key[:2]>/<key>.json`` atomically, so a rerun or a
    resumed run sends nothing twice; hits and misses are counted in :attr:`OpenAIClient.stats`.
 
@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,10 @@ class ClientStats:
     misses: int = 0
     sent: int = 0
     retries: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        """The counts and the hit rate, for a run's record."""
+        return {**asdict(self), "hit_rate": self.hit_rate}
 
     @property
     def hit_rate(self) -> float:
@@ -176,6 +180,7 @@ class OpenAIClient:
         timeout_s: connect/read/write/pool timeout of every call.
         max_retries: retries after the first try on 429, 5xx and connection errors.
         backoff_s, max_backoff_s: first wait and cap of the exponential backoff.
+        max_retry_after_s: cap of a server's ``Retry-After`` (honoured up to this many seconds).
         sleep: the wait function (tests pass a recorder).
         seed: seed of the jitter's generator.
     """
@@ -192,6 +197,7 @@ class OpenAIClient:
         max_retries: int = 4,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        max_retry_after_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
     ) -> None:
@@ -207,6 +213,7 @@ class OpenAIClient:
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.max_retry_after_s = max_retry_after_s
         self.stats = ClientStats()
         self._sleep = sleep
         self._rng = random.Random(seed)
@@ -268,13 +275,14 @@ class OpenAIClient:
     def probe(self) -> Capabilities:
         """Ask once for one token with ``logprobs`` and ``top_logprobs``; see what comes back.
 
-        A server that rejects the parameters (a 4xx) offers neither.
+        A server that rejects the parameters (HTTP 400 or 422) offers neither; any other failure
+        (unreachable, a wrong key, a wrong model) raises, so it is found before any neuron is sent.
         """
         msgs = [{"role": "user", "content": "Say 0."}]
         try:
             res = self.chat(msgs, max_tokens=1, temperature=0, logprobs=True, top_logprobs=5)
         except LLMServerError as exc:
-            if exc.status is None or exc.status in RETRY_STATUS or exc.status >= 500:
+            if exc.status not in (400, 422):
                 raise
             return Capabilities(logprobs=False, top_logprobs=False)
         tops = res.top_logprobs
@@ -320,7 +328,7 @@ class OpenAIClient:
 
     def _wait_s(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, self.max_backoff_s)
+            return min(retry_after, self.max_retry_after_s)
         with self._lock:
             jitter = 0.5 + self._rng.random()
         return min(self.backoff_s * 2**attempt * jitter, self.max_backoff_s)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from neuron_signatures.errors import BadArgumentError, NeuronSignaturesError
@@ -186,13 +187,41 @@ def test_retries_are_bounded_and_the_error_names_server_and_fix(
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    c = OpenAIClient("http://127.0.0.1:9/v1", "m", backoff_s=1.0, max_backoff_s=5.0, seed=1)
+    c = OpenAIClient(
+        "http://127.0.0.1:9/v1", "m", backoff_s=1.0, max_backoff_s=5.0, max_retry_after_s=60, seed=1
+    )
     w = [c._wait_s(a, None) for a in range(6)]
     c.close()
     assert all(0.5 * 2**a <= x < 1.5 * 2**a for a, x in enumerate(w[:2]))
-    assert max(w) == 5.0 and c._wait_s(0, 100.0) == 5.0
+    assert max(w) == 5.0 and c._wait_s(0, 40.0) == 40.0 and c._wait_s(0, 100.0) == 60.0
     assert retry_after_s("3") == 3.0 and retry_after_s(None) is None and retry_after_s("x") is None
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_timeout_is_retried_then_a_domain_error(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    loopback.delay_s = 0.4
+    c = make(loopback.url, tmp_path, waits, max_retries=1)
+    c._http.timeout = httpx.Timeout(0.1)
+    with c, pytest.raises(LLMServerError, match="ReadTimeout") as ei:
+        c.chat([{"role": "user", "content": "x"}])
+    assert (
+        len(waits) == 1 and len(loopback.seen) == 2 and "unreachable after 2 tries" in str(ei.value)
+    )
+
+
+def test_corrupt_cache_file_is_refetched(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    msgs = [{"role": "user", "content": "x"}]
+    with make(loopback.url, tmp_path, waits) as c:
+        c.chat(msgs)
+        (f,) = (tmp_path / "cache").rglob("*.json")
+        f.write_text("{half a fi")
+        assert c.chat(msgs).texts == ["hi"]
+        assert (c.stats.misses, c.stats.hits, len(loopback.seen)) == (2, 0, 2)
+        assert c.chat(msgs).cached and c.stats.as_dict()["hit_rate"] == 1 / 3
 
 
 def test_client_error_is_not_retried(
@@ -365,3 +394,11 @@ def test_probe_without_logprobs(
     with make(loopback.url, tmp_path, waits, cache_dir=None) as c:
         assert c.probe() == caps
     assert len(loopback.seen) == 1
+
+
+def test_probe_raises_on_a_wrong_key_rather_than_reporting_no_logprobs(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    loopback.script.append((401, {}, b"invalid api key"))
+    with make(loopback.url, tmp_path, waits) as c, pytest.raises(LLMServerError, match="HTTP 401"):
+        c.probe()
