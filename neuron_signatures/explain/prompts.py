@@ -89,10 +89,16 @@ class Record(Protocol):
     activations: list[float]
 
 
-def signed(values: Sequence[float], sign: Sign) -> list[float]:
-    """The activations as the given side sees them: as they are, or negated for ``negative``."""
+def side_text(sign: Sign) -> str:
+    """The sentence that tells the model which side of the neuron it is shown."""
     if sign not in SIDE_TEXT:
         raise ValueError(f"sign must be 'positive' or 'negative', got {sign!r}")
+    return SIDE_TEXT[sign]
+
+
+def signed(values: Sequence[float], sign: Sign) -> list[float]:
+    """The activations as the given side sees them: as they are, or negated for ``negative``."""
+    side_text(sign)
     return [float(v) if sign == "positive" else -float(v) for v in values]
 
 
@@ -118,24 +124,38 @@ def _token_lines(tokens: Sequence[str], values: Sequence[int | str], omit_zeros:
     return "\n<start>\n" + "".join(f"{line}\n" for line in lines) + "<end>\n"
 
 
-def openai_explainer_messages(
-    records: Sequence[Record], sign: Sign = "positive", neuron_number: int = 1
-) -> list[Message]:
-    """OpenAI's explainer prompt for one neuron's records (see the module docstring, item 1)."""
+def _openai_neuron_turn(records: Sequence[Record], sign: Sign, number: int) -> str:
     scaled = scale_0_10(records, sign)
     toks = [r.tokens for r in records]
     body = "".join(_token_lines(t, s, False) for t, s in zip(toks, scaled, strict=True))
     n_all = sum(len(s) for s in scaled)
     n_nonzero = sum(v > 0 for s in scaled for v in s)
-    user = f"\n\nNeuron {neuron_number}\nActivations:{body}"
+    user = f"\n\nNeuron {number}\nActivations:{body}"
     if n_all and n_nonzero / n_all < 0.2:
         zeros_out = "".join(_token_lines(t, s, True) for t, s in zip(toks, scaled, strict=True))
         user += f"\nSame activations, but with all zeros filtered out:{zeros_out}"
-    user += f"\nExplanation of neuron {neuron_number} behavior: {EXPLANATION_PREFIX}"
-    return [
-        {"role": "system", "content": OPENAI_SYSTEM.format(side=SIDE_TEXT[sign])},
-        {"role": "user", "content": user},
-    ]
+    return user + f"\nExplanation of neuron {number} behavior: {EXPLANATION_PREFIX}"
+
+
+def openai_explainer_messages(
+    records: Sequence[Record],
+    sign: Sign = "positive",
+    few_shot: Sequence[tuple[Sequence[Record], str]] = (),
+) -> list[Message]:
+    """OpenAI's explainer prompt for one neuron's records (see the module docstring, item 1).
+
+    Args:
+        records: the neuron's train records, scaled together.
+        sign: the side explained; ``negative`` renders the negated activations.
+        few_shot: ``(records, explanation)`` of solved neurons shown first as neurons 1..k (each
+            scaled on its own, answered ``" {explanation}."``); the asked neuron is number k+1.
+    """
+    msgs = [{"role": "system", "content": OPENAI_SYSTEM.format(side=side_text(sign))}]
+    for i, (recs, explanation) in enumerate(few_shot, start=1):
+        msgs.append({"role": "user", "content": _openai_neuron_turn(recs, sign, i)})
+        msgs.append({"role": "assistant", "content": f" {explanation}."})
+    msgs.append({"role": "user", "content": _openai_neuron_turn(records, sign, len(few_shot) + 1)})
+    return msgs
 
 
 def _highlight(tokens: Sequence[str], marked: Sequence[bool]) -> str:
@@ -163,7 +183,7 @@ def delphi_explainer_messages(
         )
         parts.append(f"Example {i}: {_highlight(rec.tokens, marked)}\nActivations: {pairs}\n")
     return [
-        {"role": "system", "content": DELPHI_SYSTEM.format(side=SIDE_TEXT[sign])},
+        {"role": "system", "content": DELPHI_SYSTEM.format(side=side_text(sign))},
         {"role": "user", "content": "\n".join(parts)},
     ]
 
@@ -179,7 +199,7 @@ def simulator_messages(
         f"Activations:{lines}"
     )
     return [
-        {"role": "system", "content": SIMULATOR_SYSTEM.format(side=SIDE_TEXT[sign])},
+        {"role": "system", "content": SIMULATOR_SYSTEM.format(side=side_text(sign))},
         {"role": "user", "content": user},
     ]
 

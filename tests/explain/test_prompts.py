@@ -41,7 +41,7 @@ def test_openai_explainer_prompt_is_pinned() -> None:
 
 
 def test_openai_explainer_repeats_sparse_records_without_zeros_and_scales_over_all() -> None:
-    msgs = P.openai_explainer_messages([SPARSE, REC], "positive", neuron_number=3)
+    msgs = P.openai_explainer_messages([SPARSE, REC], "positive")
     user = msgs[1]["content"]
     # max over both records is 8: SPARSE's 3.0 scales to floor(3.75) = 3; 3 of 12 values > 0
     assert "\nc\t3\n" in user
@@ -52,6 +52,16 @@ def test_openai_explainer_repeats_sparse_records_without_zeros_and_scales_over_a
         "\nSame activations, but with all zeros filtered out:\n<start>\nc\t10\n<end>\n"
         "\nExplanation of neuron 1 behavior: the main thing this neuron does is find"
     )
+
+
+def test_openai_explainer_few_shot_neurons_come_first_with_their_answers() -> None:
+    msgs = P.openai_explainer_messages([REC], "positive", few_shot=[([SPARSE], "the letter c")])
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert msgs[1]["content"].startswith("\n\nNeuron 1\nActivations:\n<start>\na\t0\n")
+    assert msgs[1]["content"].endswith("Explanation of neuron 1 behavior: " + P.EXPLANATION_PREFIX)
+    assert msgs[2]["content"] == " the letter c."
+    assert msgs[3]["content"].startswith("\n\nNeuron 2\nActivations:\n<start>\nThe\t0\n")
+    assert msgs[3]["content"].endswith("Explanation of neuron 2 behavior: " + P.EXPLANATION_PREFIX)
 
 
 def test_openai_explainer_negative_side_is_said_and_negated() -> None:
@@ -122,5 +132,10 @@ def test_expected_activation_renormalises_over_digit_tokens() -> None:
 
 
 def test_bad_sign_is_refused() -> None:
-    with pytest.raises(ValueError, match="sign must be"):
-        P.openai_explainer_messages([REC], "both")  # type: ignore[arg-type]
+    for build in (
+        lambda: P.openai_explainer_messages([REC], "both"),  # type: ignore[arg-type]
+        lambda: P.delphi_explainer_messages([REC], "both"),  # type: ignore[arg-type]
+        lambda: P.simulator_messages("x", REC.tokens, "both"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ValueError, match="sign must be"):
+            build()
