@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sort",
         default=None,
-        help=f"one of {', '.join(SORTS)} (default: relevance with --query, else layer)",
+        help=f"one of {', '.join(SORTS)} (default: score with --query/--min_score/--side, "
+        "else layer)",
     )
     p.add_argument("--limit", type=int, default=50, help="rows shown (default 50)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")

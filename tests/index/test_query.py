@@ -100,7 +100,7 @@ def test_text_is_case_insensitive_and_relevance_ranks(hand_index: Any) -> None:
             lambda h: 0.05 <= h[6] <= 0.5,
             lambda h: (-h[6], h[0], h[1]),
         ),
-        (IndexQuery(side="negative"), lambda h: h[2] == "negative", None),
+        (IndexQuery(side="negative", sort="layer"), lambda h: h[2] == "negative", None),
         (
             IndexQuery(text="capital", min_score=0.5, layers=[0, 2], sort="score"),
             lambda h: words_in(h, "capital") and (h[4] or -1) >= 0.5 and h[0] in (0, 2),
@@ -132,3 +132,12 @@ def test_limit(hand_index: Any) -> None:
 def test_bad_queries_name_the_fix(hand_index: Any, q: IndexQuery, words: str) -> None:
     with pytest.raises(BadArgumentError, match=re.escape(words)):
         query_index(hand_index, q)
+
+
+def test_default_sorts(hand_index: Any) -> None:
+    by_score = ids(query_index(hand_index, IndexQuery(text="capital")))
+    assert by_score == [(2, 1, "positive"), (0, 1, "positive"), (1, 0, "positive")]
+    by_layer = ids(query_index(hand_index, IndexQuery(limit=3)))
+    assert by_layer == [(0, 0, "negative"), (0, 0, "positive"), (0, 1, "positive")]
+    relevance = query_index(hand_index, IndexQuery(text="capital", sort="relevance"))
+    assert sorted(ids(relevance)) == sorted(by_score)
