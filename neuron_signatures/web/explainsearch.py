@@ -1,0 +1,110 @@
+"""The "Search explanations" panel: find an atlas's neurons by what their explanations say.
+
+A thin shell over :func:`neuron_signatures.index.search_neurons` (the atlas's SQLite neuron table,
+built on the first search): words, layers, minimum score, side, sort and limit in; a table out
+whose rows link to their neuron pages (``?atlas=&layer=&neuron=``) and open them when clicked.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ..atlas import Atlas
+from ..errors import NeuronSignaturesError
+from ..index import SORTS, IndexQuery, IndexResult, search_neurons
+from ..neurons import parse_layers
+from .atlasnav import show_neuron
+from .atlassearch import LINK, app_url, neuron_link
+
+PAGE = "Search explanations"
+SIDES = {"both": None, "positive": "positive", "negative": "negative"}
+
+
+def has_explanations(atlas: Atlas) -> bool:
+    return (Path(atlas.root) / "explanations" / "explanations.json").is_file()
+
+
+def results_table(atlas: Atlas, res: IndexResult) -> pd.DataFrame:
+    """One row per (neuron, side): id, side, score, floor, density, max, explanation, link."""
+    base = app_url()
+    rows = res.rows
+    return pd.DataFrame(
+        {
+            "neuron": [r.id for r in rows],
+            "side": [r.side for r in rows],
+            "score": [r.score for r in rows],
+            "floor": [r.floor for r in rows],
+            "density": [r.density for r in rows],
+            "max": [r.max for r in rows],
+            "explanation": [r.explanation for r in rows],
+            "page": [neuron_link(atlas, r.layer, r.neuron, base) for r in rows],
+            "layer": [r.layer for r in rows],
+            "index": [r.neuron for r in rows],
+        }
+    )
+
+
+def _picked(key: str, df: pd.DataFrame) -> None:
+    rows = st.session_state[key].selection.rows if key in st.session_state else []
+    if rows and 0 <= rows[0] < len(df):
+        show_neuron(int(df["layer"].iloc[rows[0]]), int(df["index"].iloc[rows[0]]))
+
+
+def query_inputs() -> IndexQuery:
+    """The panel's inputs as a query (a bad layer list raises the library's error)."""
+    text = st.text_input("explanation mentions", key="expl_text", placeholder="capital city")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    layers = c1.text_input("layers", key="expl_layers", placeholder="all, or 10-17")
+    min_score = c2.number_input(
+        "min score", min_value=-1.0, max_value=1.0, value=-1.0, step=0.05, key="expl_min"
+    )
+    side = c3.selectbox("side", list(SIDES), key="expl_side")
+    sort = c4.selectbox("sort by", [s for s in SORTS if s != "layer"] + ["layer"], key="expl_sort")
+    limit = c5.number_input("rows", min_value=1, max_value=5000, value=100, key="expl_limit")
+    return IndexQuery(
+        text=text.strip() or None,
+        layers=parse_layers(layers.strip() or None),
+        min_score=None if min_score <= -1.0 else float(min_score),
+        side=SIDES[side],
+        sort=None if sort == "relevance" and not text.strip() else sort,
+        limit=int(limit),
+    )
+
+
+def explanations_panel(atlas: Atlas) -> None:
+    """Draw the panel; errors of the input show as one message."""
+    if not has_explanations(atlas):
+        st.info(
+            f"This atlas has no explanations yet: run `neuron-signatures explain --atlas "
+            f"{atlas.root}` to search by explanation."
+        )
+        return
+    try:
+        res = search_neurons(atlas.root, query_inputs())
+    except NeuronSignaturesError as e:
+        st.error(str(e))
+        return
+    if not res.rows:
+        st.write("No neuron matches these filters.")
+        return
+    df = results_table(atlas, res)
+    st.dataframe(
+        df,
+        hide_index=True,
+        key="expl_hits",
+        column_order=[c for c in df.columns if c not in ("layer", "index")],
+        column_config={
+            "page": LINK,
+            "score": st.column_config.NumberColumn(format="%.3f"),
+            "floor": st.column_config.NumberColumn(format="%.3f"),
+            "density": st.column_config.NumberColumn(format="%.4f"),
+            "max": st.column_config.NumberColumn(format="%.4g"),
+        },
+        on_select=functools.partial(_picked, "expl_hits", df),
+        selection_mode="single-row",
+    )
+    st.caption(f"{len(res.rows)} rows in {res.took_ms:.1f} ms · score = top-and-random correlation")
