@@ -180,6 +180,12 @@ def write_table(path: Path, rows: Iterable[tuple[Any, ...]], meta: dict[str, Any
         with open(tmp, "rb+") as f:  # built unsynced (fast); on disk before it gets its name
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except sqlite3.Error as e:  # a full disk, or a Python whose SQLite lacks FTS5
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputNotWritableError(
+            f"cannot build the neuron index {path} ({e}): free some disk space, or use a Python "
+            "whose sqlite3 has FTS5"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

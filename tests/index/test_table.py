@@ -124,3 +124,10 @@ def test_unwritable_folder_names_the_fix(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OutputNotWritableError, match="writable"):
         write_table(blocker / INDEX_FILE, [], {})
+
+
+def test_sqlite_failure_is_a_domain_error(tmp_path: Path) -> None:
+    bad_row = [(0, 0, None, 1, 2)]  # too few values: SQLite refuses the insert
+    with pytest.raises(OutputNotWritableError, match="neuron index"):
+        write_table(tmp_path / INDEX_FILE, bad_row, {})
+    assert list(tmp_path.iterdir()) == []
