@@ -34,6 +34,7 @@ from neuron_signatures.web import (  # noqa: E402
     atlasnav,
     atlassearch,
     atlasview,
+    explainsearch,
     panels,
     recordsview,
     settings,
@@ -104,6 +105,8 @@ def atlas_page(args: argparse.Namespace, atlas_dir: str) -> None:
             atlassearch.text_panel(atlas)
         elif page == atlasnav.TOKEN_PAGE:
             atlassearch.token_panel(atlas)
+        elif page == atlasnav.EXPLAIN_PAGE:
+            explainsearch.explanations_panel(atlas)
         else:
             atlasview.render_neuron(atlas, atlas.neuron(layer, neuron), cfg, context)
             if run is not None:

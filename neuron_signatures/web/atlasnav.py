@@ -28,7 +28,8 @@ from .state import read_url, request_neuron, write_url
 log = logging.getLogger(__name__)
 
 NEURON_PAGE, TEXT_PAGE, TOKEN_PAGE = "Neuron", "Search by text", "Search by token"
-PAGES = (NEURON_PAGE, TEXT_PAGE, TOKEN_PAGE)
+EXPLAIN_PAGE = "Search explanations"
+PAGES = (NEURON_PAGE, TEXT_PAGE, TOKEN_PAGE, EXPLAIN_PAGE)
 
 
 def atlas_input(args: Namespace) -> str:

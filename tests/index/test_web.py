@@ -48,3 +48,24 @@ def test_bad_layers_and_no_explanations(
     shutil.copytree(planted_atlas, root)
     at = start(root)
     assert not at.exception and "neuron-signatures explain --atlas" in at.info[0].value
+
+
+def test_the_app_reaches_the_panel(explained: Path) -> None:
+    """The atlas app lists the page beside the neuron and the searches, and draws the panel."""
+    from streamlit import config
+
+    from neuron_signatures.web import APP_SCRIPT
+    from neuron_signatures.web.atlasnav import EXPLAIN_PAGE
+
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=60)
+    at.query_params["atlas"] = str(explained)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "localhost")  # any folder opens
+    try:
+        at.run()
+        at.radio(key="atlas_page").set_value(EXPLAIN_PAGE).run()
+        at.text_input(key="expl_text").input(PLANTED_WORD).run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    assert at.dataframe[0].value["neuron"].iloc[0] == f"L{PLANTED_LAYER}/N{PLANTED_NEURON}"
