@@ -140,3 +140,23 @@ def test_overwrite_keeps_old_explanations_when_the_model_fails(explained: Path) 
     with pytest.raises(ModelLoadError):
         explain_atlas(ExplainConfig(atlas=explained, overwrite=True), load=fail)
     assert explanation_bytes(explained) == before
+
+
+def test_reading_explanations_imports_no_torch(explained: Path) -> None:
+    """The UIs read explanations without torch (the forward imports it only when run)."""
+    code = (
+        "import sys\n"
+        "from neuron_signatures.explain import read_explanations, read_tables\n"
+        f"m, recs = read_explanations({str(explained)!r})\n"
+        "assert m['complete'] and next(recs)['layer'] == 0\n"
+        f"read_tables({str(explained)!r}, 0)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False", out.stderr
