@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..tokens import SPIECE_SPACE
 from .split import TrainTokens
 
 SIDES = ("positive", "negative")
@@ -115,14 +116,16 @@ def simulate(table: LookupTable, tokens: np.ndarray) -> np.ndarray:
 
 
 def _q(token: str) -> str:
-    return json.dumps(token, ensure_ascii=False)
+    """A token quoted as the issue shows it: SentencePiece's ``▁`` read as the space it is."""
+    return json.dumps(token.replace(SPIECE_SPACE, " "), ensure_ascii=False)
 
 
 def render(
     side: str, tokens: list[str], means: list[float], counts: list[int], promotes: list[str]
 ) -> str:
     """The one-line explanation: ``fires on " Texas" (9.1, 14×), ... · promotes (write scores)
-    " Austin", ...``; on the negative side the means are shown as activations (negative)."""
+    " Austin", ...``; on the negative side the means are shown as activations (negative). The
+    records keep the tokenizer's own pieces (``"▁Texas"``); the line shows ``▁`` as a space."""
     sign = 1.0 if side == "positive" else -1.0
     verb = "fires on" if side == "positive" else "goes negative on"
     named = ", ".join(

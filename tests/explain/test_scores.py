@@ -43,7 +43,9 @@ def test_correlation_equals_numpy_and_scipy() -> None:
 
 
 def test_render_is_pinned() -> None:
-    text = render("positive", [" Texas", " Austin", "x"], [9.12, 7.4, 1.0], [14, 9, 1], [" Austin"])
+    text = render(
+        "positive", ["\u2581Texas", " Austin", "x"], [9.12, 7.4, 1.0], [14, 9, 1], [" Austin"]
+    )
     want = 'fires on " Texas" (9.12, 14×), " Austin" (7.4, 9×), "x" (1, 1×)'
     assert text == want + ' · promotes (write scores) " Austin"'
     text = render("negative", ['a"b'], [2.5], [3], [])
