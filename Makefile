@@ -37,14 +37,16 @@ demo: $(STAMP)
 		--seed_prompt_id seed_prompt --neurons $$inf --top_n 50
 	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures atlas --out_dir $(DEMO_ATLAS) --max_tokens 30000 \
 		--overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/neuron-signatures explain --atlas $(DEMO_ATLAS) --overwrite
 	@echo
 	@echo "Run folder: $(DEMO_RUN)   (manifest.json, activations/, analysis/)"
-	@echo "Atlas:      $(DEMO_ATLAS)   (30k tokens of the embedded fortune corpus)"
+	@echo "Atlas:      $(DEMO_ATLAS)   (30k tokens of the embedded fortune corpus, explained offline)"
 	@echo "Next:"
 	@echo "  $(BIN)/neuron-signatures browse --run_dir $(DEMO_RUN)      # terminal browser"
 	@echo "  $(BIN)/neuron-signatures app --run_dir $(DEMO_RUN)         # web app"
 	@echo "  $(BIN)/neuron-signatures neuron --atlas $(DEMO_ATLAS) L17/N1152   # one neuron over the corpus"
 	@echo "  $(BIN)/neuron-signatures app --atlas $(DEMO_ATLAS) --run_dir $(DEMO_RUN)   # atlas pages, search, Steer"
+	@echo "  $(BIN)/neuron-signatures neurons --atlas $(DEMO_ATLAS) --query 'capital' --sort score   # find neurons by explanation"
 	@echo "  $(BIN)/neuron-signatures export --atlas $(DEMO_ATLAS) --format html --neurons L17/N1152 --out exports/neurons.html"
 	@echo "  $(BIN)/neuron-signatures intervene --prompt 'The capital of the state containing Dallas is' --set L17/N345=0 --tokens ' Austin'"
 	@echo "  $(BIN)/neuron-signatures analyze --mode influence --run_dir $(DEMO_RUN) --prompt_id all --influence_metric dla"
