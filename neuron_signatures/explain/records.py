@@ -1,0 +1,203 @@
+"""One neuron's explanations for the neuron pages, read fast: per-layer records cached, the
+simulated activations of a window, and per-layer score distributions.
+
+Every UI (the ``neuron`` command, the terminal atlas view, the web neuron page) reads
+``<atlas>/explanations/`` through these functions (layout: :mod:`.output`):
+
+1. :func:`neuron_explanation` reads the neuron's layer file once (one ``jsonl`` line per neuron)
+   and keeps it in a small cache keyed by the file's path, size and mtime, so moving from neuron
+   to neuron in a layer reads nothing again and a rerun of ``explain`` is seen.
+2. :func:`simulated_row` applies the neuron's lookup table (``layer_NNN.tables.safetensors``, the
+   simulator itself) to token ids with :func:`.lookup.simulate`, on the activation scale (the
+   negative side's means are stored negated: they are negated back).
+3. :func:`heldout_examples` are the atlas's top (bottom) examples the explainer never saw, the
+   windows the record lists under ``heldout.example_windows``: their activations are stored in
+   the atlas, so the real row under a simulated one is exact and costs no forward. The random
+   windows' activations come from the score-time forward and are not stored.
+4. :func:`layer_scores` summarises every layer: median score, share ≥ 0.5 and the floor's median.
+
+No torch at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atlas import Example, NeuronAtlas
+from .lookup import LookupTable, simulate
+from .output import FOLDER, MANIFEST, layer_path, read_manifest, read_tables
+
+SCORE_NAMES = {"top_and_random": "top-and-random", "random_only": "random-only"}
+
+
+@dataclass(frozen=True)
+class NeuronExplanation:
+    """The explanation record of one neuron (``sides``: the record's per-side dicts, see
+    :mod:`.output`) and the run's explainer parameters."""
+
+    layer: int
+    neuron: int
+    sides: list[dict[str, Any]]
+    explainer: dict[str, Any]
+
+    def side(self, name: str) -> dict[str, Any] | None:
+        return next((s for s in self.sides if s["side"] == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"explainer": self.explainer, "sides": self.sides}
+
+
+def has_explanations(atlas_root: str | Path) -> bool:
+    """``<atlas>/explanations/explanations.json`` exists."""
+    return (Path(atlas_root) / FOLDER / MANIFEST).is_file()
+
+
+@functools.lru_cache(maxsize=4)
+def _manifest(root: str, mtime_ns: int) -> dict[str, Any]:
+    return read_manifest(Path(root) / FOLDER)
+
+
+@functools.lru_cache(maxsize=8)
+def _layer_records(path: str, size: int, mtime_ns: int) -> dict[int, dict[str, Any]]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return {int(r["neuron"]): r for r in map(json.loads, lines)}
+
+
+@functools.lru_cache(maxsize=4)
+def _tables(root: str, layer: int, mtime_ns: int) -> dict[str, LookupTable]:
+    return read_tables(root, layer)
+
+
+def manifest(atlas_root: str | Path) -> dict[str, Any]:
+    """The explanations' manifest (cached; :class:`RunFormatError` when unreadable)."""
+    path = Path(atlas_root) / FOLDER / MANIFEST
+    return _manifest(str(atlas_root), path.stat().st_mtime_ns if path.is_file() else 0)
+
+
+def neuron_explanation(atlas_root: str | Path, layer: int, neuron: int) -> NeuronExplanation | None:
+    """The explanations of ``L{layer}/N{neuron}``; ``None`` when the atlas has none, the layer
+    was not explained (yet) or the neuron has no explanation on either side.
+
+    Raises:
+        RunFormatError: the explanations' manifest is unreadable or of another version.
+    """
+    if not has_explanations(atlas_root):
+        return None
+    m = manifest(atlas_root)
+    path = layer_path(Path(atlas_root) / FOLDER, layer)
+    if not path.is_file():
+        return None
+    st = path.stat()
+    rec = _layer_records(str(path), st.st_size, st.st_mtime_ns).get(neuron)
+    if rec is None or not rec.get("sides"):
+        return None
+    return NeuronExplanation(layer, neuron, list(rec["sides"]), dict(m["params"]["explainer"]))
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
+
+
+def score_lines(side: dict[str, Any]) -> list[str]:
+    """``top-and-random +0.953 (floor +0.012, 31 tokens)`` and the random-only line of a side."""
+    ho = side["heldout"]
+    sizes = {"top_and_random": ho["tokens_top_and_random"], "random_only": ho["tokens_random_only"]}
+    return [
+        f"{name} {_fmt(side['scores'][key])} (floor {_fmt(side['floor'][key])} from "
+        f"N{side['floor']['from_neuron']}; {sizes[key]} held-out tokens)"
+        for key, name in SCORE_NAMES.items()
+    ]
+
+
+def simulated_row(
+    atlas_root: str | Path, layer: int, neuron: int, side: str, token_ids: np.ndarray
+) -> np.ndarray:
+    """``[n]`` float64: the simulator of ``side`` applied to ``token_ids`` ``[n]``, on the
+    activation scale (negative for the negative side). Zeros when the side has no table."""
+    path = layer_path(Path(atlas_root) / FOLDER, layer).with_suffix(".tables.safetensors")
+    tables = _tables(str(atlas_root), layer, path.stat().st_mtime_ns if path.is_file() else 0)
+    ids = np.asarray(token_ids, dtype=np.int64)
+    if side not in tables:
+        return np.zeros(len(ids), np.float64)
+    pred = simulate(tables[side].take(np.array([neuron])), ids)[0]
+    return pred if side == "positive" else -pred
+
+
+def heldout_examples(rec: NeuronAtlas, side: dict[str, Any]) -> list[Example]:
+    """The atlas examples of ``side`` the explainer never saw (their windows are the record's
+    ``heldout.example_windows``), best first."""
+    windows = set(side["heldout"]["example_windows"])
+    pool = rec.top if side["side"] == "positive" else rec.bottom
+    return [ex for ex in pool if ex.window in windows]
+
+
+@dataclass(frozen=True)
+class LayerScores:
+    """The scores of one layer and side: ``n`` explained neurons, the median score and the
+    share ≥ 0.5 (of the neurons whose score is defined), the same for the floors."""
+
+    layer: int
+    side: str
+    n: int
+    median: float
+    share_ge_half: float
+    floor_median: float
+    floor_share_ge_half: float
+    scores: np.ndarray
+    floors: np.ndarray
+
+
+def _val(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _summary(v: np.ndarray) -> tuple[float, float]:
+    v = v[np.isfinite(v)]
+    return (float(np.median(v)), float(np.mean(v >= 0.5))) if len(v) else (np.nan, np.nan)
+
+
+def layer_scores(atlas_root: str | Path, score: str = "top_and_random") -> list[LayerScores]:
+    """Per explained layer and side, the distribution of ``score`` against its floor."""
+    out = []
+    for layer in manifest(atlas_root)["params"]["layers"]:
+        path = layer_path(Path(atlas_root) / FOLDER, layer)
+        if not path.is_file():
+            continue
+        st = path.stat()
+        recs = _layer_records(str(path), st.st_size, st.st_mtime_ns).values()
+        for name in ("positive", "negative"):
+            sides = [s for r in recs for s in r["sides"] if s["side"] == name]
+            if not sides:
+                continue
+            sc = np.array([_val(s["scores"][score]) for s in sides], np.float64)
+            fl = np.array([_val(s["floor"][score]) for s in sides], np.float64)
+            med, share = _summary(sc)
+            fmed, fshare = _summary(fl)
+            out.append(LayerScores(layer, name, len(sides), med, share, fmed, fshare, sc, fl))
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _windows(root: str) -> Any:
+    from ..atlas import open_atlas
+    from .split import read_windows
+
+    return read_windows(open_atlas(root))
+
+
+def random_windows(atlas_root: str | Path, side: dict[str, Any]) -> list[int]:
+    """The score-time random windows that scored ``side`` (the run's, less the excluded)."""
+    excluded = set(side["heldout"]["random_windows_excluded"])
+    return [int(w) for w in manifest(atlas_root)["random_windows"] if w not in excluded]
+
+
+def window_token_ids(atlas_root: str | Path, window: int) -> np.ndarray:
+    """``[length]`` token ids of atlas window ``window`` (BOS included)."""
+    win = _windows(str(atlas_root))
+    return np.asarray(win.tokens[window, : int(win.lengths[window])], np.int64)

@@ -1,0 +1,108 @@
+"""Explanations on the neuron pages: the per-neuron reader, the simulated row, the per-layer
+scores, and the ``neuron`` command's text and ``--json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuron_signatures.atlas import open_atlas
+from neuron_signatures.explain import read_explanations, read_tables, simulate
+from neuron_signatures.explain.records import (
+    heldout_examples,
+    layer_scores,
+    neuron_explanation,
+    random_windows,
+    simulated_row,
+    window_token_ids,
+)
+from tests.cli_run import run_cli
+from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON, PLANTED_WORD
+
+ID = f"L{PLANTED_LAYER}/N{PLANTED_NEURON}"
+
+
+def _record(atlas: Path, layer: int, neuron: int) -> dict:
+    _, recs = read_explanations(atlas)
+    return next(r for r in recs if (r["layer"], r["neuron"]) == (layer, neuron))
+
+
+def test_reader_equals_the_records(explained: Path) -> None:
+    want = _record(explained, PLANTED_LAYER, PLANTED_NEURON)
+    got = neuron_explanation(explained, PLANTED_LAYER, PLANTED_NEURON)
+    assert got is not None and got.sides == want["sides"]
+    assert got.explainer["name"] == "token-lookup"
+    pos = got.side("positive")
+    assert pos is not None and PLANTED_WORD in pos["explanation"]
+    assert pos["scores"]["top_and_random"] >= 0.9
+
+
+def test_reader_without_explanations(planted_atlas: Path) -> None:
+    assert neuron_explanation(planted_atlas, 0, 0) is None
+
+
+def test_simulated_row_equals_the_simulator(explained: Path) -> None:
+    """The page's row: the lookup table on the window's tokens, on the activation scale."""
+    expl = neuron_explanation(explained, PLANTED_LAYER, PLANTED_NEURON)
+    assert expl is not None
+    tables = read_tables(explained, PLANTED_LAYER)
+    for side in expl.sides:
+        for w in random_windows(explained, side)[:3]:
+            ids = window_token_ids(explained, w)
+            want = simulate(tables[side["side"]], ids)[PLANTED_NEURON]
+            sign = 1.0 if side["side"] == "positive" else -1.0
+            got = simulated_row(explained, PLANTED_LAYER, PLANTED_NEURON, side["side"], ids)
+            np.testing.assert_array_equal(got, sign * want)
+    # on a held-out top example the simulated row is high exactly where the planted token is
+    rec = open_atlas(explained).neuron(PLANTED_LAYER, PLANTED_NEURON)
+    pos = expl.side("positive")
+    assert pos is not None
+    held = heldout_examples(rec, pos)
+    assert held and {ex.window for ex in held} == set(pos["heldout"]["example_windows"])
+    ex = held[0]
+    row = simulated_row(
+        explained, PLANTED_LAYER, PLANTED_NEURON, "positive", np.array(ex.token_ids)
+    )
+    assert row[ex.position] > 0
+    assert np.corrcoef(row[1:], np.asarray(ex.acts)[1:])[0, 1] > 0.9
+
+
+def test_layer_scores(explained: Path) -> None:
+    rows = layer_scores(explained)
+    _, recs = read_explanations(explained)
+    recs = list(recs)
+    layer0 = next(r for r in rows if r.layer == PLANTED_LAYER and r.side == "positive")
+    sc = [
+        s["scores"]["top_and_random"]
+        for r in recs
+        if r["layer"] == PLANTED_LAYER
+        for s in r["sides"]
+        if s["side"] == "positive"
+    ]
+    v = np.array([np.nan if x is None else x for x in sc])
+    assert layer0.n == len(sc)
+    assert layer0.median == pytest.approx(np.nanmedian(v))
+    assert layer0.share_ge_half == pytest.approx(np.mean(v[np.isfinite(v)] >= 0.5))
+    assert {r.layer for r in rows} == set(read_explanations(explained)[0]["params"]["layers"])
+
+
+def test_cli_text_and_json(explained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(explained), ID)
+    assert rc == 0 and "explanations" in out and "explainer token-lookup" in out
+    assert PLANTED_WORD in out.split("explanations")[-1]
+    assert "top-and-random +" in out and "floor" in out and "held-out tokens" in out
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(explained), ID, "--json")
+    d = json.loads(out)
+    want = _record(explained, PLANTED_LAYER, PLANTED_NEURON)
+    assert rc == 0 and d["explanations"]["sides"] == want["sides"]
+    assert d["explanations"]["explainer"]["name"] == "token-lookup"
+
+
+def test_cli_without_explanations(planted_atlas: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(planted_atlas), ID, "--json")
+    assert rc == 0 and "explanations" not in json.loads(out)
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(planted_atlas), ID)
+    assert rc == 0 and "explainer" not in out
