@@ -201,3 +201,20 @@ def window_token_ids(atlas_root: str | Path, window: int) -> np.ndarray:
     """``[length]`` token ids of atlas window ``window`` (BOS included)."""
     win = _windows(str(atlas_root))
     return np.asarray(win.tokens[window, : int(win.lengths[window])], np.int64)
+
+
+def real_window_row(
+    atlas_root: str | Path, lm: Any, layer: int, neuron: int, window: int
+) -> np.ndarray:
+    """``[length]`` the neuron's activations over atlas window ``window``, recomputed with
+    ``lm`` by the score-time forward itself (:func:`.forward.score_time_forward`, one window);
+    NaN on a position the atlas does not count (BOS without ``include_bos``)."""
+    from .forward import counted_tokens, score_time_forward
+
+    win = _windows(str(atlas_root))
+    wins = np.array([window], np.int64)
+    got = score_time_forward(lm, win, wins, [layer], batch_size=1).layer_acts(layer)[:, neuron]
+    _, pos = counted_tokens(win, wins)
+    row = np.full(int(win.lengths[window]), np.nan)
+    row[pos] = got.astype(np.float64)
+    return row

@@ -6,16 +6,21 @@ probe run's panels are those of the run page (:mod:`.panels`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..atlas import Atlas, NeuronAtlas, WriteScore
+from ..atlas import Atlas, Example, NeuronAtlas, WriteScore
+from ..errors import NeuronSignaturesError
+from ..explain import records
 from ..tokens import token_display
 from . import charts, panels, steer
-from .cache import get_influence_table
-from .examples import examples_html, intervals_html
-from .heatmap import HeatmapConfig
+from .cache import get_atlas_model, get_influence_table
+from .examples import EXAMPLE_CSS, example_values, examples_html, intervals_html
+from .heatmap import CSS, HeatmapConfig, escape, max_abs, rows_html, token_cells
 from .runview import Analysis, RunView
 from .selection import INFLUENCE, MANUAL, influence_candidates, locate
 from .sidebar import Selection
@@ -24,6 +29,7 @@ from .sidebar import Selection
 def render_neuron(atlas: Atlas, rec: NeuronAtlas, cfg: HeatmapConfig, context: int) -> None:
     """Every atlas panel of one neuron."""
     header(atlas, rec)
+    explanation_panel(atlas, rec, cfg)
     steer.atlas_steer(atlas, rec)
     left, right = st.columns([3, 2])
     with left:
@@ -166,3 +172,143 @@ def probe_run_panels(
         st.caption("not in any influence file of the run")
     shown = view.shown_prompts(flat, "peak", 50)
     panels.stacked_heatmap(view, flat, sel, cfg, "peak", shown, ws_html, peaks=peaks)
+
+
+@dataclass
+class WindowRows:
+    """A held-out window under the page's explanation: its tokens, the real activations (NaN
+    where unknown) and the simulator's (:func:`records.simulated_row`)."""
+
+    label: str
+    window: int
+    tokens: list[str]
+    token_ids: list[int]
+    real: np.ndarray
+    simulated: np.ndarray
+    stored: bool  # the real row is the atlas's stored activations
+
+
+def heldout_windows(
+    atlas: Atlas, rec: NeuronAtlas, side: dict[str, Any]
+) -> list[tuple[str, int, Example | None]]:
+    """``(label, window, example)`` of every held-out window of ``side``: the atlas's held-out
+    examples (activations stored) first, then the score-time random windows (not stored)."""
+    kind = "top" if side["side"] == "positive" else "bottom"
+    out: list[tuple[str, int, Example | None]] = [
+        (f"held-out {kind} example: window {ex.window} ({ex.value:+.4g})", ex.window, ex)
+        for ex in records.heldout_examples(rec, side)
+    ]
+    out += [(f"random window {w}", w, None) for w in records.random_windows(atlas.root, side)]
+    return out
+
+
+def window_rows(
+    atlas: Atlas, rec: NeuronAtlas, side: dict[str, Any], choice: tuple[str, int, Example | None]
+) -> WindowRows:
+    """The real and simulated rows of one held-out window (the real one NaN for a random window
+    until it is recomputed)."""
+    label, window, ex = choice
+    if ex is not None:
+        ids, tokens, real = list(ex.token_ids), list(ex.tokens), example_values(ex)
+    else:
+        ids = records.window_token_ids(atlas.root, window).tolist()
+        tokens, real = [atlas.token(i) for i in ids], np.full(len(ids), np.nan)
+    sim = records.simulated_row(atlas.root, rec.layer, rec.index, side["side"], np.array(ids))
+    return WindowRows(label, window, tokens, ids, real, sim, ex is not None)
+
+
+def window_rows_html(rows: WindowRows, cfg: HeatmapConfig) -> str:
+    """The real row, and the simulated row under it, on one scale."""
+    bos = np.arange(len(rows.tokens)) == 0  # BOS, an attention sink, would set the scale
+    scale = max(max_abs(rows.real, bos), max_abs(rows.simulated, bos))
+    parts = [CSS, EXAMPLE_CSS]
+    for cls, name, vals in (
+        ("nse-real", "real", rows.real),
+        ("nse-sim", "simulated", rows.simulated),
+    ):
+        cells = token_cells(rows.tokens, rows.token_ids, vals, scale, cfg)
+        parts.append(
+            f'<div class="{cls}"><div class="nsa-label">{escape(name)}</div>'
+            f"{rows_html(cells, cfg.tokens_per_row)}</div>"
+        )
+    return "".join(parts)
+
+
+def explanation_panel(atlas: Atlas, rec: NeuronAtlas, cfg: HeatmapConfig) -> None:
+    """The neuron's explanation per side, each score with its floor and held-out sizes, and a
+    held-out window's simulated activations under the real ones (nothing without
+    ``<atlas>/explanations``)."""
+    if not records.has_explanations(atlas.root):
+        return
+    st.markdown("#### Explanations")
+    try:
+        expl = records.neuron_explanation(atlas.root, rec.layer, rec.index)
+    except NeuronSignaturesError as e:
+        st.error(str(e))
+        return
+    if expl is None:
+        st.caption(
+            "No explanation for this neuron (nothing on either side, or layer not explained)."
+        )
+        return
+    params = ", ".join(f"{k} {v}" for k, v in expl.explainer.items() if k != "name")
+    st.caption(f"explainer {expl.explainer.get('name', '?')} ({params}); scores on held-out data")
+    for side in expl.sides:
+        st.markdown(f"**{side['side']}** ({side['explainer']})")
+        st.text(side["explanation"])
+        cols = st.columns(2)
+        for col, (key, name) in zip(cols, records.SCORE_NAMES.items(), strict=True):
+            v, f = side["scores"][key], side["floor"][key]
+            n = side["heldout"][f"tokens_{key}"]
+            col.metric(
+                name,
+                "n/a" if v is None else f"{v:+.3f}",
+                delta="floor n/a" if f is None else f"floor {f:+.3f}",
+                delta_color="off",
+                help=f"Pearson r over {n} held-out tokens; floor: the explanation of neuron "
+                f"{side['floor']['from_neuron']} scored the same way",
+            )
+    simulated_panel(atlas, rec, expl, cfg)
+
+
+def simulated_panel(
+    atlas: Atlas, rec: NeuronAtlas, expl: records.NeuronExplanation, cfg: HeatmapConfig
+) -> None:
+    """One held-out window (selectable): real activations, the simulated ones under them."""
+    names = [s["side"] for s in expl.sides]
+    name = (
+        st.radio("side", names, horizontal=True, key="expl_row_side")
+        if len(names) > 1
+        else names[0]
+    )
+    side = expl.side(name) or expl.sides[0]
+    choices = heldout_windows(atlas, rec, side)
+    if not choices:
+        st.caption("No held-out window for this side.")
+        return
+    i = st.selectbox(
+        "held-out window",
+        range(len(choices)),
+        format_func=lambda j: choices[j][0],
+        key="expl_window",
+    )
+    rows = window_rows(atlas, rec, side, choices[int(i or 0)])
+    key = ("expl_real", atlas.root.as_posix(), rec.layer, rec.index, rows.window)
+    if not rows.stored:
+        cache = st.session_state.setdefault("expl_real_rows", {})
+        if key in cache:
+            rows.real = cache[key]
+        elif st.button("compute the real row (loads the model)", key="expl_real"):
+            try:
+                rows.real = cache[key] = records.real_window_row(
+                    atlas.root, get_atlas_model(atlas), rec.layer, rec.index, rows.window
+                )
+            except NeuronSignaturesError as e:
+                st.error(str(e))
+    st.html(window_rows_html(rows, cfg))
+    st.caption(
+        "Real: the atlas's stored activations of a held-out example (exact, no model), or for a "
+        "random window the score-time forward rerun on that window (those activations are not "
+        "stored). Simulated: the explanation's lookup table applied to the window's tokens. "
+        "One scale for both rows."
+    )

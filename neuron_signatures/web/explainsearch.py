@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from ..atlas import Atlas
 from ..errors import NeuronSignaturesError
+from ..explain.records import LayerScores, layer_scores
 from ..index import SORTS, IndexQuery, IndexResult, search_neurons
 from ..neurons import parse_layers
 from .atlasnav import show_neuron
@@ -76,13 +79,86 @@ def query_inputs() -> IndexQuery:
 
 
 def explanations_panel(atlas: Atlas) -> None:
-    """Draw the panel; errors of the input show as one message."""
+    """Draw the panel, then the per-layer score distribution; errors of the input show as one
+    message."""
     if not has_explanations(atlas):
         st.info(
             f"This atlas has no explanations yet: run `neuron-signatures explain --atlas "
             f"{atlas.root}` to search by explanation."
         )
         return
+    search_results(atlas)
+    score_distribution(atlas)
+
+
+def score_table(rows: list[LayerScores]) -> pd.DataFrame:
+    """One row per (layer, side): explained neurons, median score, share ≥ 0.5, floor's."""
+    return pd.DataFrame(
+        {
+            "layer": [r.layer for r in rows],
+            "side": [r.side for r in rows],
+            "neurons": [r.n for r in rows],
+            "median": [r.median for r in rows],
+            "share ≥ 0.5": [r.share_ge_half for r in rows],
+            "floor median": [r.floor_median for r in rows],
+            "floor share ≥ 0.5": [r.floor_share_ge_half for r in rows],
+        }
+    )
+
+
+def score_figure(rows: list[LayerScores], side: str) -> go.Figure:
+    """Box plots per layer of the scores of ``side`` and of their floors."""
+    fig = go.Figure()
+    for name, color, get in (
+        ("score", "#1f77b4", lambda r: r.scores),
+        ("floor", "#aaaaaa", lambda r: r.floors),
+    ):
+        xs = [f"L{r.layer}" for r in rows if r.side == side for _ in range(len(get(r)))]
+        ys = np.concatenate([get(r) for r in rows if r.side == side] or [np.zeros(0)])
+        fig.add_trace(go.Box(x=xs, y=ys, name=name, marker_color=color, boxpoints=False))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#888")
+    fig.update_layout(
+        boxmode="group",
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        title=f"{side} side: top-and-random score per layer, against its floor",
+        yaxis_title="Pearson r",
+    )
+    return fig
+
+
+def score_distribution(atlas: Atlas) -> None:
+    """Per layer: the distribution of top-and-random scores against the floors (plot, table)."""
+    st.markdown("#### Scores per layer")
+    try:
+        rows = layer_scores(atlas.root)
+    except NeuronSignaturesError as e:
+        st.error(str(e))
+        return
+    if not rows:
+        st.write("No layer explained yet.")
+        return
+    sides = [s for s in ("positive", "negative") if any(r.side == s for r in rows)]
+    side = st.radio("side", sides, horizontal=True, key="expl_dist_side")
+    st.plotly_chart(score_figure(rows, side or sides[0]), key="expl_dist")
+    st.dataframe(
+        score_table(rows),
+        hide_index=True,
+        key="expl_dist_table",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ("median", "share ≥ 0.5", "floor median", "floor share ≥ 0.5")
+        },
+    )
+    st.caption(
+        "Top-and-random correlation (held-out top examples + random windows, pooled Pearson r) "
+        "of each explained neuron; floor: another neuron's explanation scored the same way. "
+        "Median and share ≥ 0.5 over the neurons whose r is defined."
+    )
+
+
+def search_results(atlas: Atlas) -> None:
+    """The search inputs and the table of matching neurons."""
     try:
         res = search_neurons(atlas.root, query_inputs())
     except NeuronSignaturesError as e:
