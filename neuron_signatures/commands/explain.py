@@ -8,8 +8,9 @@ from pathlib import Path
 
 NAME = "explain"
 HELP = (
-    "explain and score every neuron of an atlas offline: a token-lookup explanation per sign, "
-    "correlation scores on held-out windows (top-and-random, random-only) with floors"
+    "explain and score every neuron of an atlas: a token-lookup explanation per sign offline, "
+    "or an LLM's (--explainer llm); correlation scores on held-out windows (top-and-random, "
+    "random-only) with floors"
 )
 ORDER = 17
 
@@ -39,11 +40,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the random windows and the floors")
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward batch")
     p.add_argument("--device", default=None, help="device of the score-time forward (default auto)")
+    p.add_argument(
+        "--explainer",
+        choices=("token-lookup", "llm"),
+        default="token-lookup",
+        help="token-lookup (offline, into explanations/) or llm (an OpenAI-compatible server, "
+        "into explanations-llm/)",
+    )
+    p.add_argument(
+        "--base_url", default=None, help="LLM server's API root, e.g. http://127.0.0.1:8080/v1"
+    )
+    p.add_argument("--model", default=None, help="model name the LLM server serves")
+    p.add_argument(
+        "--api_key_env",
+        default=None,
+        help="NAME of the environment variable holding the API key (the key is never a flag)",
+    )
+    p.add_argument(
+        "--best_of",
+        type=int,
+        default=1,
+        help="explanations sampled per side; the simulator keeps the best on a train slice",
+    )
+    p.add_argument("--concurrency", type=int, default=4, help="LLM requests in flight (default 4)")
+    p.add_argument(
+        "--prompt_format",
+        choices=("openai", "delphi"),
+        default="openai",
+        help="explainer prompt: OpenAI's token<TAB>activation records or delphi's <<highlights>>",
+    )
+    p.add_argument(
+        "--max_examples", type=int, default=10, help="train windows shown to the LLM per side"
+    )
+    p.add_argument("--timeout_s", type=float, default=60.0, help="per LLM request (default 60)")
+    p.add_argument(
+        "--max_retries",
+        type=int,
+        default=4,
+        help="retries of an LLM request on 429/5xx/connection errors (default 4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..explain import ExplainConfig, explain_atlas
+    from ..explain.llm_run import LLMSettings, summary
     from ..neurons import parse_layers
+
+    llm = None
+    if args.explainer == "llm":
+        llm = LLMSettings(
+            base_url=args.base_url,
+            model=args.model,
+            api_key_env=args.api_key_env,
+            best_of=args.best_of,
+            concurrency=args.concurrency,
+            prompt_format=args.prompt_format,
+            max_examples=args.max_examples,
+            timeout_s=args.timeout_s,
+            max_retries=args.max_retries,
+        )
 
     out = explain_atlas(
         ExplainConfig(
@@ -57,7 +112,19 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             device=args.device,
+            explainer=args.explainer,
+            llm=llm,
         )
     )
     print(f"explanations written to {out}")
+    if llm is not None:
+        line = summary(out, parse_layers(args.layers) or _written_layers(out))
+        if line:
+            print(line)
     return 0
+
+
+def _written_layers(out: Path) -> list[int]:
+    from ..explain.output import read_manifest
+
+    return [int(x) for x in read_manifest(out)["params"]["layers"]]

@@ -22,14 +22,16 @@ from typing import Any
 from ..atlas import Atlas, open_atlas
 from ..atlas import store as atlas_store
 from ..errors import BadArgumentError
-from . import output
+from . import llm_run, output
 from .forward import pick_random_windows, score_time_forward
 from .layer import explain_and_score_layer
+from .llm_run import LLMExplainer, LLMSettings
 from .split import read_layer, read_windows
 
 log = logging.getLogger(__name__)
 
 PAUSE_ENV = "NEURON_SIGNATURES_EXPLAIN_PAUSE_AFTER_LAYERS"  # test hook, see _pause
+EXPLAINERS = ("token-lookup", "llm")
 SPLIT = (
     "train: top examples of even rank, bottom examples of even rank, every interval-reservoir "
     "sample; held-out: top examples of odd rank (bottom ones for the negative side) not in a "
@@ -55,6 +57,9 @@ class ExplainConfig:
         seed: seeds the random windows and the floors' derangements.
         batch_size: windows per forward batch.
         device: the forward's device (``None``: auto).
+        explainer: ``token-lookup`` (offline, into ``explanations/``) or ``llm`` (an
+            OpenAI-compatible server, into ``explanations-llm/``, see :mod:`.llm_run`).
+        llm: the LLM explainer's settings (``explainer="llm"`` only).
     """
 
     atlas: Path
@@ -67,6 +72,8 @@ class ExplainConfig:
     seed: int = 0
     batch_size: int = 16
     device: str | None = None
+    explainer: str = "token-lookup"
+    llm: LLMSettings | None = None
 
 
 def _layers(atlas: Atlas, layers: list[int] | None) -> list[int]:
@@ -89,19 +96,46 @@ def _check(cfg: ExplainConfig) -> None:
         raise BadArgumentError("--prior must be 0 or more (e.g. 3)")
     if cfg.batch_size < 1:
         raise BadArgumentError("--batch_size must be at least 1 (e.g. 16)")
+    if cfg.explainer not in EXPLAINERS:
+        raise BadArgumentError(f"--explainer must be one of {EXPLAINERS}, got {cfg.explainer!r}")
+    if cfg.explainer == "llm":
+        llm_run.check(cfg.llm or LLMSettings())
 
 
 def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None) -> Path:
     """Explain and score (module doc); returns the explanations folder.
 
     ``load(atlas)`` returns the model for the score-time forward (default: the atlas's model).
+    With ``explainer="llm"`` the server is probed before anything is written (an unreachable
+    server or an unset key variable raises and leaves every file as it was).
     """
     _check(cfg)
     atlas = open_atlas(cfg.atlas)
     win = read_windows(atlas)
     layers = _layers(atlas, cfg.layers)
-    out = atlas.root / output.FOLDER
+    expl = LLMExplainer(cfg.llm or LLMSettings(), atlas.root) if cfg.explainer == "llm" else None
+    try:
+        return _run(cfg, atlas, win, layers, load, expl)
+    finally:
+        if expl is not None:
+            expl.close()
+
+
+def _run(
+    cfg: ExplainConfig,
+    atlas: Atlas,
+    win: Any,
+    layers: list[int],
+    load: Callable[[Atlas], Any] | None,
+    expl: LLMExplainer | None,
+) -> Path:
+    out = atlas.root / (output.FOLDER if expl is None else llm_run.FOLDER)
     wins = pick_random_windows(win.lengths - win.start, cfg.n_random_tokens, cfg.seed)
+    explainer: dict[str, Any] = {
+        "name": "token-lookup",
+        "top_tokens": cfg.top_tokens,
+        "prior": cfg.prior,
+    }
     manifest = {
         "format": output.FORMAT,
         "format_version": output.FORMAT_VERSION,
@@ -113,11 +147,7 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
             ).hexdigest(),
         },
         "params": {
-            "explainer": {
-                "name": "token-lookup",
-                "top_tokens": cfg.top_tokens,
-                "prior": cfg.prior,
-            },
+            "explainer": explainer if expl is None else expl.params(),
             "scorer": "correlation (top_and_random, random_only), float64, floors",
             "seed": cfg.seed,
             "n_random_tokens": cfg.n_random_tokens,
@@ -130,7 +160,12 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
     action = output.check_target(out, manifest, resume=cfg.resume, overwrite=cfg.overwrite)
     todo = layers
     if action == "resume":
-        todo = [layer for layer in layers if not output.layer_path(out, layer).is_file()]
+        todo = [
+            layer
+            for layer in layers
+            if not output.layer_path(out, layer).is_file()
+            or (expl is not None and llm_run.failed(out, layer))
+        ]
     timings: dict[str, Any] = {"layers_done_before": len(layers) - len(todo)}
     lm = None
     if todo:  # the model loads before anything is cleared: a failed load loses nothing
@@ -148,13 +183,26 @@ def explain_atlas(cfg: ExplainConfig, load: Callable[[Atlas], Any] | None = None
         t = time.perf_counter()
         for n, layer in enumerate(todo, 1):
             arr = read_layer(atlas, layer)
-            recs, tables = explain_and_score_layer(
-                arr, win, rnd, vocab, cfg.seed, cfg.top_tokens, cfg.prior
-            )
-            output.write_layer(out, layer, recs, tables)
+            if expl is None:
+                recs, tables = explain_and_score_layer(
+                    arr, win, rnd, vocab, cfg.seed, cfg.top_tokens, cfg.prior
+                )
+                output.write_layer(out, layer, recs, tables)
+            else:
+                llm_run.write_records(
+                    out, layer, expl.explain_layer(arr, win, rnd, vocab, cfg.seed)
+                )
             log.info("explained layer %d (%d of %d)", layer, n, len(todo))
             _pause(n)
         timings["explain_score_s"] = round(time.perf_counter() - t, 3)
+    if expl is not None:
+        timings["llm"] = {
+            **expl.client.stats.as_dict(),
+            "concurrency": expl.s.concurrency,
+            "failed_neurons": sum(llm_run.failed(out, layer) for layer in layers),
+        }
+        if timings["llm"]["failed_neurons"]:
+            log.warning(llm_run.summary(out, layers))
     output.write_json(out / output.MANIFEST, {**manifest, "complete": True})
     output.write_json(out / output.RUN_LOG, timings)
     return out

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,81 +21,15 @@ from neuron_signatures.explain.client import (
     cache_key,
     retry_after_s,
 )
+from tests.explain.fake_openai import Loopback, Reply, chat_answer, ok, serve
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def chat_answer(text: str, top: list[dict[str, float]] | None = None) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}}
-    if top is not None:
-        choice["logprobs"] = {
-            "content": [
-                {
-                    "token": max(t, key=t.__getitem__),
-                    "logprob": max(t.values()),
-                    "top_logprobs": [{"token": k, "logprob": v} for k, v in t.items()],
-                }
-                for t in top
-            ]
-        }
-    return {"object": "chat.completion", "choices": [choice]}
-
-
-def ok(obj: dict[str, Any]) -> Reply:
-    return 200, {"Content-Type": "application/json"}, json.dumps(obj).encode()
-
-
-@dataclass
-class Loopback:
-    """A tiny OpenAI-protocol server: ``script`` answers each request (default: a chat answer)."""
-
-    script: list[Reply] = field(default_factory=list)
-    default: Callable[[dict[str, Any]], Reply] = lambda body: ok(chat_answer("hi"))
-    delay_s: float = 0.0
-    seen: list[dict[str, Any]] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
 
 
 @pytest.fixture
 def loopback() -> Iterator[Loopback]:
-    state = Loopback()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with state.lock:
-                state.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                state.in_flight += 1
-                state.max_in_flight = max(state.max_in_flight, state.in_flight)
-                reply = state.script.pop(0) if state.script else state.default(body)
-            time.sleep(state.delay_s)
-            with state.lock:
-                state.in_flight -= 1
-            status, headers, data = reply
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serve() as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

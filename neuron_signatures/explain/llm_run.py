@@ -1,0 +1,391 @@
+"""``--explainer llm``: explain and score one layer's neurons through an OpenAI-compatible server.
+
+Output goes to ``<atlas>/explanations-llm/`` in the layout of :mod:`.output` (manifest +
+``layers/layer_NNN.jsonl``, no lookup tables), so the offline ``explanations/`` folder and the LLM
+one never overwrite each other; responses are cached in ``<atlas>/llm-cache/`` (kept by
+``--overwrite``, so a rerun sends nothing). Per layer:
+
+1. Explain every neuron side that goes that way (:mod:`.llm`, steps 1-2), all requests at once
+   on the client's thread pool; with ``best_of > 1`` choose on the train validation slice.
+2. Simulate each chosen explanation on the side's held-out windows (the same
+   :func:`.split.held_out` windows and masks as the offline scorer) and, for the **floor**, the
+   explanation of the deranged neuron (:func:`.scoring.derangement`) on the same windows.
+3. Score with :func:`.scoring.pooled_pearson` (top-and-random, random-only), as offline.
+
+A neuron whose requests fail (refused, timed out, garbage) gets ``"error"`` in its record and no
+sides; the run goes on. ``--resume`` redoes the layers holding an error: every answer already
+received comes from the cache, so only the failed requests reach the server again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadArgumentError
+from ..store.atomic import atomic_write_bytes
+from . import llm
+from .client import ChatResult, LLMServerError, OpenAIClient
+from .forward import RandomTokens
+from .layer import SCORES, _num
+from .lookup import SIDES
+from .output import layer_path
+from .scoring import derangement, pooled_pearson
+from .split import LayerArrays, Windows, check_disjoint, held_out, train_tokens
+
+log = logging.getLogger(__name__)
+
+FOLDER = "explanations-llm"
+CACHE = "llm-cache"
+
+
+@dataclass
+class LLMSettings:
+    """The LLM explainer's flags.
+
+    Attributes:
+        base_url / model: the OpenAI-compatible server and the model it serves.
+        api_key_env: NAME of the variable holding the API key (None: no key).
+        best_of: explanations sampled per side; the simulator keeps the best on the train
+            validation slice.
+        concurrency: requests in flight at once.
+        prompt_format: ``openai`` (token<TAB>activation records) or ``delphi`` (<<highlights>>).
+        max_examples: train windows shown to the explainer per side.
+        timeout_s / max_retries: per request.
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    best_of: int = 1
+    concurrency: int = 4
+    prompt_format: str = "openai"
+    max_examples: int = 10
+    timeout_s: float = 60.0
+    max_retries: int = 4
+
+
+def check(s: LLMSettings) -> None:
+    """Refuse bad flags before anything is sent or written."""
+    if not s.base_url:
+        raise BadArgumentError(
+            "--explainer llm needs --base_url (e.g. http://127.0.0.1:8080/v1) and --model"
+        )
+    if not s.model:
+        raise BadArgumentError("--explainer llm needs --model (the name the server serves)")
+    if s.best_of < 1:
+        raise BadArgumentError(f"--best_of must be at least 1 (e.g. 5), got {s.best_of}")
+    if s.prompt_format not in llm.FORMATS:
+        raise BadArgumentError(f"--prompt_format must be one of {llm.FORMATS}")
+    if s.max_examples < 1:
+        raise BadArgumentError("--max_examples must be at least 1 (e.g. 10)")
+
+
+class LLMExplainer:
+    """The client, the server's capabilities (probed once) and the per-layer method."""
+
+    def __init__(self, s: LLMSettings, atlas_root: Path) -> None:
+        check(s)
+        assert s.base_url is not None and s.model is not None
+        self.s = s
+        self.client = OpenAIClient(
+            s.base_url,
+            s.model,
+            api_key_env=s.api_key_env,
+            cache_dir=atlas_root / CACHE,
+            concurrency=s.concurrency,
+            timeout_s=s.timeout_s,
+            max_retries=s.max_retries,
+        )
+        try:
+            caps = self.client.probe()  # unreachable server or wrong key: raises, nothing written
+        except BaseException:
+            self.client.close()
+            raise
+        self.method = "top_logprobs" if caps.top_logprobs else "json"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def params(self) -> dict[str, Any]:
+        """The explainer's parameters for the manifest (no key, no concurrency)."""
+        s = self.s
+        return {
+            "name": "llm",
+            "base_url": s.base_url,
+            "model": s.model,
+            "prompt_format": s.prompt_format,
+            "best_of": s.best_of,
+            "max_examples": s.max_examples,
+            "simulator": "all-at-once 0-10 per token",
+            "simulator_expected_value_from": self.method,
+        }
+
+    def _sim(self, requests: dict[tuple[Any, ...], llm.Request]) -> dict[tuple[Any, ...], Any]:
+        keys = list(requests)
+        answers = self.client.chat_many([requests[k] for k in keys])
+        return dict(zip(keys, answers, strict=True))
+
+    def explain_layer(
+        self, arr: LayerArrays, win: Windows, rnd: RandomTokens, vocab: list[str], seed: int
+    ) -> list[dict[str, Any]]:
+        """One record per neuron of ``arr`` (module doc)."""
+        s, d, layer = self.s, arr.d, arr.layer
+        train = train_tokens(arr, win)
+        acts = rnd.layer_acts(layer)
+        rnd_tokens = {int(w): llm.window_tokens(win, int(w), vocab) for w in rnd.wins}
+        errors: dict[int, str] = {}
+        records: list[dict[str, Any]] = [
+            {
+                "layer": layer,
+                "neuron": i,
+                "min": float(arr.min[i]),
+                "max": float(arr.max[i]),
+                "sides": [],
+            }
+            for i in range(d)
+        ]
+        for side in SIDES:
+            sign: llm.Sign = "positive" if side == "positive" else "negative"
+            f = 1.0 if side == "positive" else -1.0
+            goes = arr.max > 0 if side == "positive" else arr.min < 0
+            ho = held_out(arr, win, rnd.wins, rnd.g, side)
+            check_disjoint(train, ho, rnd.g)
+            recs = {
+                i: llm.train_records(arr, win, i, side, vocab, s.max_examples)
+                for i in np.flatnonzero(goes).tolist()
+            }
+            recs = {i: r for i, r in recs.items() if r}
+            chosen, cands = self._explain(recs, sign, f, errors)
+            # the floors' donors are drawn among the neurons asked, not those that succeeded:
+            # a resume that mends a failed neuron changes no other neuron's floor
+            has = np.zeros(d, bool)
+            has[list(recs)] = True
+            other = derangement(has, seed, layer, side)
+            scored = self._score(chosen, other, ho, acts, rnd, rnd_tokens, win, vocab, sign, errors)
+            for i, expl in chosen.items():
+                if i in errors:
+                    continue
+                sc, fl, n = scored[i]
+                records[i]["sides"].append(
+                    {
+                        "side": side,
+                        "explainer": "llm",
+                        "explanation": expl,
+                        "candidates": cands[i],
+                        "train_windows": [r.window for r in recs[i]],
+                        "scores": {k: _num(v) for k, v in sc.items()},
+                        "floor": {
+                            "from_neuron": int(other[i]) if other[i] >= 0 else None,
+                            **{k: _num(v) for k, v in fl.items()},
+                        },
+                        "heldout": {
+                            "example_windows": [int(w) for w in ho.ex_windows[i] if w >= 0],
+                            "random_windows_excluded": rnd.wins[ho.rnd_excluded[i]].tolist(),
+                            "tokens_top_and_random": n[0],
+                            "tokens_random_only": n[1],
+                        },
+                    }
+                )
+        for i, msg in errors.items():
+            records[i]["sides"] = []
+            records[i]["error"] = msg
+        return records
+
+    def _explain(
+        self,
+        recs: dict[int, list[llm.WindowRecord]],
+        sign: llm.Sign,
+        f: float,
+        errors: dict[int, str],
+    ) -> tuple[dict[int, str], dict[int, list[dict[str, Any]]]]:
+        """Steps 1-2 of :mod:`.llm`'s method: the chosen explanation and the candidates."""
+        s = self.s
+        k = s.best_of
+        shown = {i: llm.split_validation(r, k) for i, r in recs.items()}
+        reqs = {
+            (i, j): llm.explainer_request(shown[i][0], sign, s.prompt_format, k, j)
+            for i in recs
+            for j in range(k)
+        }
+        answers = self._sim(reqs)
+        texts: dict[int, list[str]] = {}
+        for (i, _j), res in answers.items():
+            try:
+                texts.setdefault(i, []).append(llm.parse_explanation(res, s.prompt_format))
+            except LLMServerError as exc:
+                errors.setdefault(i, f"{sign} side, explainer: {exc}")
+        ok = [i for i in recs if i not in errors]
+        if k == 1:
+            return {i: texts[i][0] for i in ok}, {i: [{"explanation": texts[i][0]}] for i in ok}
+        vreq = {
+            (i, j, r.window): llm.simulator_request(
+                t, r.tokens, sign, self.method == "top_logprobs"
+            )
+            for i in ok
+            for j, t in enumerate(texts[i])
+            for r in shown[i][1]
+        }
+        vans = self._sim(vreq)
+        chosen: dict[int, str] = {}
+        cands: dict[int, list[dict[str, Any]]] = {}
+        for i in ok:
+            val = shown[i][1]
+            scores = []
+            try:
+                for j in range(k):
+                    sims = [
+                        llm.parse_simulated(vans[(i, j, r.window)], len(r.tokens))[0] for r in val
+                    ]
+                    scores.append(llm.validation_score(val, sims, f))
+            except LLMServerError as exc:
+                errors.setdefault(i, f"{sign} side, validation simulator: {exc}")
+                continue
+            chosen[i] = texts[i][llm.best(scores)]
+            cands[i] = [
+                {
+                    "explanation": t,
+                    "validation_score": _num(v),
+                    "validation_windows": [r.window for r in val],
+                }
+                for t, v in zip(texts[i], scores, strict=True)
+            ]
+        return chosen, cands
+
+    def _score(
+        self,
+        chosen: dict[int, str],
+        other: np.ndarray,
+        ho: Any,
+        acts: np.ndarray,
+        rnd: RandomTokens,
+        rnd_tokens: dict[int, list[str]],
+        win: Windows,
+        vocab: list[str],
+        sign: llm.Sign,
+        errors: dict[int, str],
+    ) -> dict[int, tuple[dict[str, float], dict[str, float], tuple[int, int]]]:
+        """Steps 2-3 of the module doc: simulate, then score and floor each chosen neuron."""
+        lp = self.method == "top_logprobs"
+        ex_tokens = {
+            int(w): llm.window_tokens(win, int(w), vocab)
+            for i in chosen
+            for w in ho.ex_windows[i]
+            if w >= 0
+        }
+        toks = {**rnd_tokens, **ex_tokens}
+
+        def windows(i: int) -> list[int]:
+            return [int(w) for w in ho.ex_windows[i] if w >= 0] + [int(w) for w in rnd.wins]
+
+        reqs: dict[tuple[Any, ...], llm.Request] = {}
+        for i in chosen:
+            for e in {chosen[i], chosen.get(int(other[i]))} - {None}:
+                for w in windows(i):
+                    assert e is not None
+                    reqs.setdefault((e, w), llm.simulator_request(e, toks[w], sign, lp))
+        answers = self._sim(reqs)
+        f = 1.0 if sign == "positive" else -1.0
+        ctx = win.ctx_len
+        out = {}
+        for i, e in chosen.items():
+            exps = [e, chosen.get(int(other[i]))]
+            res: list[dict[str, float]] = []
+            try:
+                for expl in exps:
+                    res.append(self._pearson(i, expl, answers, ho, acts, rnd, toks, win, f, ctx))
+            except LLMServerError as exc:
+                errors.setdefault(i, f"{sign} side, simulator: {exc}")
+                continue
+            x_ok = ho.ex_ok[i].sum() + ho.rnd_ok[i].sum()
+            out[i] = (res[0], res[1], (int(x_ok), int(ho.rnd_ok[i].sum())))
+        return out
+
+    @staticmethod
+    def _pearson(
+        i: int,
+        expl: str | None,
+        answers: dict[tuple[Any, ...], Any],
+        ho: Any,
+        acts: np.ndarray,
+        rnd: RandomTokens,
+        toks: dict[int, list[str]],
+        win: Windows,
+        f: float,
+        ctx: int,
+    ) -> dict[str, float]:
+        if expl is None:
+            return {k: float("nan") for k in SCORES}
+        kh = ho.ex_windows.shape[1]
+        y_e = np.zeros((kh, ctx))
+        for j, w in enumerate(ho.ex_windows[i]):
+            if w >= 0:
+                vals, _ = llm.parse_simulated(answers[(expl, int(w))], len(toks[int(w)]))
+                y_e[j, win.start : win.start + len(vals)] = vals
+        y_r = np.concatenate(
+            [llm.parse_simulated(answers[(expl, int(w))], len(toks[int(w)]))[0] for w in rnd.wins]
+        )
+        x_e = f * ho.ex_value[i].reshape(-1)
+        x_r = f * acts[:, i].astype(np.float64)
+        ok_e, ok_r = ho.ex_ok[i].reshape(-1), ho.rnd_ok[i]
+        both = pooled_pearson(
+            np.concatenate([x_e, x_r])[None],
+            np.concatenate([y_e.reshape(-1), y_r])[None],
+            np.concatenate([ok_e, ok_r])[None],
+        )[0]
+        rand = pooled_pearson(x_r[None], y_r[None], ok_r[None])[0]
+        return {"top_and_random": float(both), "random_only": float(rand)}
+
+
+def write_records(out: Path, layer: int, records: list[dict[str, Any]]) -> None:
+    """The layer's records, atomically (a layer file exists only complete)."""
+    lines = (json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
+    atomic_write_bytes(layer_path(out, layer), "".join(lines).encode())
+
+
+def failed(out: Path, layer: int) -> int:
+    """Neurons of a written layer file that hold an error (0 when the file is missing)."""
+    path = layer_path(out, layer)
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return sum("error" in json.loads(line) for line in lines)
+
+
+def summary(out: Path, layers: list[int]) -> str:
+    """One line on the failed neurons of ``layers`` (empty when none failed)."""
+    bad: list[dict[str, Any]] = []
+    for layer in layers:
+        path = layer_path(out, layer)
+        if path.is_file():
+            rows = (json.loads(x) for x in path.read_text(encoding="utf-8").splitlines())
+            bad += [r for r in rows if "error" in r]
+    if not bad:
+        return ""
+    first = bad[0]
+    return (
+        f"{len(bad)} neuron(s) failed (first L{first['layer']}/N{first['neuron']}: "
+        f"{first['error'][:160]}): rerun with --resume to retry only them"
+    )
+
+
+def read_llm_explanations(atlas_root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest of ``<atlas>/explanations-llm`` and its neuron records."""
+    from .output import read_manifest
+
+    out = Path(atlas_root) / FOLDER
+    manifest = read_manifest(out)
+    recs = []
+    for layer in manifest["params"]["layers"]:
+        path = layer_path(out, layer)
+        if path.is_file():
+            recs += [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    return manifest, recs
+
+
+__all__ = ["CACHE", "FOLDER", "ChatResult", "LLMExplainer", "LLMSettings", "read_llm_explanations"]

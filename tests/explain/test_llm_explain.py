@@ -1,0 +1,167 @@
+"""The LLM explainer and simulation scorer against a loopback OpenAI server (127.0.0.1), on the
+planted token detector's atlas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from neuron_signatures.cli import main
+from neuron_signatures.explain.llm_run import LLMSettings, read_llm_explanations, summary
+from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON, PLANTED_WORD, explain
+from tests.explain.fake_openai import Loopback, is_simulation, neuron_reader, serve, values
+
+LLM_KW: dict[str, Any] = dict(layers=[PLANTED_LAYER], n_random_tokens=120)
+
+
+def run_llm(lm: Any, atlas: Path, url: str, **kw: Any) -> Path:
+    run_kw = {k: kw.pop(k) for k in ("resume", "overwrite") if k in kw}
+    settings = LLMSettings(base_url=url, model="fake", concurrency=8, **kw)
+    return explain(lm, atlas, explainer="llm", llm=settings, **LLM_KW, **run_kw)
+
+
+def planted(atlas: Path) -> dict[str, Any]:
+    _, recs = read_llm_explanations(atlas)
+    return next(r for r in recs if (r["layer"], r["neuron"]) == (PLANTED_LAYER, PLANTED_NEURON))
+
+
+def files(atlas: Path) -> dict[str, bytes]:
+    out = atlas / "explanations-llm"
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
+@pytest.fixture
+def atlas(planted_atlas: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "A"
+    shutil.copytree(planted_atlas, root)
+    return root
+
+
+def test_llm_names_the_planted_token_scores_high_and_reruns_from_cache(
+    planted_lm: Any, atlas: Path
+) -> None:
+    with serve(Loopback(default=neuron_reader(logprobs=True))) as srv:
+        run_llm(planted_lm, atlas, srv.url)
+        n_first = len(srv.seen)
+        first = files(atlas)
+        rec = planted(atlas)
+        (side,) = rec["sides"]
+        assert side["explainer"] == "llm" and side["side"] == "positive"
+        assert side["explanation"] == f'the token "{PLANTED_WORD}"'
+        assert side["scores"]["top_and_random"] >= 0.9
+        assert side["scores"]["random_only"] >= 0.9
+        assert side["floor"]["from_neuron"] != PLANTED_NEURON
+        assert abs(side["floor"]["top_and_random"]) < 0.5
+        assert side["heldout"]["tokens_random_only"] > 50
+        manifest, recs = read_llm_explanations(atlas)
+        assert manifest["complete"]
+        params = manifest["params"]["explainer"]
+        assert params["name"] == "llm" and params["model"] == "fake"
+        assert params["simulator_expected_value_from"] == "top_logprobs"
+        assert len(recs) == 64 and not any("error" in r for r in recs)
+        sims = [r for r in srv.seen if "predict how it will fire" in str(r["body"])]
+        assert sims and all(r["body"].get("top_logprobs") == 5 for r in sims)
+        # the offline folder is untouched by the LLM run
+        assert not (atlas / "explanations").exists()
+        run_llm(planted_lm, atlas, srv.url, overwrite=True)
+        assert len(srv.seen) == n_first  # the rerun sent nothing: every answer came from the cache
+    assert files(atlas) == first
+    log = json.loads((atlas / "explanations-llm" / "run.json").read_text())
+    assert log["llm"]["hit_rate"] == 1.0 and log["llm"]["sent"] == 0
+
+
+def test_json_simulator_and_delphi_prompts(planted_lm: Any, atlas: Path) -> None:
+    with serve(Loopback(default=neuron_reader(logprobs=False))) as srv:
+        run_llm(planted_lm, atlas, srv.url, prompt_format="delphi")
+        assert any("[EXPLANATION]" in str(r["body"]) for r in srv.seen)
+    manifest, _ = read_llm_explanations(atlas)
+    assert manifest["params"]["explainer"]["simulator_expected_value_from"] == "json"
+    (side,) = planted(atlas)["sides"]
+    assert side["explanation"] == f'the token "{PLANTED_WORD}"'
+    assert side["scores"]["top_and_random"] >= 0.9
+
+
+def test_best_of_chooses_on_train_windows_only(planted_lm: Any, atlas: Path) -> None:
+    with serve(Loopback(default=neuron_reader())) as srv:
+        run_llm(planted_lm, atlas, srv.url, best_of=2)
+    (side,) = planted(atlas)["sides"]
+    bad, good = side["candidates"]  # seed 0 names the lowest-valued token
+    assert good["explanation"] == side["explanation"] == f'the token "{PLANTED_WORD}"'
+    assert bad["explanation"] != good["explanation"]
+    assert good["validation_score"] > 0.9 > (bad["validation_score"] or 0.0)
+    val = set(good["validation_windows"])
+    assert val and val <= set(side["train_windows"])
+    held = set(side["heldout"]["example_windows"])
+    manifest, _ = read_llm_explanations(atlas)
+    assert not val & held and not val & set(manifest["random_windows"])
+
+
+def test_failed_neuron_is_recorded_and_resume_retries_only_it(planted_lm: Any, atlas: Path) -> None:
+    reader = neuron_reader()
+    refuse = {"on": True}
+
+    def answer(body: dict[str, Any]) -> Any:
+        fires = {t for t, v in values(body) if v > 0}
+        if refuse["on"] and not is_simulation(body) and fires == {PLANTED_WORD}:
+            return 400, {"Content-Type": "application/json"}, b'{"error": "refused"}'
+        return reader(body)
+
+    with serve(Loopback(default=answer)) as srv:
+        out = run_llm(planted_lm, atlas, srv.url)
+        rec = planted(atlas)
+        assert rec["sides"] == [] and "HTTP 400" in rec["error"]
+        _, recs = read_llm_explanations(atlas)
+        assert sum("error" in r for r in recs) == 1
+        line = summary(out, [PLANTED_LAYER])
+        assert line.startswith("1 neuron(s) failed (first L0/N5") and "--resume" in line
+        assert "\n" not in line
+        refuse["on"] = False
+        n = len(srv.seen)
+        run_llm(planted_lm, atlas, srv.url, resume=True)
+        again = srv.seen[n:]
+    assert again and all(PLANTED_WORD in str(r["body"]["messages"]) for r in again)
+    (side,) = planted(atlas)["sides"]
+    assert side["scores"]["top_and_random"] >= 0.9
+    _, recs = read_llm_explanations(atlas)
+    assert not any("error" in r for r in recs)
+
+
+def _cli(atlas: Path, *extra: str) -> list[str]:
+    return ["explain", "--atlas", str(atlas), "--explainer", "llm", "--model", "m", *extra]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ((), "--base_url"),
+        (("--base_url", "http://127.0.0.1:9/v1", "--best_of", "0"), "--best_of"),
+        (
+            ("--base_url", "http://127.0.0.1:9/v1", "--api_key_env", "NS_TEST_UNSET_KEY"),
+            "NS_TEST_UNSET_KEY",
+        ),
+        (("--base_url", "http://127.0.0.1:9/v1", "--max_retries", "0"), "unreachable"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_lost(
+    atlas: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: tuple[str, ...],
+    words: str,
+) -> None:
+    monkeypatch.delenv("NS_TEST_UNSET_KEY", raising=False)
+    out = atlas / "explanations-llm"
+    (out / "layers").mkdir(parents=True)
+    (out / "layers" / "layer_000.jsonl").write_text("kept\n")
+    assert main([*_cli(atlas, *extra), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "Traceback" not in err
+    assert (out / "layers" / "layer_000.jsonl").read_text() == "kept\n"
