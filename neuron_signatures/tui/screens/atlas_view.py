@@ -1,4 +1,4 @@
-"""The atlas view: one neuron of an atlas (header, top and bottom examples, write scores).
+"""The atlas view: one neuron of an atlas (header, explanation, examples, write scores).
 
 Keys change :class:`~neuron_signatures.tui.atlas_state.AtlasState`; :meth:`AtlasScreen.redraw`
 then shows the neuron. A neuron read before comes from the state's cache at once; any other is
@@ -23,6 +23,7 @@ from ...errors import NeuronSignaturesError
 from ..atlas_state import AtlasState
 from ..keys import ATLAS_KEYS, atlas_help_text, bindings
 from ..widgets import AtlasHeader, ExampleList, WriteScores
+from ..widgets.explanation import ExplanationPanel, explanation_lines
 from .dialogs import HelpScreen, ask
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class AtlasScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield AtlasHeader(id="atlas-header")
+        yield ExplanationPanel(id="atlas-explanation")
         with Vertical(id="atlas-examples"):
             yield ExampleList(id="top-examples")
             yield ExampleList(id="bottom-examples")
@@ -93,8 +95,14 @@ class AtlasScreen(Screen[None]):
             return
         self.query_one(AtlasHeader).show(s, None)
         layer, neuron = s.key
+        root = s.atlas.root
+
+        def read() -> NeuronAtlas:
+            explanation_lines(root, layer, neuron)  # reads (and caches) the layer's records
+            return s.read(layer, neuron)
+
         self.run_worker(
-            lambda: s.read(layer, neuron),
+            read,
             name=f"L{layer}/N{neuron}",
             group="atlas-read",
             exclusive=True,
@@ -106,6 +114,7 @@ class AtlasScreen(Screen[None]):
         s = self.state
         scale = example_scale(rec)
         self.query_one(AtlasHeader).show(s, rec)
+        self.query_one(ExplanationPanel).show(s.atlas.root, rec.layer, rec.index)
         top = self.query_one("#top-examples", ExampleList)
         top.show(f"top examples ({len(rec.top)}): the largest activations", rec.top, scale)
         self._show_bottom()
