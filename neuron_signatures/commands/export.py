@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 
 NAME = "export"
 HELP = (
-    "export an atlas's neurons: Neuronpedia JSON batches, OpenAI NeuronRecord files "
-    "({layer}/{neuron}.json), or one static HTML page"
+    "export an atlas's neurons: Neuronpedia JSON batches (with explanations when the atlas has "
+    "them), OpenAI NeuronRecord files ({layer}/{neuron}.json), OpenAI NeuronSimulationResults "
+    "of the explanations ({layer}/{neuron}.jsonl), or one static HTML page"
 )
 ORDER = 47
-FOLDER_FORMATS = ("neuronpedia", "neuron_record")  # written into --out_dir
+FOLDER_FORMATS = ("neuronpedia", "neuron_record", "explanations_openai")  # into --out_dir
 FORMATS = (*FOLDER_FORMATS, "html")
 
 
@@ -28,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--atlas", required=True, help="atlas folder (made by `neuron-signatures atlas`)"
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
-    p.add_argument("--out_dir", help="folder to write (neuronpedia, neuron_record)")
+    p.add_argument(
+        "--out_dir", help="folder to write (neuronpedia, neuron_record, explanations_openai)"
+    )
     p.add_argument("--out", help="HTML file to write (html)")
     p.add_argument(
         "--neurons",
@@ -53,7 +56,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     fmt = args.format
     misplaced = [
         (args.out is not None and fmt != "html", "--out", "html (use --out_dir)"),
-        (args.out_dir is not None and fmt == "html", "--out_dir", "neuronpedia / neuron_record"),
+        (args.out_dir is not None and fmt == "html", "--out_dir", "the folder formats"),
         (args.run_dir is not None and fmt != "html", "--run_dir", "html"),
         (args.batch_size is not None and fmt != "neuronpedia", "--batch_size", "neuronpedia"),
         (args.model_id is not None and fmt != "neuronpedia", "--model_id", "neuronpedia"),
@@ -136,6 +139,10 @@ def _export_folder(
         from ..export.neuron_record import export_neuron_records
 
         return export_neuron_records(atlas, neurons, out_dir, progress=progress)
+    if args.format == "explanations_openai":
+        from ..export.explanations_openai import export_explanations_openai
+
+        return export_explanations_openai(atlas, neurons, out_dir, progress=progress)
     from ..export.neuronpedia import export_neuronpedia
 
     return export_neuronpedia(

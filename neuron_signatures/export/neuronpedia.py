@@ -28,6 +28,13 @@ MLP neurons are Neuronpedia's ``neurons`` source set, whose source id is the bar
 3. Gzip each batch, write it, drop it (memory: one batch). A layer is written into a temporary
    sibling folder, its metadata rows last, then renamed into place: an interrupted export never
    leaves a source folder that looks complete, and a re-export replaces the old one whole.
+4. When the atlas holds explanations (``neuron-signatures explain``), batch ``N`` also gets
+   ``explanations/batch-<N>.jsonl.gz``: one ``Explanation`` row per explained side of its
+   neurons, holding only that table's columns (:mod:`.neuronpedia_explanations`), and the source
+   folder gets the ``ExplanationType`` / ``ExplanationModelType`` rows its ``typeName`` /
+   ``explanationModelName`` name and ``explanation_scores.jsonl``: Neuronpedia's importer does
+   not bulk-load scores (its ``ExplanationScore`` rows need a scorer model and a user of its own
+   database), so every score, floor included, is in that side file.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atlas.reader import Atlas
 from ..atlas.record import Example, NeuronAtlas
@@ -49,6 +56,10 @@ from ..errors import BadArgumentError
 from ..store.atomic import atomic_write_bytes
 from ..store.manifest import HOOK_TEMPLATE
 from ..tokens import SPIECE_SPACE
+from .explanation_rows import has_explanations
+
+if TYPE_CHECKING:
+    from .neuronpedia_explanations import ExplanationWriter
 
 NEURONS_SOURCESET = "neurons"  # Neuronpedia's source set of model neurons
 CREATOR_ID = "clkht01d40000jv08hvalcvly"  # the bot user of Neuronpedia's seeded database
@@ -75,10 +86,12 @@ def export_neuronpedia(
     model_id: str | None = None,
     batch_size: int = 128,
     progress: Callable[[int], None] | None = None,
+    explanations: bool = True,
 ) -> Path:
     """Write the layout under ``out_dir``; returns the model folder. ``progress(n)`` is called
     with the number of neurons just finished. ``model_id`` defaults to a slug of the atlas's
-    model name (e.g. ``google/gemma-2-2b`` -> ``gemma-2-2b``).
+    model name (e.g. ``google/gemma-2-2b`` -> ``gemma-2-2b``). ``explanations``: add the
+    atlas's explanations when it has some (rule 4).
 
     Raises:
         BadArgumentError: no neurons, a neuron not in the atlas, a bad model id or batch size,
@@ -87,8 +100,13 @@ def export_neuronpedia(
     mid = model_slug(atlas.model_name) if model_id is None else model_id
     by_layer = _check(atlas, neurons, Path(out_dir), mid, batch_size)
     model_dir = Path(out_dir) / mid
+    expl = None
+    if explanations and has_explanations(atlas.root):
+        from .neuronpedia_explanations import ExplanationWriter
+
+        expl = ExplanationWriter(atlas.root, neurons, mid)
     for layer, indices in by_layer.items():
-        _write_source(atlas, mid, layer, indices, model_dir, batch_size, progress)
+        _write_source(atlas, mid, layer, indices, model_dir, batch_size, progress, expl)
     return model_dir
 
 
@@ -135,6 +153,7 @@ def _write_source(
     model_dir: Path,
     batch_size: int,
     progress: Callable[[int], None] | None,
+    expl: ExplanationWriter | None = None,
 ) -> None:
     """One layer's source folder, built aside and renamed into place."""
     source = str(layer)
@@ -152,6 +171,10 @@ def _write_source(
                 acts.extend(activation_rows(rec, mid))
             _write_jsonl_gz(tmp / "features" / f"batch-{b}.jsonl.gz", features)
             _write_jsonl_gz(tmp / "activations" / f"batch-{b}.jsonl.gz", acts)
+            if expl is not None:
+                _write_jsonl_gz(
+                    tmp / "explanations" / f"batch-{b}.jsonl.gz", expl.rows(layer, chunk)
+                )
             if progress is not None:
                 progress(len(chunk))
         for name, row in (
@@ -160,6 +183,8 @@ def _write_source(
             ("source.jsonl", source_row(atlas, mid, layer)),
         ):
             atomic_write_bytes(tmp / name, _jsonl([row]))
+        if expl is not None:
+            expl.write_side_files(tmp, layer)
         _replace_dir(tmp, model_dir / source)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

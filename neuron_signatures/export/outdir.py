@@ -25,11 +25,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import BadArgumentError, RunExistsError
+from .explanation_rows import SCORES_FILE
+from .explanations_openai import INFO_FILE as OPENAI_INFO
 from .neuron_record import INFO_FILE
 
+NP_EXPLANATION_FILES = ("explanation_type.jsonl", "explanation_model_type.jsonl", SCORES_FILE)
+
 PARTIAL, OLD = ".export.partial-", ".export.old-"
-NP_METADATA = frozenset({"model.jsonl", "sourceset.jsonl", "source.jsonl"})
-NP_BATCH_DIRS = frozenset({"features", "activations"})
+NP_METADATA = frozenset({"model.jsonl", "sourceset.jsonl", "source.jsonl", *NP_EXPLANATION_FILES})
+NP_BATCH_DIRS = frozenset({"features", "activations", "explanations"})
+OPENAI_EXPLANATIONS = "explanations_openai"  # {layer}/{neuron}.jsonl, INFO and SCORES files
 _INT = re.compile(r"^(0|[1-9]\d*)$")
 _BATCH = re.compile(r"^batch-\d+\.jsonl\.gz$")
 _MODEL_ID = re.compile(r"^[a-z0-9_-]+$")
@@ -40,10 +45,10 @@ def _hidden(p: Path) -> bool:
     return p.name.startswith(".")
 
 
-def _record_layer(p: Path) -> Path | None:
-    """The first entry of a would-be ``<layer>/`` folder that is not ``<neuron>.json``."""
+def _record_layer(p: Path, suffix: str = ".json") -> Path | None:
+    """The first entry of a would-be ``<layer>/`` folder that is not ``<neuron><suffix>``."""
     for f in p.iterdir():
-        ok = _hidden(f) or (f.is_file() and f.suffix == ".json" and _INT.match(f.stem))
+        ok = _hidden(f) or (f.is_file() and f.suffix == suffix and _INT.match(f.stem))
         if not ok:
             return f
     return None
@@ -82,11 +87,12 @@ def foreign_entry(folder: Path, fmt: str) -> Path | None:
             if _LEFTOVER.match(p.name):
                 continue
             return p
-        if fmt == "neuron_record":
-            if p.name == INFO_FILE and p.is_file():
+        if fmt in ("neuron_record", OPENAI_EXPLANATIONS):
+            own = (INFO_FILE,) if fmt == "neuron_record" else (OPENAI_INFO, SCORES_FILE)
+            if p.name in own and p.is_file():
                 continue
             if p.is_dir() and _INT.match(p.name):
-                bad = _record_layer(p)
+                bad = _record_layer(p, ".json" if fmt == "neuron_record" else ".jsonl")
                 if bad is None:
                     continue
                 return bad

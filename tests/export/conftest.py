@@ -7,6 +7,12 @@ from typing import Any
 
 import pytest
 
+from tests.explain.conftest import (  # noqa: F401  (the explained atlas of test_explanations_*)
+    explain_corpus,
+    explained,
+    planted_atlas,
+    planted_lm,
+)
 from tests.web.fixtures import make_atlas
 
 

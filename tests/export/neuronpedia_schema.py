@@ -3,9 +3,11 @@
 Field names, types and which fields a row must carry are transcribed from the Prisma schema of
 ``hijohnnylin/neuronpedia``, ``apps/webapp/prisma/schema.prisma`` (commit 008d5040ab97), models
 ``Model``, ``Source``, ``SourceSet``, ``Neuron`` and ``Activation`` (scalar columns only; relations
-left out). A field is *required* when the column has neither ``?`` nor ``@default``: the importer
-(``apps/webapp/app/api/admin/import/route.ts``) passes each row to ``prisma.<model>.create`` as is,
-so a row may hold only these columns and must hold the required ones.
+left out); ``Explanation``, ``ExplanationType`` and ``ExplanationModelType`` from the same file
+at commit ebb8426f. A field is *required* when the column has neither ``?`` nor ``@default``: the
+importer (``apps/webapp/app/api/admin/import/route.ts``) passes each row to
+``prisma.<model>.create`` as is, so a row may hold only these columns and must hold the required
+ones.
 
 The file layout is that of ``utils/neuronpedia-utils/neuronpedia_utils/export-data.py`` (same
 repository; ``<model>/<source>/{model,sourceset,source}.jsonl`` plain, ``features/`` and
@@ -175,11 +177,66 @@ ACTIVATION: dict[str, tuple[str, bool]] = {
     "qualifyingTokenIndex": ("Int?", False),
 }
 
+# model Explanation (scalar columns; ``embedding`` is Unsupported("vector(256)")?, left out).
+EXPLANATION: dict[str, tuple[str, bool]] = {
+    "id": ("String", False),  # @default(cuid())
+    "modelId": ("String", True),
+    "layer": ("String", True),
+    "index": ("String", True),
+    "description": ("String", True),
+    "authorId": ("String", True),
+    "triggeredByUserId": ("String?", False),
+    "notes": ("String?", False),
+    "scoreV1": ("Float", False),  # @default(0)
+    "scoreV2": ("Float?", False),
+    "umap_x": ("Float?", False),
+    "umap_y": ("Float?", False),
+    "umap_cluster": ("Int?", False),
+    "umap_log_feature_sparsity": ("Float?", False),
+    "typeName": ("String?", False),  # -> ExplanationType.name
+    "explanationModelName": ("String?", False),  # -> ExplanationModelType.name
+    "createdAt": ("DateTime", False),
+    "updatedAt": ("DateTime", False),
+}
+
+EXPLANATION_TYPE: dict[str, tuple[str, bool]] = {
+    "name": ("String", True),
+    "displayName": ("String", True),
+    "description": ("String", True),
+    "featured": ("Boolean", False),
+    "isAttention": ("Boolean", False),
+    "explainerModelSettingsId": ("String?", False),
+    "settings": ("String?", False),
+    "url": ("String?", False),
+    "creatorName": ("String", True),
+    "creatorId": ("String", True),
+    "createdAt": ("DateTime", False),
+    "updatedAt": ("DateTime", False),
+}
+
+EXPLANATION_MODEL_TYPE: dict[str, tuple[str, bool]] = {
+    "name": ("String", True),
+    "displayName": ("String", True),
+    "description": ("String", True),
+    "featured": ("Boolean", False),
+    "openRouterModelId": ("String?", False),
+    "url": ("String?", False),
+    "creatorName": ("String", True),
+    "createdAt": ("DateTime", False),
+    "updatedAt": ("DateTime", False),
+}
+
 VISIBILITY = ("PUBLIC", "UNLISTED", "PRIVATE")  # enum Visibility
 NEURONS_SOURCESET = "neurons"
 NEURON_SOURCE_RE = re.compile(r"^-?\d+$")  # isNeuronLayerSource
 METADATA_FILES = {"model.jsonl": MODEL, "sourceset.jsonl": SOURCE_SET, "source.jsonl": SOURCE}
 BATCH_DIRS = {"features": NEURON, "activations": ACTIVATION}
+EXPLANATION_DIR = "explanations"  # batch-<N>.jsonl.gz of table Explanation (import/route.ts)
+# the config tables that Explanation.typeName / explanationModelName reference (lib/db/import.ts)
+CONFIG_FILES = {
+    "explanation_type.jsonl": EXPLANATION_TYPE,
+    "explanation_model_type.jsonl": EXPLANATION_MODEL_TYPE,
+}
 BATCH_RE = re.compile(r"^batch-(\d+)\.jsonl\.gz$")
 
 

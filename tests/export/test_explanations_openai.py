@@ -1,0 +1,166 @@
+"""OpenAI NeuronSimulationResults export of explanations: OpenAI's own loader reads it back, every
+value equals the explanations records and the simulator, and the bytes are deterministic."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from neuron_signatures.atlas import open_atlas
+from neuron_signatures.cli import main
+from neuron_signatures.errors import RunFormatError
+from neuron_signatures.explain.lookup import simulate
+from neuron_signatures.explain.output import read_explanations, read_tables
+from neuron_signatures.explain.scoring import correlation_score
+from neuron_signatures.export.explanation_rows import SCORES_FILE
+from neuron_signatures.export.explanations_openai import (
+    INFO_FILE,
+    explanation_path,
+    export_explanations_openai,
+)
+from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON
+
+
+@pytest.fixture(scope="module")
+def records(explained: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    _, recs = read_explanations(explained)
+    return {(r["layer"], r["neuron"]): r for r in recs}
+
+
+@pytest.fixture(scope="module")
+def exported(explained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    atlas = open_atlas(explained)
+    out = tmp_path_factory.mktemp("oai") / "E"
+    neurons = [(la, n) for la in atlas.layers for n in range(atlas.d_mlp)]
+    calls: list[int] = []
+    assert export_explanations_openai(atlas, neurons, out, progress=calls.append) == out
+    assert sum(calls) == len(neurons)
+    return out
+
+
+def test_openai_loader_reads_every_file_and_dumps_the_same_bytes(
+    exported: Path, records: dict[tuple[int, int], dict[str, Any]]
+) -> None:
+    ex = pytest.importorskip("neuron_explainer.explanations.explanations")
+    fdc = pytest.importorskip("neuron_explainer.fast_dataclasses")
+    explained_keys = {k for k, r in records.items() if r["sides"]}
+    files = sorted(exported.glob("*/*.jsonl"))
+    assert {(int(p.parent.name), int(p.stem)) for p in files} == explained_keys
+    for path in files:
+        raw = path.read_bytes()
+        assert raw.endswith(b"\n") and raw.count(b"\n") == 1  # one object on the first line
+        obj = fdc.loads(raw)
+        assert isinstance(obj, ex.NeuronSimulationResults)
+        assert fdc.dumps(obj) == raw[:-1]  # their dumps of their object: our bytes
+        assert b"NaN" not in raw and b"Infinity" not in raw
+        layer, neuron = int(path.parent.name), int(path.stem)
+        assert (obj.neuron_id.layer_index, obj.neuron_id.neuron_index) == (layer, neuron)
+        for se in obj.scored_explanations:
+            assert isinstance(se, ex.ScoredExplanation)
+            assert isinstance(se.scored_simulation, ex.ScoredSimulation)
+            for sss in se.scored_simulation.scored_sequence_simulations:
+                assert isinstance(sss, ex.ScoredSequenceSimulation)
+                assert isinstance(sss.simulation, ex.SequenceSimulation)
+    # OpenAI's own file loader finds a neuron by layer and index
+    got = ex.load_neuron_explanations(str(exported), PLANTED_LAYER, PLANTED_NEURON)
+    assert isinstance(got, ex.NeuronSimulationResults)
+    assert ex.load_neuron_explanations(str(exported), PLANTED_LAYER, 10_000) is None
+
+
+def test_values_equal_the_records_and_the_simulator(
+    explained: Path, exported: Path, records: dict[tuple[int, int], dict[str, Any]]
+) -> None:
+    atlas = open_atlas(explained)
+    tables = {la: read_tables(explained, la) for la in atlas.layers}
+    checked_sequences = 0
+    for (layer, neuron), rec in records.items():
+        if not rec["sides"]:
+            continue
+        obj = json.loads(explanation_path(exported, layer, neuron).read_text())
+        sides = obj["scored_explanations"]
+        assert [s["explanation"] for s in sides] == [s["explanation"] for s in rec["sides"]]
+        for got, side in zip(sides, rec["sides"], strict=True):
+            sim = got["scored_simulation"]
+            assert sim["ev_correlation_score"] == side["scores"]["top_and_random"]
+            sign = 1.0 if side["side"] == "positive" else -1.0
+            examples = (
+                atlas.neuron(layer, neuron).top if sign > 0 else atlas.neuron(layer, neuron).bottom
+            )
+            windows = list(dict.fromkeys(e.window for e in examples))
+            wanted = [w for w in windows if w in side["heldout"]["example_windows"]]
+            seqs = sim["scored_sequence_simulations"]
+            assert len(seqs) == len(wanted)
+            table = tables[layer][side["side"]].take(np.array([neuron]))
+            for seq, w in zip(seqs, wanted, strict=True):
+                e = next(e for e in examples if e.window == w)
+                assert e.acts is not None
+                predicted = simulate(table, np.array(e.token_ids[1:]))[0]
+                true = sign * np.array(e.acts[1 : len(e.token_ids)], np.float64)
+                assert seq["simulation"]["tokens"] == [
+                    t.replace("\u2581", " ") for t in e.tokens[1:]
+                ]
+                assert seq["simulation"]["expected_activations"] == predicted.tolist()
+                assert seq["simulation"]["activation_scale"] == "neuron_activations"
+                assert seq["true_activations"] == true.tolist()
+                r = correlation_score(true, predicted)
+                assert seq["ev_correlation_score"] == (None if math.isnan(r) else r)
+                checked_sequences += 1
+    assert checked_sequences > 0
+    # the planted detector: its explanation names the token and its held-out windows predict well
+    planted = json.loads(explanation_path(exported, PLANTED_LAYER, PLANTED_NEURON).read_text())
+    top = planted["scored_explanations"][0]
+    assert (
+        "Austin" in top["explanation"] and top["scored_simulation"]["ev_correlation_score"] >= 0.9
+    )
+
+
+def test_scores_side_file_holds_floors_and_both_scores(
+    exported: Path, records: dict[tuple[int, int], dict[str, Any]]
+) -> None:
+    rows = [json.loads(line) for line in (exported / SCORES_FILE).read_text().splitlines()]
+    want = [(k, s) for k, r in sorted(records.items()) for s in r["sides"]]
+    assert len(rows) == len(want)
+    for row, ((layer, neuron), side) in zip(rows, want, strict=True):
+        assert (row["layer"], row["neuron"], row["side"]) == (layer, neuron, side["side"])
+        assert row["scores"] == side["scores"] and row["floor"] == side["floor"]
+        assert row["explanation"] == side["explanation"]
+        assert row["heldout_tokens"]["top_and_random"] == side["heldout"]["tokens_top_and_random"]
+    info = json.loads((exported / INFO_FILE).read_text())
+    assert info["layout"] == "{layer}/{neuron}.jsonl" and info["n_neurons"] == len(
+        {(r["layer"], r["neuron"]) for r in rows}
+    )
+
+
+def test_same_bytes_twice_through_the_cli(explained: Path, tmp_path: Path) -> None:
+    def run(name: str) -> dict[str, bytes]:
+        out = tmp_path / name
+        argv = ["export", "--atlas", str(explained), "--format", "explanations_openai"]
+        assert main([*argv, "--out_dir", str(out), "--no_progress"]) == 0
+        return {
+            str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+        }
+
+    first = run("a")
+    assert first == run("b") and INFO_FILE in first
+    # --overwrite replaces an export of this format (and nothing else is there)
+    argv = ["export", "--atlas", str(explained), "--format", "explanations_openai"]
+    assert main([*argv, "--out_dir", str(tmp_path / "a"), "--overwrite", "--no_progress"]) == 0
+
+
+def test_an_atlas_without_explanations_fails_in_one_line(
+    planted_atlas: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    atlas = open_atlas(planted_atlas)
+    with pytest.raises(RunFormatError, match="neuron-signatures explain"):
+        export_explanations_openai(atlas, [(0, 1)], tmp_path / "x")
+    out = tmp_path / "cli"
+    argv = ["export", "--atlas", str(planted_atlas), "--format", "explanations_openai"]
+    assert main([*argv, "--out_dir", str(out), "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "explain" in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
