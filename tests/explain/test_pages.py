@@ -106,3 +106,34 @@ def test_cli_without_explanations(planted_atlas: Path, capsys: pytest.CaptureFix
     assert rc == 0 and "explanations" not in json.loads(out)
     rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(planted_atlas), ID)
     assert rc == 0 and "explainer" not in out
+
+
+def test_page_reading_imports_no_torch(explained: Path) -> None:
+    """The pages read a neuron's explanation, its simulated row and the layer scores without
+    torch (only the real row of a random window, on demand, runs the model)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from neuron_signatures.explain import records as r\n"
+        "import neuron_signatures.web.explainsearch, neuron_signatures.tui.widgets.explanation\n"
+        f"a = {str(explained)!r}\n"
+        f"e = r.neuron_explanation(a, {PLANTED_LAYER}, {PLANTED_NEURON})\n"
+        "w = r.random_windows(a, e.sides[0])[0]\n"
+        f"r.simulated_row(a, {PLANTED_LAYER}, {PLANTED_NEURON}, 'positive', "
+        "r.window_token_ids(a, w))\n"
+        "assert r.layer_scores(a)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -125,3 +125,25 @@ def test_score_distribution(explained: Path) -> None:
     np.testing.assert_allclose(table["median"], [r.median for r in rows])
     np.testing.assert_allclose(table["floor median"], [r.floor_median for r in rows])
     assert at.get("plotly_chart")
+
+
+def test_the_app_neuron_page_has_the_panel(explained: Path) -> None:
+    """The atlas app's neuron page draws the panel above the examples."""
+    from streamlit import config
+
+    from neuron_signatures.web import APP_SCRIPT
+
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
+    at.query_params["atlas"] = str(explained)
+    at.query_params["layer"] = str(PLANTED_LAYER)
+    at.query_params["neuron"] = str(PLANTED_NEURON)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "localhost")  # any folder opens
+    try:
+        at.run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    assert any(m.value == "#### Explanations" for m in at.markdown)
+    assert {"top-and-random", "random-only"} <= {m.label for m in at.metric}
+    assert any("nse-sim" in h.value for h in at.html)
