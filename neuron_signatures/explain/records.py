@@ -4,9 +4,11 @@ simulated activations of a window, and per-layer score distributions.
 Every UI (the ``neuron`` command, the terminal atlas view, the web neuron page) reads
 ``<atlas>/explanations/`` through these functions (layout: :mod:`.output`):
 
-1. :func:`neuron_explanation` reads the neuron's layer file once (one ``jsonl`` line per neuron)
-   and keeps it in a small cache keyed by the file's path, size and mtime, so moving from neuron
-   to neuron in a layer reads nothing again and a rerun of ``explain`` is seen.
+1. :func:`neuron_explanation` reads the neuron's layer file once (one ``jsonl`` line per neuron,
+   sorted by neuron) and keeps its lines in a small cache keyed by the file's path, size and
+   mtime, so moving from neuron to neuron in a layer reads nothing again and a rerun of
+   ``explain`` is seen. Only the neuron's own line is parsed: line ``n`` when it is neuron ``n``,
+   else a bisection (a 20 MB layer of Gemma 2 2B opens in tens of ms instead of a second).
 2. :func:`simulated_row` applies the neuron's lookup table (``layer_NNN.tables.safetensors``, the
    simulator itself) to token ids with :func:`.lookup.simulate`, on the activation scale (the
    negative side's means are stored negated: they are negated back).
@@ -64,9 +66,29 @@ def _manifest(root: str, mtime_ns: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
+def _layer_lines(path: str, size: int, mtime_ns: int) -> list[str]:
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+@functools.lru_cache(maxsize=4)
 def _layer_records(path: str, size: int, mtime_ns: int) -> dict[int, dict[str, Any]]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return {int(r["neuron"]): r for r in map(json.loads, lines)}
+    return {int(r["neuron"]): r for r in map(json.loads, _layer_lines(path, size, mtime_ns))}
+
+
+def _find(lines: list[str], neuron: int) -> dict[str, Any] | None:
+    """The record of ``neuron`` among ``lines`` (sorted by neuron), parsing ~log2(n) lines."""
+    if 0 <= neuron < len(lines):
+        rec = json.loads(lines[neuron])
+        if rec["neuron"] == neuron:
+            return dict(rec)
+    lo, hi = 0, len(lines)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        rec = json.loads(lines[mid])
+        if rec["neuron"] == neuron:
+            return dict(rec)
+        lo, hi = (mid + 1, hi) if rec["neuron"] < neuron else (lo, mid)
+    return None
 
 
 @functools.lru_cache(maxsize=4)
@@ -94,7 +116,7 @@ def neuron_explanation(atlas_root: str | Path, layer: int, neuron: int) -> Neuro
     if not path.is_file():
         return None
     st = path.stat()
-    rec = _layer_records(str(path), st.st_size, st.st_mtime_ns).get(neuron)
+    rec = _find(_layer_lines(str(path), st.st_size, st.st_mtime_ns), neuron)
     if rec is None or not rec.get("sides"):
         return None
     return NeuronExplanation(layer, neuron, list(rec["sides"]), dict(m["params"]["explainer"]))

@@ -137,3 +137,23 @@ def test_page_reading_imports_no_torch(explained: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_reader_finds_neurons_in_a_sparse_layer(explained: Path, tmp_path: Path) -> None:
+    """Lines are found by neuron, not by line number, when some neurons have no line."""
+    import shutil
+
+    from neuron_signatures.explain.output import FOLDER, MANIFEST, layer_path
+
+    src = _record(explained, PLANTED_LAYER, PLANTED_NEURON)
+    out = tmp_path / "A" / FOLDER
+    layer_path(out, PLANTED_LAYER).parent.mkdir(parents=True)
+    shutil.copy(explained / FOLDER / MANIFEST, out / MANIFEST)
+    present = [1, 4, 7, 20, 21]
+    sides = lambda n: [{**src["sides"][0], "explanation": f"n{n}"}]  # noqa: E731
+    body = "".join(json.dumps({**src, "neuron": n, "sides": sides(n)}) + "\n" for n in present)
+    layer_path(out, PLANTED_LAYER).write_text(body)
+    for n in range(25):
+        got = neuron_explanation(tmp_path / "A", PLANTED_LAYER, n)
+        assert (got is not None) == (n in present), n
+        assert got is None or got.sides[0]["explanation"] == f"n{n}"
