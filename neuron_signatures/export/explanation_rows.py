@@ -17,7 +17,6 @@ from typing import Any
 from ..errors import RunFormatError
 
 SCORES_FILE = "explanation_scores.jsonl"
-SCORE_FIELDS = ("top_and_random", "random_only")
 
 Record = dict[str, Any]
 
@@ -61,14 +60,17 @@ def require_some(found: dict[tuple[int, int], Record], atlas_root: str | Path) -
 
 
 def explainer_model(manifest: dict[str, Any], side: Record) -> str:
-    """The model that wrote a side's explanation: the LLM's name, or the offline explainer's."""
-    params = manifest.get("params", {})
-    return str(side.get("model") or params.get("model") or side["explainer"])
+    """The model that wrote a side's explanation: the LLM's name (``params.explainer.model``),
+    or the offline explainer's name."""
+    explainer = manifest.get("params", {}).get("explainer")
+    llm = explainer.get("model") if isinstance(explainer, dict) else None
+    return str(side.get("model") or llm or side["explainer"])
 
 
 def score_row(rec: Record, side: Record, model: str) -> Record:
-    """One line of ``explanation_scores.jsonl``: every score of one explained side, its floor
-    and the held-out sizes (a score is ``null`` where Pearson's r is undefined)."""
+    """One line of ``explanation_scores.jsonl``: every score of one explained side (the
+    correlations, and the LLM scorers' where they ran), its floor and the held-out sizes (a score
+    is ``null`` where it is undefined)."""
     held = side.get("heldout", {})
     return {
         "layer": int(rec["layer"]),
@@ -77,7 +79,7 @@ def score_row(rec: Record, side: Record, model: str) -> Record:
         "explainer": side["explainer"],
         "explanation_model": model,
         "explanation": side["explanation"],
-        "scores": {k: side["scores"].get(k) for k in SCORE_FIELDS},
+        "scores": dict(side["scores"]),
         "floor": dict(side.get("floor", {})),
         "heldout_tokens": {
             "top_and_random": held.get("tokens_top_and_random"),

@@ -19,7 +19,8 @@ declaration order, then ``dataclass_name``; compact orjson), one object on the f
    point mass, ``distribution_values [[p]]`` with probability ``[[1.0]]``), ``true_activations``
    (the atlas's, negated for the negative side) and that window's own r. The random windows'
    activations come from the score-time forward and are not stored, so they count in the pooled
-   score but are not listed.
+   score but are not listed. Only the offline token-lookup simulator can be replayed here: an
+   LLM-written side lists no sequences (its per-token predictions are not kept in the records).
 4. OpenAI's schema has no floor and no random-only score: every score of every side, floors and
    held-out sizes included, goes to ``explanation_scores.jsonl`` (:mod:`.explanation_rows`).
 5. A neuron without an explained side gets no file (OpenAI's loader then returns ``None``).
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
 INFO_FILE = "explanations_openai.json"  # how the export was made (not a layer folder)
 NEURON_ACTIVATIONS = "neuron_activations"  # ActivationScale.NEURON_ACTIVATIONS
+LOOKUP = "token-lookup"  # the explainer whose simulator is the stored lookup table
 
 
 def explanation_path(out_dir: Path, layer: int, neuron: int) -> Path:
@@ -116,7 +118,9 @@ def results_obj(
     """The ``NeuronSimulationResults`` object of one explained neuron (rules 1-3)."""
     scored = []
     for side in rec["sides"]:
-        seqs = _sequences(side, neuron, tables[side["side"]], int(rec["neuron"]), first)
+        seqs = []
+        if side["explainer"] == LOOKUP and side["side"] in tables:
+            seqs = _sequences(side, neuron, tables[side["side"]], int(rec["neuron"]), first)
         simulation = {
             "scored_sequence_simulations": seqs,
             "ev_correlation_score": side["scores"].get("top_and_random"),
@@ -172,7 +176,12 @@ def export_explanations_openai(
     first = 0 if atlas.manifest["params"].get("include_bos", False) else 1
     scores: list[Record] = []
     for layer, indices in by_layer.items():
-        tables = read_tables(atlas.root, layer) if any((layer, n) in found for n in indices) else {}
+        lookup = any(
+            s["explainer"] == LOOKUP
+            for n in indices
+            for s in found.get((layer, n), {}).get("sides", [])
+        )
+        tables = read_tables(atlas.root, layer) if lookup else {}
         for n in indices:
             rec = found.get((layer, n))
             if rec is not None:

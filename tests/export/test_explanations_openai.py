@@ -164,3 +164,33 @@ def test_an_atlas_without_explanations_fails_in_one_line(
     err = capsys.readouterr().err.strip()
     assert "explain" in err and "\n" not in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_an_llm_side_names_its_model_and_lists_no_replayed_sequences(
+    explained: Path, records: dict[tuple[int, int], dict[str, Any]]
+) -> None:
+    """An LLM-written side (no lookup table to replay): the pooled score, no sequences, the
+    model from the manifest's explainer params in the score row and the Neuronpedia row."""
+    from neuron_signatures.export.explanation_rows import explainer_model, score_row
+    from neuron_signatures.export.explanations_openai import results_obj
+    from neuron_signatures.export.neuronpedia_explanations import explanation_row
+
+    rec = dict(records[(PLANTED_LAYER, PLANTED_NEURON)])
+    side = {
+        **rec["sides"][0],
+        "explainer": "llm",
+        "explanation": "the word Austin",
+        "scores": {"top_and_random": 0.5, "random_only": 0.25, "detection": 0.75},
+    }
+    rec["sides"] = [side]
+    manifest = {"params": {"explainer": {"name": "llm", "model": "my-model"}}}
+    atlas = open_atlas(explained)
+    obj = results_obj(rec, atlas.neuron(PLANTED_LAYER, PLANTED_NEURON), {}, 1)
+    (se,) = obj["scored_explanations"]
+    assert se["explanation"] == "the word Austin"
+    assert se["scored_simulation"]["ev_correlation_score"] == 0.5
+    assert se["scored_simulation"]["scored_sequence_simulations"] == []
+    assert explainer_model(manifest, side) == "my-model"
+    assert score_row(rec, side, "my-model")["scores"]["detection"] == 0.75
+    row = explanation_row("m", rec, side, "my-model")
+    assert row["typeName"] == "neuron-signatures-llm" and row["explanationModelName"] == "my-model"
