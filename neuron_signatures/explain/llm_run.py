@@ -13,8 +13,10 @@ one never overwrite each other; responses are cached in ``<atlas>/llm-cache/`` (
 3. Score with :func:`.scoring.pooled_pearson` (top-and-random, random-only), as offline.
 
 A neuron whose requests fail (refused, timed out, garbage) gets ``"error"`` in its record and no
-sides; the run goes on. ``--resume`` redoes the layers holding an error: every answer already
-received comes from the cache, so only the failed requests reach the server again.
+sides; the run goes on, unless a whole batch of requests finds the server gone (then it stops
+with the layers done so far kept, see :meth:`LLMExplainer._sim`). ``--resume`` redoes the
+layers without a file or holding an error: every answer already received comes from the cache,
+so only the failed requests reach the server again.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from ..errors import BadArgumentError
 from ..store.atomic import atomic_write_bytes
 from . import llm
-from .client import ChatResult, LLMServerError, OpenAIClient
+from .client import RETRY_STATUS, ChatResult, LLMServerError, OpenAIClient
 from .forward import RandomTokens
 from .layer import SCORES, _num
 from .lookup import SIDES
@@ -127,9 +129,22 @@ class LLMExplainer:
         }
 
     def _sim(self, requests: dict[tuple[Any, ...], llm.Request]) -> dict[tuple[Any, ...], Any]:
+        """Answers of ``requests`` in batches of ``4 × concurrency``; a batch that fails whole
+        with a server that is gone (unreachable, or 429/5xx after every retry) stops the run,
+        so a dead server costs one batch of retries, not one per neuron."""
         keys = list(requests)
-        answers = self.client.chat_many([requests[k] for k in keys])
-        return dict(zip(keys, answers, strict=True))
+        out: dict[tuple[Any, ...], Any] = {}
+        step = max(8, 4 * self.s.concurrency)
+        for lo in range(0, len(keys), step):
+            part = keys[lo : lo + step]
+            answers = self.client.chat_many([requests[k] for k in part])
+            if all(isinstance(a, LLMServerError) and _gone(a) for a in answers):
+                raise LLMServerError(
+                    f"stopped: all {len(part)} requests of a batch failed ({answers[0]}); the "
+                    "layers already written are kept: rerun with --resume once the server is back"
+                )
+            out.update(zip(part, answers, strict=True))
+        return out
 
     def explain_layer(
         self, arr: LayerArrays, win: Windows, rnd: RandomTokens, vocab: list[str], seed: int
@@ -340,6 +355,10 @@ class LLMExplainer:
         )[0]
         rand = pooled_pearson(x_r[None], y_r[None], ok_r[None])[0]
         return {"top_and_random": float(both), "random_only": float(rand)}
+
+
+def _gone(exc: LLMServerError) -> bool:
+    return exc.status is None or exc.status in RETRY_STATUS
 
 
 def write_records(out: Path, layer: int, records: list[dict[str, Any]]) -> None:

@@ -134,6 +134,32 @@ def test_failed_neuron_is_recorded_and_resume_retries_only_it(planted_lm: Any, a
     assert not any("error" in r for r in recs)
 
 
+def test_server_gone_mid_run_stops_and_resume_finishes(planted_lm: Any, atlas: Path) -> None:
+    from neuron_signatures.explain.client import LLMServerError
+
+    reader = neuron_reader()
+    down = {"on": True}
+
+    def answer(body: dict[str, Any]) -> Any:
+        if down["on"] and body["messages"][-1]["content"] != "Say 0.":
+            return 503, {"Content-Type": "application/json"}, b"{}"
+        return reader(body)
+
+    with serve(Loopback(default=answer)) as srv:
+        with pytest.raises(LLMServerError, match="--resume"):
+            run_llm(planted_lm, atlas, srv.url, max_retries=0)
+        n_down = len(srv.seen)
+        out = atlas / "explanations-llm"
+        manifest = json.loads((out / "explanations.json").read_text())
+        assert not manifest["complete"] and not (out / "layers" / "layer_000.jsonl").exists()
+        assert n_down <= 1 + 32  # the probe and one batch of 4 × concurrency, not every neuron
+        down["on"] = False
+        run_llm(planted_lm, atlas, srv.url, resume=True)
+    (side,) = planted(atlas)["sides"]
+    assert side["scores"]["top_and_random"] >= 0.9
+    assert read_llm_explanations(atlas)[0]["complete"]
+
+
 def _cli(atlas: Path, *extra: str) -> list[str]:
     return ["explain", "--atlas", str(atlas), "--explainer", "llm", "--model", "m", *extra]
 
