@@ -76,36 +76,37 @@ def run(args: argparse.Namespace) -> int:
         return _search(atlas, args)
     nid = parse_neuron(args.neuron, atlas.n_layers, atlas.d_mlp)
     rec = atlas.neuron(nid.layer, nid.index)
-    from ..explain.records import has_explanations, neuron_explanation
+    from ..explain.records import neuron_explanations
 
-    expl = neuron_explanation(atlas.root, nid.layer, nid.index)
+    found = neuron_explanations(atlas.root, nid.layer, nid.index)
     if args.json:
         out = rec.to_dict()
-        if has_explanations(atlas.root):  # null: explained atlas, no explanation for this one
-            out["explanations"] = expl.to_dict() if expl is not None else None
+        for folder, expl in found.items():  # null: explained atlas, nothing for this neuron
+            out[folder.replace("-", "_")] = expl.to_dict() if expl is not None else None
         print(json.dumps(_finite(out), ensure_ascii=False, indent=1))
         return 0
     _show(rec, atlas, args.examples, args.samples)
-    _show_explanations(expl, has_explanations(atlas.root))
+    for folder, expl in found.items():
+        _show_explanations(folder, expl)
     return 0
 
 
-def _show_explanations(expl: Any, explained: bool) -> None:
+def _show_explanations(folder: str, expl: Any) -> None:
     """The explanation of each side with its scores, floors and held-out sizes."""
     from rich.console import Console
     from rich.markup import escape
 
     from ..explain.records import score_lines
 
-    if not explained:
-        return
     con = Console(highlight=False)
-    con.print("\n[bold]explanations[/bold]")
+    con.print(f"\n[bold]{folder}[/bold]")
     if expl is None:
         con.print("no explanation for this neuron (nothing on either side, or layer not explained)")
         return
     params = ", ".join(f"{k} {v}" for k, v in expl.explainer.items() if k != "name")
-    con.print(f"explainer {expl.explainer.get('name', '?')} ({params})")
+    con.print(escape(f"explainer {expl.explainer.get('name', '?')} ({params})"))
+    if expl.error:
+        con.print(escape(f"error: {expl.error} (rerun explain with --resume to retry it)"))
     for side in expl.sides:
         con.print(
             f"[bold]{side['side']}[/bold] ({side['explainer']}): {escape(side['explanation'])}"

@@ -18,6 +18,9 @@ Every UI (the ``neuron`` command, the terminal atlas view, the web neuron page) 
    windows' activations come from the score-time forward and are not stored.
 4. :func:`layer_scores` summarises every layer: median score, share ≥ 0.5 and the floor's median.
 
+The LLM explainer writes the same record layout to ``<atlas>/explanations-llm/`` (no lookup
+tables): :func:`neuron_explanations` reads both folders (``folder`` picks one elsewhere).
+
 No torch at import.
 """
 
@@ -36,6 +39,8 @@ from .lookup import LookupTable, simulate
 from .output import FOLDER, MANIFEST, layer_path, read_manifest, read_tables
 
 SCORE_NAMES = {"top_and_random": "top-and-random", "random_only": "random-only"}
+LLM_FOLDER = "explanations-llm"  # :data:`.llm_run.FOLDER`, named here to import no client
+FOLDERS = (FOLDER, LLM_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -47,22 +52,25 @@ class NeuronExplanation:
     neuron: int
     sides: list[dict[str, Any]]
     explainer: dict[str, Any]
+    folder: str = FOLDER
+    error: str | None = None  # the LLM run's per-neuron error (then no sides)
 
     def side(self, name: str) -> dict[str, Any] | None:
         return next((s for s in self.sides if s["side"] == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"explainer": self.explainer, "sides": self.sides}
+        out = {"explainer": self.explainer, "sides": self.sides}
+        return out if self.error is None else {**out, "error": self.error}
 
 
-def has_explanations(atlas_root: str | Path) -> bool:
-    """``<atlas>/explanations/explanations.json`` exists."""
-    return (Path(atlas_root) / FOLDER / MANIFEST).is_file()
+def has_explanations(atlas_root: str | Path, folder: str = FOLDER) -> bool:
+    """``<atlas>/<folder>/explanations.json`` exists."""
+    return (Path(atlas_root) / folder / MANIFEST).is_file()
 
 
 @functools.lru_cache(maxsize=4)
-def _manifest(root: str, mtime_ns: int) -> dict[str, Any]:
-    return read_manifest(Path(root) / FOLDER)
+def _manifest(root: str, folder: str, mtime_ns: int) -> dict[str, Any]:
+    return read_manifest(Path(root) / folder)
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,30 +104,45 @@ def _tables(root: str, layer: int, mtime_ns: int) -> dict[str, LookupTable]:
     return read_tables(root, layer)
 
 
-def manifest(atlas_root: str | Path) -> dict[str, Any]:
+def manifest(atlas_root: str | Path, folder: str = FOLDER) -> dict[str, Any]:
     """The explanations' manifest (cached; :class:`RunFormatError` when unreadable)."""
-    path = Path(atlas_root) / FOLDER / MANIFEST
-    return _manifest(str(atlas_root), path.stat().st_mtime_ns if path.is_file() else 0)
+    path = Path(atlas_root) / folder / MANIFEST
+    return _manifest(str(atlas_root), folder, path.stat().st_mtime_ns if path.is_file() else 0)
 
 
-def neuron_explanation(atlas_root: str | Path, layer: int, neuron: int) -> NeuronExplanation | None:
-    """The explanations of ``L{layer}/N{neuron}``; ``None`` when the atlas has none, the layer
-    was not explained (yet) or the neuron has no explanation on either side.
+def neuron_explanation(
+    atlas_root: str | Path, layer: int, neuron: int, folder: str = FOLDER
+) -> NeuronExplanation | None:
+    """The explanations of ``L{layer}/N{neuron}`` in ``<atlas>/<folder>``; ``None`` when the
+    atlas has none, the layer was not explained (yet) or the neuron has no explanation on either
+    side (an LLM run's per-neuron error comes back with no sides and ``error``).
 
     Raises:
         RunFormatError: the explanations' manifest is unreadable or of another version.
     """
-    if not has_explanations(atlas_root):
+    if not has_explanations(atlas_root, folder):
         return None
-    m = manifest(atlas_root)
-    path = layer_path(Path(atlas_root) / FOLDER, layer)
+    m = manifest(atlas_root, folder)
+    path = layer_path(Path(atlas_root) / folder, layer)
     if not path.is_file():
         return None
     st = path.stat()
     rec = _find(_layer_lines(str(path), st.st_size, st.st_mtime_ns), neuron)
-    if rec is None or not rec.get("sides"):
+    if rec is None or not (rec.get("sides") or rec.get("error")):
         return None
-    return NeuronExplanation(layer, neuron, list(rec["sides"]), dict(m["params"]["explainer"]))
+    explainer = dict(m["params"].get("explainer", {}))
+    return NeuronExplanation(layer, neuron, list(rec["sides"]), explainer, folder, rec.get("error"))
+
+
+def neuron_explanations(
+    atlas_root: str | Path, layer: int, neuron: int
+) -> dict[str, NeuronExplanation | None]:
+    """Per folder of :data:`FOLDERS` the atlas has, :func:`neuron_explanation`."""
+    return {
+        f: neuron_explanation(atlas_root, layer, neuron, f)
+        for f in FOLDERS
+        if has_explanations(atlas_root, f)
+    }
 
 
 def _fmt(x: float | None) -> str:

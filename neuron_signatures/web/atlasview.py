@@ -235,40 +235,54 @@ def window_rows_html(rows: WindowRows, cfg: HeatmapConfig) -> str:
 
 
 def explanation_panel(atlas: Atlas, rec: NeuronAtlas, cfg: HeatmapConfig) -> None:
-    """The neuron's explanation per side, each score with its floor and held-out sizes, and a
-    held-out window's simulated activations under the real ones (nothing without
-    ``<atlas>/explanations``)."""
-    if not records.has_explanations(atlas.root):
-        return
-    st.markdown("#### Explanations")
+    """The neuron's explanation per side and explainer (offline, LLM), each score with its
+    floor and held-out sizes, and a held-out window's simulated activations (of the offline
+    lookup table) under the real ones; nothing without explanations."""
     try:
-        expl = records.neuron_explanation(atlas.root, rec.layer, rec.index)
+        found = records.neuron_explanations(atlas.root, rec.layer, rec.index)
     except NeuronSignaturesError as e:
         st.error(str(e))
         return
-    if expl is None:
-        st.caption(
-            "No explanation for this neuron (nothing on either side, or layer not explained)."
-        )
+    if not found:
         return
-    params = ", ".join(f"{k} {v}" for k, v in expl.explainer.items() if k != "name")
-    st.caption(f"explainer {expl.explainer.get('name', '?')} ({params}); scores on held-out data")
-    for side in expl.sides:
-        st.markdown(f"**{side['side']}** ({side['explainer']})")
-        st.text(side["explanation"])
-        cols = st.columns(2)
-        for col, (key, name) in zip(cols, records.SCORE_NAMES.items(), strict=True):
-            v, f = side["scores"][key], side["floor"][key]
-            n = side["heldout"][f"tokens_{key}"]
-            col.metric(
-                name,
-                "n/a" if v is None else f"{v:+.3f}",
-                delta="floor n/a" if f is None else f"floor {f:+.3f}",
-                delta_color="off",
-                help=f"Pearson r over {n} held-out tokens; floor: the explanation of neuron "
-                f"{side['floor']['from_neuron']} scored the same way",
+    st.markdown("#### Explanations")
+    for folder, expl in found.items():
+        if expl is None:
+            st.caption(
+                f"{folder}: no explanation for this neuron (nothing on either side, or layer "
+                "not explained)."
             )
-    simulated_panel(atlas, rec, expl, cfg)
+            continue
+        params = ", ".join(f"{k} {v}" for k, v in expl.explainer.items() if k != "name")
+        st.caption(
+            f"{folder}: explainer {expl.explainer.get('name', '?')} ({params}); scores on "
+            "held-out data"
+        )
+        if expl.error:
+            st.warning(f"{expl.error} (rerun explain with --resume to retry this neuron)")
+        for side in expl.sides:
+            side_scores(side)
+    offline = found.get(records.FOLDER)
+    if offline is not None and offline.sides:
+        simulated_panel(atlas, rec, offline, cfg)
+
+
+def side_scores(side: dict[str, Any]) -> None:
+    """One side's explanation and its two scores, each with its floor."""
+    st.markdown(f"**{side['side']}** ({side['explainer']})")
+    st.text(side["explanation"])
+    cols = st.columns(2)
+    for col, (key, name) in zip(cols, records.SCORE_NAMES.items(), strict=True):
+        v, f = side["scores"][key], side["floor"][key]
+        n = side["heldout"][f"tokens_{key}"]
+        col.metric(
+            name,
+            "n/a" if v is None else f"{v:+.3f}",
+            delta="floor n/a" if f is None else f"floor {f:+.3f}",
+            delta_color="off",
+            help=f"Pearson r over {n} held-out tokens; floor: the explanation of neuron "
+            f"{side['floor']['from_neuron']} scored the same way",
+        )
 
 
 def simulated_panel(

@@ -157,3 +157,56 @@ def test_reader_finds_neurons_in_a_sparse_layer(explained: Path, tmp_path: Path)
         got = neuron_explanation(tmp_path / "A", PLANTED_LAYER, n)
         assert (got is not None) == (n in present), n
         assert got is None or got.sides[0]["explanation"] == f"n{n}"
+
+
+@pytest.fixture
+def with_llm(explained: Path, tmp_path: Path) -> Path:
+    return llm_copy(explained, tmp_path)
+
+
+def llm_copy(explained: Path, tmp_path: Path) -> Path:
+    """A copy of the explained atlas with an ``explanations-llm`` folder in the same layout:
+    the planted neuron's sides re-labelled ``llm``, and neuron 0 holding a per-neuron error."""
+    import shutil
+
+    from neuron_signatures.explain.output import FOLDER, MANIFEST, layer_path
+    from neuron_signatures.explain.records import LLM_FOLDER
+
+    root = tmp_path / "A"
+    shutil.copytree(explained, root)
+    m = json.loads((root / FOLDER / MANIFEST).read_text())
+    m["params"]["explainer"] = {"name": "llm", "model": "m", "best_of": 2}
+    out = root / LLM_FOLDER
+    layer_path(out, PLANTED_LAYER).parent.mkdir(parents=True)
+    (out / MANIFEST).write_text(json.dumps(m))
+    src = _record(explained, PLANTED_LAYER, PLANTED_NEURON)
+    sides = [
+        {**s, "explainer": "llm", "explanation": f"llm says {s['side']}"} for s in src["sides"]
+    ]
+    recs = [
+        {"layer": PLANTED_LAYER, "neuron": 0, "sides": [], "error": "HTTP 500 from server"},
+        {**src, "sides": sides},
+    ]
+    layer_path(out, PLANTED_LAYER).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return root
+
+
+def test_llm_explanations_beside_the_offline_ones(
+    with_llm: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuron_signatures.tui.widgets.explanation import explanation_lines
+
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(with_llm), ID)
+    tail = out.split("explanations-llm")[-1]
+    assert rc == 0 and "explainer llm (model m, best_of 2)" in tail
+    assert "llm says positive" in tail and "top-and-random +" in tail
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(with_llm), ID, "--json")
+    d = json.loads(out)
+    assert d["explanations"]["explainer"]["name"] == "token-lookup"
+    assert d["explanations_llm"]["sides"][0]["explanation"] == "llm says positive"
+    rc, out, _ = run_cli(capsys, "neuron", "--atlas", str(with_llm), f"L{PLANTED_LAYER}/N0")
+    assert rc == 0 and "error: HTTP 500 from server" in out
+    lines = explanation_lines(with_llm, PLANTED_LAYER, PLANTED_NEURON)
+    assert lines is not None and any(x.startswith("positive (llm): llm says") for x in lines)
+    err = explanation_lines(with_llm, PLANTED_LAYER, 0)
+    assert err is not None and "explanations-llm: error HTTP 500 from server" in err[-1]

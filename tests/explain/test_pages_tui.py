@@ -52,7 +52,7 @@ async def test_view_shows_explanation_and_follows_the_neuron(explained: Path) ->
         other = neuron_explanation(explained, PLANTED_LAYER, PLANTED_NEURON + 1)
         shown = str(panel(app).content)
         if other is None:
-            assert shown.startswith("explanation: none")
+            assert shown.startswith("explanations: none")
         else:
             assert shown.splitlines()[0].endswith(other.sides[0]["explanation"])
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from neuron_signatures.explain import read_tables, simulate
 from neuron_signatures.explain.records import layer_scores, neuron_explanation
 from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON, PLANTED_WORD
+from tests.explain.test_pages import llm_copy
 
 TIMEOUT = 60
 
@@ -147,3 +149,18 @@ def test_the_app_neuron_page_has_the_panel(explained: Path) -> None:
     assert any(m.value == "#### Explanations" for m in at.markdown)
     assert {"top-and-random", "random-only"} <= {m.label for m in at.metric}
     assert any("nse-sim" in h.value for h in at.html)
+
+
+@pytest.fixture
+def with_llm(explained: Path, tmp_path: Path) -> Path:
+    return llm_copy(explained, tmp_path)
+
+
+def test_llm_explanations_on_the_page(with_llm: Path) -> None:
+    at = start(with_llm)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value.startswith("explanations-llm: explainer llm") for c in at.caption)
+    assert any(t.value == "llm says positive" for t in at.text)
+    assert [m.label for m in at.metric].count("top-and-random") >= 2  # offline and LLM
+    at = start(with_llm, PLANTED_LAYER, 0)
+    assert "HTTP 500 from server" in at.warning[0].value

@@ -10,25 +10,27 @@ from textual.widgets import Static
 from ...errors import NeuronSignaturesError
 from ...explain import records
 
-MAX_LINES = 4  # two sides x (explanation, scores)
+MAX_LINES = 8  # two folders x two sides x (explanation, scores)
 
 
 def explanation_lines(atlas_root: str | Path, layer: int, neuron: int) -> list[str] | None:
     """The block's lines, plain text; ``None`` when the atlas has no explanations."""
-    if not records.has_explanations(atlas_root):
-        return None
     try:
-        expl = records.neuron_explanation(atlas_root, layer, neuron)
+        found = records.neuron_explanations(atlas_root, layer, neuron)
     except NeuronSignaturesError as e:
         return [f"explanations: {e}"]
-    if expl is None:
-        return [
-            "explanation: none for this neuron (nothing on either side, or layer not explained)"
-        ]
+    if not found:
+        return None
     lines = []
-    for side in expl.sides:
-        lines.append(f"{side['side']} ({side['explainer']}): {side['explanation']}")
-        lines.append("  " + " | ".join(records.score_lines(side)))
+    for folder, expl in found.items():
+        if expl is None:
+            lines.append(f"{folder}: none for this neuron (no side, or layer not explained)")
+            continue
+        if expl.error:
+            lines.append(f"{folder}: error {expl.error} (rerun explain with --resume)")
+        for side in expl.sides:
+            lines.append(f"{side['side']} ({side['explainer']}): {side['explanation']}")
+            lines.append("  " + " | ".join(records.score_lines(side)))
     return lines
 
 
