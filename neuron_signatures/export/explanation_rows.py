@@ -37,15 +37,21 @@ def explained_neurons(
     Raises:
         RunFormatError: the atlas has no explanations (the message names the command).
     """
-    from ..explain.output import read_explanations
+    from ..explain.output import FOLDER, layer_path, read_manifest
 
     wanted = {(int(la), int(n)) for la, n in neurons}
-    manifest, records = read_explanations(atlas_root)
+    folder = Path(atlas_root) / FOLDER
+    manifest = read_manifest(folder)
     out: dict[tuple[int, int], Record] = {}
-    for rec in records:
-        key = (int(rec["layer"]), int(rec["neuron"]))
-        if key in wanted and rec.get("sides"):
-            out[key] = rec
+    for layer in sorted({la for la, _ in wanted} & set(manifest["params"]["layers"])):
+        path = layer_path(folder, layer)  # only the layers exported are parsed
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            key = (int(rec["layer"]), int(rec["neuron"]))
+            if key in wanted and rec.get("sides"):
+                out[key] = rec
     return manifest, out
 
 

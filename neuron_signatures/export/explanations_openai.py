@@ -30,6 +30,7 @@ declaration order, then ``dataclass_name``; compact orjson), one object on the f
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,19 @@ LOOKUP = "token-lookup"  # the explainer whose simulator is the stored lookup ta
 
 def explanation_path(out_dir: Path, layer: int, neuron: int) -> Path:
     return Path(out_dir) / str(layer) / f"{neuron}.jsonl"
+
+
+def _write(path: Path, data: bytes) -> None:
+    """A temporary name renamed into place, without an fsync per neuron: the whole export is
+    swapped in at once (``export/outdir.py``), so a crash never leaves it looking complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _num(x: float) -> float | None:
@@ -186,7 +200,7 @@ def export_explanations_openai(
             rec = found.get((layer, n))
             if rec is not None:
                 obj = results_obj(rec, atlas.neuron(layer, n), tables, first)
-                atomic_write_bytes(explanation_path(out, layer, n), results_json(obj))
+                _write(explanation_path(out, layer, n), results_json(obj))
                 scores += [score_row(rec, s, explainer_model(manifest, s)) for s in rec["sides"]]
             if progress is not None:
                 progress(1)
