@@ -1,9 +1,7 @@
 """``--explainer llm``: explain and score one layer's neurons through an OpenAI-compatible server.
 
-Output goes to ``<atlas>/explanations-llm/`` in the layout of :mod:`.output` (manifest +
-``layers/layer_NNN.jsonl``, no lookup tables), so the offline ``explanations/`` folder and the LLM
-one never overwrite each other; responses are cached in ``<atlas>/llm-cache/`` (kept by
-``--overwrite``, so a rerun sends nothing). Per layer:
+Output goes to ``<atlas>/explanations-llm/`` (:mod:`.llm_output`); responses are cached in
+``<atlas>/llm-cache/``. Per layer:
 
 1. Explain every neuron side that goes that way (:mod:`.llm`, steps 1-2), all requests at once
    on the client's thread pool; with ``best_of > 1`` choose on the train validation slice.
@@ -21,7 +19,6 @@ so only the failed requests reach the server again.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,20 +27,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadArgumentError
-from ..store.atomic import atomic_write_bytes
 from . import llm
-from .client import RETRY_STATUS, ChatResult, LLMServerError, OpenAIClient
+from .client import RETRY_STATUS, LLMServerError, OpenAIClient
 from .forward import RandomTokens
 from .layer import SCORES, _num
+from .llm_output import CACHE, FOLDER, failed, read_llm_explanations, summary, write_records
 from .lookup import SIDES
-from .output import layer_path
 from .scoring import derangement, pooled_pearson
 from .split import LayerArrays, Windows, check_disjoint, held_out, train_tokens
 
 log = logging.getLogger(__name__)
-
-FOLDER = "explanations-llm"
-CACHE = "llm-cache"
 
 
 @dataclass
@@ -361,50 +354,14 @@ def _gone(exc: LLMServerError) -> bool:
     return exc.status is None or exc.status in RETRY_STATUS
 
 
-def write_records(out: Path, layer: int, records: list[dict[str, Any]]) -> None:
-    """The layer's records, atomically (a layer file exists only complete)."""
-    lines = (json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
-    atomic_write_bytes(layer_path(out, layer), "".join(lines).encode())
-
-
-def failed(out: Path, layer: int) -> int:
-    """Neurons of a written layer file that hold an error (0 when the file is missing)."""
-    path = layer_path(out, layer)
-    if not path.is_file():
-        return 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return sum("error" in json.loads(line) for line in lines)
-
-
-def summary(out: Path, layers: list[int]) -> str:
-    """One line on the failed neurons of ``layers`` (empty when none failed)."""
-    bad: list[dict[str, Any]] = []
-    for layer in layers:
-        path = layer_path(out, layer)
-        if path.is_file():
-            rows = (json.loads(x) for x in path.read_text(encoding="utf-8").splitlines())
-            bad += [r for r in rows if "error" in r]
-    if not bad:
-        return ""
-    first = bad[0]
-    return (
-        f"{len(bad)} neuron(s) failed (first L{first['layer']}/N{first['neuron']}: "
-        f"{first['error'][:160]}): rerun with --resume to retry only them"
-    )
-
-
-def read_llm_explanations(atlas_root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest of ``<atlas>/explanations-llm`` and its neuron records."""
-    from .output import read_manifest
-
-    out = Path(atlas_root) / FOLDER
-    manifest = read_manifest(out)
-    recs = []
-    for layer in manifest["params"]["layers"]:
-        path = layer_path(out, layer)
-        if path.is_file():
-            recs += [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    return manifest, recs
-
-
-__all__ = ["CACHE", "FOLDER", "ChatResult", "LLMExplainer", "LLMSettings", "read_llm_explanations"]
+__all__ = [
+    "CACHE",
+    "FOLDER",
+    "LLMExplainer",
+    "LLMSettings",
+    "check",
+    "failed",
+    "read_llm_explanations",
+    "summary",
+    "write_records",
+]
