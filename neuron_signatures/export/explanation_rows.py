@@ -1,7 +1,8 @@
 """The explanations of exported neurons, read once for every export format, and their score rows.
 
 Both exports of explanations (OpenAI's ``NeuronSimulationResults``, Neuronpedia's ``Explanation``
-rows) read ``<atlas>/explanations`` (:mod:`..explain.output`) through :func:`explained_neurons`
+rows) read ``<atlas>/explanations`` (offline, :mod:`..explain.output`) and
+``<atlas>/explanations-llm`` (:mod:`..explain.llm_output`) through :func:`explained_neurons`
 and write the scores their own schema has no place for (the floor, the random-only score, the
 held-out sizes) through :func:`score_row`, one JSON line per neuron and side in
 ``explanation_scores.jsonl``.
@@ -21,18 +22,32 @@ SCORES_FILE = "explanation_scores.jsonl"
 Record = dict[str, Any]
 
 
-def has_explanations(atlas_root: str | Path) -> bool:
-    """Whether the atlas holds an explanations manifest (``neuron-signatures explain`` ran)."""
+def _folders(atlas_root: str | Path) -> list[Path]:
+    """The explanations folders of the atlas that hold a manifest: offline first, then LLM."""
+    from ..explain.llm_output import FOLDER as LLM_FOLDER
     from ..explain.output import FOLDER, MANIFEST
 
-    return (Path(atlas_root) / FOLDER / MANIFEST).is_file()
+    dirs = [Path(atlas_root) / FOLDER, Path(atlas_root) / LLM_FOLDER]
+    return [d for d in dirs if (d / MANIFEST).is_file()]
+
+
+def has_explanations(atlas_root: str | Path) -> bool:
+    """Whether the atlas holds explanations (``explain`` ran, with either explainer)."""
+    return bool(_folders(atlas_root))
+
+
+def _llm_model(manifest: dict[str, Any]) -> str | None:
+    explainer = manifest.get("params", {}).get("explainer")
+    return explainer.get("model") if isinstance(explainer, dict) else None
 
 
 def explained_neurons(
     atlas_root: str | Path, neurons: Iterable[tuple[int, int]]
 ) -> tuple[dict[str, Any], dict[tuple[int, int], Record]]:
-    """The explanations manifest and ``{(layer, neuron): record}`` of the wanted neurons that
-    have at least one explained side (records as :mod:`..explain.output` describes them).
+    """``{folder name: {atlas, params}}`` of the explanations read and ``{(layer, neuron):
+    record}`` of the wanted neurons with at least one explained side, the sides of
+    ``explanations/`` (offline) first, then those of ``explanations-llm/``; each side carries
+    ``model``, the LLM that wrote it (``params.explainer.model``) where its folder names one.
 
     Raises:
         RunFormatError: the atlas has no explanations (the message names the command).
@@ -40,19 +55,28 @@ def explained_neurons(
     from ..explain.output import FOLDER, layer_path, read_manifest
 
     wanted = {(int(la), int(n)) for la, n in neurons}
-    folder = Path(atlas_root) / FOLDER
-    manifest = read_manifest(folder)
+    folders = _folders(atlas_root) or [Path(atlas_root) / FOLDER]  # read_manifest names the fix
+    made: dict[str, Any] = {}
     out: dict[tuple[int, int], Record] = {}
-    for layer in sorted({la for la, _ in wanted} & set(manifest["params"]["layers"])):
-        path = layer_path(folder, layer)  # only the layers exported are parsed
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
-            key = (int(rec["layer"]), int(rec["neuron"]))
-            if key in wanted and rec.get("sides"):
-                out[key] = rec
-    return manifest, out
+    for folder in folders:
+        manifest = read_manifest(folder)
+        made[folder.name] = {k: manifest.get(k) for k in ("atlas", "params")}
+        model = _llm_model(manifest)
+        for layer in sorted({la for la, _ in wanted} & set(manifest["params"]["layers"])):
+            path = layer_path(folder, layer)  # only the layers exported are parsed
+            if not path.is_file():
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line)
+                key = (int(rec["layer"]), int(rec["neuron"]))
+                if key not in wanted or not rec.get("sides"):
+                    continue
+                sides = [s if model is None else {"model": model, **s} for s in rec["sides"]]
+                if key in out:
+                    out[key]["sides"] += sides
+                else:
+                    out[key] = {**rec, "sides": sides}
+    return made, out
 
 
 def require_some(found: dict[tuple[int, int], Record], atlas_root: str | Path) -> None:
@@ -65,12 +89,9 @@ def require_some(found: dict[tuple[int, int], Record], atlas_root: str | Path) -
         )
 
 
-def explainer_model(manifest: dict[str, Any], side: Record) -> str:
-    """The model that wrote a side's explanation: the LLM's name (``params.explainer.model``),
-    or the offline explainer's name."""
-    explainer = manifest.get("params", {}).get("explainer")
-    llm = explainer.get("model") if isinstance(explainer, dict) else None
-    return str(side.get("model") or llm or side["explainer"])
+def explainer_model(side: Record) -> str:
+    """The model that wrote a side's explanation: the LLM's name, or the offline explainer's."""
+    return str(side.get("model") or side["explainer"])
 
 
 def score_row(rec: Record, side: Record, model: str) -> Record:

@@ -7,9 +7,10 @@ The schema is that of ``openai/automated-interpretability``,
 declaration order, then ``dataclass_name``; compact orjson), one object on the first line of
 ``{layer}/{neuron}.jsonl``: the file its ``load_neuron_explanations(path, layer, neuron)`` reads.
 
-1. One ``ScoredExplanation`` per explained side, positive first. OpenAI's format has no sign: the
-   negative side's text says so (``goes negative on ...``) and its numbers are on the negated
-   activations, as the score is (:mod:`..explain`).
+1. One ``ScoredExplanation`` per explained side, positive first, the offline explainer's
+   (``<atlas>/explanations``) then the LLM's (``<atlas>/explanations-llm``) where both ran.
+   OpenAI's format has no sign: the negative side's text says so (``goes negative on ...``) and
+   its numbers are on the negated activations, as the score is (:mod:`..explain`).
 2. ``scored_simulation.ev_correlation_score`` is the side's ``top_and_random`` score: Pearson's r
    pooled over the held-out top examples and the random windows, OpenAI's preferred score.
 3. ``scored_sequence_simulations``: one per held-out example window (the top examples the
@@ -185,7 +186,7 @@ def export_explanations_openai(
 
     out = Path(out_dir)
     by_layer = group_neurons(atlas, neurons)
-    manifest, found = explained_neurons(atlas.root, neurons)
+    made, found = explained_neurons(atlas.root, neurons)
     require_some(found, atlas.root)
     first = 0 if atlas.manifest["params"].get("include_bos", False) else 1
     scores: list[Record] = []
@@ -201,7 +202,7 @@ def export_explanations_openai(
             if rec is not None:
                 obj = results_obj(rec, atlas.neuron(layer, n), tables, first)
                 _write(explanation_path(out, layer, n), results_json(obj))
-                scores += [score_row(rec, s, explainer_model(manifest, s)) for s in rec["sides"]]
+                scores += [score_row(rec, s, explainer_model(s)) for s in rec["sides"]]
             if progress is not None:
                 progress(1)
     atomic_write_bytes(out / SCORES_FILE, score_lines(scores))
@@ -210,7 +211,7 @@ def export_explanations_openai(
         "layout": "{layer}/{neuron}.jsonl",
         "scores": SCORES_FILE,
         "atlas_model": atlas.model_name,
-        "explanations": {k: manifest.get(k) for k in ("atlas", "params")},
+        "explanations": made,
         "n_neurons": len(found),
     }
     atomic_write_bytes(out / INFO_FILE, (json.dumps(info, indent=1) + "\n").encode())

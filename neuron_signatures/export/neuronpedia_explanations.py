@@ -8,8 +8,9 @@ to table ``Explanation`` as is, so a row may hold only that table's columns) and
 ``name`` from its ``config/`` folder; ``utils/neuronpedia-utils/.../export-data.py`` writes them to
 ``exports/config/``).
 
-1. One ``Explanation`` row per explained side of a neuron: ``id`` (a cuid-like hash of model,
-   layer, neuron and side: the same on every export), ``modelId``, ``layer``, ``index``,
+1. One ``Explanation`` row per explained side of a neuron, the offline explainer's then the
+   LLM's where both ran: ``id`` (a cuid-like hash of model, layer, neuron, explainer and side:
+   the same on every export), ``modelId``, ``layer``, ``index``,
    ``description`` (the rendered explanation; the negative side's says ``goes negative on``),
    ``authorId`` (Neuronpedia's seeded bot user), ``typeName``, ``explanationModelName``, and
    ``notes`` naming the side and that scores are in the side file.
@@ -52,7 +53,8 @@ def type_name(side: Record) -> str:
 
 def explanation_row(mid: str, rec: Record, side: Record, model: str) -> Row:
     """The ``Explanation`` row of one explained side (rule 1)."""
-    key = f"{mid}/{rec['layer']}/{rec['neuron']}/explanation/{side['side']}".encode()
+    who = f"{side['explainer']}/{side['side']}"
+    key = f"{mid}/{rec['layer']}/{rec['neuron']}/explanation/{who}".encode()
     return {
         "id": "c" + hashlib.sha1(key).hexdigest()[:24],
         "modelId": mid,
@@ -95,11 +97,11 @@ class ExplanationWriter:
 
     def __init__(self, atlas_root: str | Path, neurons: Sequence[tuple[int, int]], mid: str):
         self.mid = mid
-        self.manifest, self.found = explained_neurons(atlas_root, neurons)
+        _, self.found = explained_neurons(atlas_root, neurons)
 
     def _sides(self, layer: int, indices: Sequence[int]) -> list[tuple[Record, Record, str]]:
         return [
-            (rec, side, explainer_model(self.manifest, side))
+            (rec, side, explainer_model(side))
             for n in indices
             if (rec := self.found.get((layer, n))) is not None
             for side in rec["sides"]

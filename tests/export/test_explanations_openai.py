@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -166,31 +167,61 @@ def test_an_atlas_without_explanations_fails_in_one_line(
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
 
 
-def test_an_llm_side_names_its_model_and_lists_no_replayed_sequences(
-    explained: Path, records: dict[tuple[int, int], dict[str, Any]]
-) -> None:
-    """An LLM-written side (no lookup table to replay): the pooled score, no sequences, the
-    model from the manifest's explainer params in the score row and the Neuronpedia row."""
-    from neuron_signatures.export.explanation_rows import explainer_model, score_row
-    from neuron_signatures.export.explanations_openai import results_obj
-    from neuron_signatures.export.neuronpedia_explanations import explanation_row
+def _add_llm_folder(atlas: Path) -> None:
+    """An ``explanations-llm`` folder in the offline one's layout (as the LLM explainer writes
+    it): its manifest names the model; each side is an LLM side with its own text and scores."""
+    src, dst = atlas / "explanations", atlas / "explanations-llm"
+    (dst / "layers").mkdir(parents=True)
+    m = json.loads((src / "explanations.json").read_text())
+    m["params"]["explainer"] = {"name": "llm", "model": "my-model"}
+    (dst / "explanations.json").write_text(json.dumps(m))
+    for f in (src / "layers").glob("*.jsonl"):
+        lines = []
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            for side in rec["sides"]:
+                side.update(explainer="llm", explanation=f"llm: {side['side']} {rec['neuron']}")
+                side["scores"] = {"top_and_random": 0.5, "random_only": 0.25, "detection": 0.75}
+            lines.append(json.dumps(rec))
+        (dst / "layers" / f.name).write_text("\n".join(lines) + "\n")
 
-    rec = dict(records[(PLANTED_LAYER, PLANTED_NEURON)])
-    side = {
-        **rec["sides"][0],
-        "explainer": "llm",
-        "explanation": "the word Austin",
-        "scores": {"top_and_random": 0.5, "random_only": 0.25, "detection": 0.75},
+
+def test_llm_explanations_are_exported_beside_the_offline_ones(
+    explained: Path, tmp_path: Path, records: dict[tuple[int, int], dict[str, Any]]
+) -> None:
+    from neuron_signatures.export.neuronpedia import export_neuronpedia
+    from tests.export.test_neuronpedia import read_jsonl
+
+    atlas_dir = tmp_path / "A"
+    shutil.copytree(explained, atlas_dir)
+    _add_llm_folder(atlas_dir)
+    atlas = open_atlas(atlas_dir)
+    key = (PLANTED_LAYER, PLANTED_NEURON)
+    n_offline = len(records[key]["sides"])
+    out = export_explanations_openai(atlas, [key], tmp_path / "oai")
+    sides = json.loads(explanation_path(out, *key).read_text())["scored_explanations"]
+    assert len(sides) == 2 * n_offline
+    assert [s["explanation"] for s in sides[:n_offline]] == [
+        s["explanation"] for s in records[key]["sides"]
+    ]
+    llm = sides[n_offline]
+    assert llm["explanation"] == f"llm: positive {PLANTED_NEURON}"
+    assert llm["scored_simulation"]["ev_correlation_score"] == 0.5
+    assert llm["scored_simulation"]["scored_sequence_simulations"] == []  # not replayable
+    scores = [json.loads(x) for x in (out / SCORES_FILE).read_text().splitlines()]
+    assert [s["explanation_model"] for s in scores] == ["token-lookup"] * n_offline + [
+        "my-model"
+    ] * n_offline
+    assert scores[n_offline]["scores"]["detection"] == 0.75
+    model_dir = export_neuronpedia(atlas, [key], tmp_path / "np")
+    rows = read_jsonl(model_dir / str(PLANTED_LAYER) / "explanations" / "batch-0.jsonl.gz")
+    assert [r["explanationModelName"] for r in rows] == ["token-lookup"] * n_offline + [
+        "my-model"
+    ] * n_offline
+    assert rows[n_offline]["typeName"] == "neuron-signatures-llm"
+    assert len({r["id"] for r in rows}) == len(rows)
+    names = {
+        r["name"]
+        for r in read_jsonl(model_dir / str(PLANTED_LAYER) / "explanation_model_type.jsonl")
     }
-    rec["sides"] = [side]
-    manifest = {"params": {"explainer": {"name": "llm", "model": "my-model"}}}
-    atlas = open_atlas(explained)
-    obj = results_obj(rec, atlas.neuron(PLANTED_LAYER, PLANTED_NEURON), {}, 1)
-    (se,) = obj["scored_explanations"]
-    assert se["explanation"] == "the word Austin"
-    assert se["scored_simulation"]["ev_correlation_score"] == 0.5
-    assert se["scored_simulation"]["scored_sequence_simulations"] == []
-    assert explainer_model(manifest, side) == "my-model"
-    assert score_row(rec, side, "my-model")["scores"]["detection"] == 0.75
-    row = explanation_row("m", rec, side, "my-model")
-    assert row["typeName"] == "neuron-signatures-llm" and row["explanationModelName"] == "my-model"
+    assert names == {"token-lookup", "my-model"}
