@@ -179,13 +179,14 @@ class LLMExplainer:
             for i, expl in chosen.items():
                 if i in errors:
                     continue
-                sc, fl, n = scored[i]
+                sc, fl, n, how = scored[i]
                 records[i]["sides"].append(
                     {
                         "side": side,
                         "explainer": "llm",
                         "explanation": expl,
                         "candidates": cands[i],
+                        "simulated_with": how,
                         "train_windows": [r.window for r in recs[i]],
                         "scores": {k: _num(v) for k, v in sc.items()},
                         "floor": {
@@ -277,7 +278,7 @@ class LLMExplainer:
         vocab: list[str],
         sign: llm.Sign,
         errors: dict[int, str],
-    ) -> dict[int, tuple[dict[str, float], dict[str, float], tuple[int, int]]]:
+    ) -> dict[int, tuple[dict[str, float], dict[str, float], tuple[int, int], list[str]]]:
         """Steps 2-3 of the module doc: simulate, then score and floor each chosen neuron."""
         lp = self.method == "top_logprobs"
         ex_tokens = {
@@ -311,7 +312,10 @@ class LLMExplainer:
                 errors.setdefault(i, f"{sign} side, simulator: {exc}")
                 continue
             x_ok = ho.ex_ok[i].sum() + ho.rnd_ok[i].sum()
-            out[i] = (res[0], res[1], (int(x_ok), int(ho.rnd_ok[i].sum())))
+            how = sorted(
+                {llm.parse_simulated(answers[(e, w)], len(toks[w]))[1] for w in windows(i)}
+            )
+            out[i] = (res[0], res[1], (int(x_ok), int(ho.rnd_ok[i].sum())), how)
         return out
 
     @staticmethod

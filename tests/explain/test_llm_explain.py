@@ -55,6 +55,7 @@ def test_llm_names_the_planted_token_scores_high_and_reruns_from_cache(
         rec = planted(atlas)
         (side,) = rec["sides"]
         assert side["explainer"] == "llm" and side["side"] == "positive"
+        assert side["simulated_with"] == ["top_logprobs"]
         assert side["explanation"] == f'the token "{PLANTED_WORD}"'
         assert side["scores"]["top_and_random"] >= 0.9
         assert side["scores"]["random_only"] >= 0.9
@@ -87,6 +88,7 @@ def test_json_simulator_and_delphi_prompts(planted_lm: Any, atlas: Path) -> None
     (side,) = planted(atlas)["sides"]
     assert side["explanation"] == f'the token "{PLANTED_WORD}"'
     assert side["scores"]["top_and_random"] >= 0.9
+    assert side["simulated_with"] == ["json"]
 
 
 def test_best_of_chooses_on_train_windows_only(planted_lm: Any, atlas: Path) -> None:
