@@ -39,16 +39,14 @@ MLP neurons are Neuronpedia's ``neurons`` source set, whose source id is the bar
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import math
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..atlas.reader import Atlas
 from ..atlas.record import Example, NeuronAtlas
@@ -57,18 +55,15 @@ from ..store.atomic import atomic_write_bytes
 from ..store.manifest import HOOK_TEMPLATE
 from ..tokens import SPIECE_SPACE
 from .explanation_rows import has_explanations
+from .neuronpedia_rows import CREATOR_ID, CREATOR_NAME, Row, jsonl_bytes, write_jsonl_gz
 
 if TYPE_CHECKING:
     from .neuronpedia_explanations import ExplanationWriter
 
 NEURONS_SOURCESET = "neurons"  # Neuronpedia's source set of model neurons
-CREATOR_ID = "clkht01d40000jv08hvalcvly"  # the bot user of Neuronpedia's seeded database
-CREATOR_NAME = "neuron-signatures"
 TOP_BIN = -1.0  # binMin / binContains of a top activation (SAEDashboard's converter)
 TOP_SOURCE, BOTTOM_SOURCE = "top", "bottom"  # Activation.dataSource values Neuronpedia reads
 MODEL_ID_RE = re.compile(r"^[a-z0-9_-]+$")  # Neuronpedia's Model.id rule (lower-cased)
-
-Row = dict[str, Any]
 
 
 def model_slug(name: str) -> str:
@@ -169,10 +164,10 @@ def _write_source(
                 rec = atlas.neuron(layer, index)
                 features.append(feature_row(rec, mid))
                 acts.extend(activation_rows(rec, mid))
-            _write_jsonl_gz(tmp / "features" / f"batch-{b}.jsonl.gz", features)
-            _write_jsonl_gz(tmp / "activations" / f"batch-{b}.jsonl.gz", acts)
+            write_jsonl_gz(tmp / "features" / f"batch-{b}.jsonl.gz", features)
+            write_jsonl_gz(tmp / "activations" / f"batch-{b}.jsonl.gz", acts)
             if expl is not None:
-                _write_jsonl_gz(
+                write_jsonl_gz(
                     tmp / "explanations" / f"batch-{b}.jsonl.gz", expl.rows(layer, chunk)
                 )
             if progress is not None:
@@ -182,7 +177,7 @@ def _write_source(
             ("sourceset.jsonl", sourceset_row(mid)),
             ("source.jsonl", source_row(atlas, mid, layer)),
         ):
-            atomic_write_bytes(tmp / name, _jsonl([row]))
+            atomic_write_bytes(tmp / name, jsonl_bytes([row]))
         if expl is not None:
             expl.write_side_files(tmp, layer)
         _replace_dir(tmp, model_dir / source)
@@ -199,16 +194,6 @@ def _replace_dir(new: Path, target: Path) -> None:
         target.rename(old)
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _jsonl(rows: list[Row]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode(
-        "utf-8"
-    )
-
-
-def _write_jsonl_gz(path: Path, rows: list[Row]) -> None:
-    atomic_write_bytes(path, gzip.compress(_jsonl(rows), compresslevel=5, mtime=0))
 
 
 def _num(x: float) -> float:

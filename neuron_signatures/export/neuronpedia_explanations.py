@@ -41,7 +41,7 @@ from .explanation_rows import (
     score_lines,
     score_row,
 )
-from .neuronpedia import CREATOR_ID, CREATOR_NAME, Row, _jsonl
+from .neuronpedia_rows import CREATOR_ID, CREATOR_NAME, Row, jsonl_bytes
 
 TYPE_FILE, MODEL_TYPE_FILE = "explanation_type.jsonl", "explanation_model_type.jsonl"
 TYPE_PREFIX = "neuron-signatures-"
@@ -119,9 +119,9 @@ class ExplanationWriter:
         for _, side, model in sides:
             types.setdefault(type_name(side), type_row(type_name(side), side["explainer"]))
             models.setdefault(model, model_type_row(model))
-        atomic_write_bytes(source_dir / TYPE_FILE, _jsonl([types[k] for k in sorted(types)]))
+        atomic_write_bytes(source_dir / TYPE_FILE, jsonl_bytes([types[k] for k in sorted(types)]))
         atomic_write_bytes(
-            source_dir / MODEL_TYPE_FILE, _jsonl([models[k] for k in sorted(models)])
+            source_dir / MODEL_TYPE_FILE, jsonl_bytes([models[k] for k in sorted(models)])
         )
         scores = [score_row(r, s, m) for r, s, m in sides]
         atomic_write_bytes(source_dir / SCORES_FILE, score_lines(scores))

@@ -13,8 +13,9 @@ from neuron_signatures.atlas import open_atlas
 from neuron_signatures.cli import main
 from neuron_signatures.explain.output import read_explanations
 from neuron_signatures.export.explanation_rows import SCORES_FILE
-from neuron_signatures.export.neuronpedia import CREATOR_ID, export_neuronpedia
+from neuron_signatures.export.neuronpedia import export_neuronpedia
 from neuron_signatures.export.neuronpedia_explanations import MODEL_TYPE_FILE, TYPE_FILE
+from neuron_signatures.export.neuronpedia_rows import CREATOR_ID
 from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON
 from tests.export import neuronpedia_schema as S
 from tests.export.test_neuronpedia import read_jsonl
