@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +21,8 @@ from neuron_signatures.errors import (
     RunFormatError,
 )
 from tests.atlas.conftest import atlas_bytes, build
+from tests.paused_child import start_paused
 from tests.tiny_models import make_models
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Killed(Exception):
@@ -165,25 +161,7 @@ def _paused_child(argv: list[str], part: Path, log: Path) -> tuple[subprocess.Po
     checkpoint resumes at. No race with a build that finishes first, no skip."""
     from neuron_signatures.atlas.run import PAUSE_ENV
 
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        PAUSE_ENV: str(PAUSE_AFTER),
-    }
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "neuron_signatures", *argv],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    deadline = time.monotonic() + 180
-    while "pausing" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the child never paused: {log.read_text()}")
-        time.sleep(0.02)
+    proc = start_paused(argv, {PAUSE_ENV: str(PAUSE_AFTER)}, log)
     progress = json.loads((part / "checkpoint" / "progress.json").read_text())
     return proc, int(progress["next_batch"])
 

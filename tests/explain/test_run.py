@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from neuron_signatures.cli import main
 from tests.explain.conftest import explain, explanation_bytes
+from tests.paused_child import start_paused
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,20 +70,7 @@ def test_kill_9_then_resume(cli_atlas: Path, tmp_path: Path) -> None:
     shutil.copytree(cli_atlas, part)
     assert main(["explain", "--atlas", str(full), *EXPLAIN]) == 0
     log = tmp_path / "log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), PAUSE_ENV: "1"}
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "neuron_signatures", "explain", "--atlas", str(part), *EXPLAIN],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    deadline = time.monotonic() + 180
-    while "pausing" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the child never paused: {log.read_text()}")
-        time.sleep(0.02)
+    proc = start_paused(["explain", "--atlas", str(part), *EXPLAIN], {PAUSE_ENV: "1"}, log)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
