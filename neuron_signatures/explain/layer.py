@@ -65,6 +65,20 @@ def score_side(
     return out
 
 
+def blank_records(arr: LayerArrays) -> list[dict[str, Any]]:
+    """One record per neuron of the layer, its sides still to fill (both explainers start here)."""
+    return [
+        {
+            "layer": arr.layer,
+            "neuron": i,
+            "min": float(arr.min[i]),
+            "max": float(arr.max[i]),
+            "sides": [],
+        }
+        for i in range(arr.d)
+    ]
+
+
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -89,16 +103,7 @@ def explain_and_score_layer(
     train = train_tokens(arr, win)
     groups = token_means(train)
     acts = rnd.layer_acts(layer)
-    records: list[dict[str, Any]] = [
-        {
-            "layer": layer,
-            "neuron": i,
-            "min": float(arr.min[i]),
-            "max": float(arr.max[i]),
-            "sides": [],
-        }
-        for i in range(d)
-    ]
+    records = blank_records(arr)
 
     def tok(i: int) -> str:
         return vocab[i] if 0 <= i < len(vocab) else f"<{i}>"

@@ -30,7 +30,7 @@ from ..errors import BadArgumentError
 from . import llm
 from .client import RETRY_STATUS, LLMServerError, OpenAIClient
 from .forward import RandomTokens
-from .layer import SCORES, _num
+from .layer import SCORES, _num, blank_records
 from .llm_output import CACHE, FOLDER, failed, read_llm_explanations, summary, write_records
 from .lookup import SIDES
 from .scoring import derangement, pooled_pearson
@@ -148,16 +148,7 @@ class LLMExplainer:
         acts = rnd.layer_acts(layer)
         rnd_tokens = {int(w): llm.window_tokens(win, int(w), vocab) for w in rnd.wins}
         errors: dict[int, str] = {}
-        records: list[dict[str, Any]] = [
-            {
-                "layer": layer,
-                "neuron": i,
-                "min": float(arr.min[i]),
-                "max": float(arr.max[i]),
-                "sides": [],
-            }
-            for i in range(d)
-        ]
+        records = blank_records(arr)
         for side in SIDES:
             sign: llm.Sign = "positive" if side == "positive" else "negative"
             f = 1.0 if side == "positive" else -1.0
