@@ -55,7 +55,7 @@ def hits_table(atlas: Atlas, hits: list[Any], fields: tuple[str, ...]) -> pd.Dat
     )
 
 
-def _picked(key: str, df: pd.DataFrame) -> None:
+def open_picked(key: str, df: pd.DataFrame) -> None:
     """A clicked row of a results table opens that neuron's page."""
     rows = st.session_state[key].selection.rows if key in st.session_state else []
     if rows and 0 <= rows[0] < len(df):
@@ -75,7 +75,7 @@ def show_table(df: pd.DataFrame, key: str) -> None:
             "max_value": st.column_config.NumberColumn(format="%.4g"),
             "frac_of_max": st.column_config.NumberColumn(format="%.3f"),
         },
-        on_select=functools.partial(_picked, key, df),
+        on_select=functools.partial(open_picked, key, df),
         selection_mode="single-row",
     )
 

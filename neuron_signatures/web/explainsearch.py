@@ -8,7 +8,6 @@ whose rows link to their neuron pages (``?atlas=&layer=&neuron=``) and open them
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,18 +16,13 @@ import streamlit as st
 
 from ..atlas import Atlas
 from ..errors import NeuronSignaturesError
-from ..explain.records import LayerScores, layer_scores
+from ..explain.records import LayerScores, has_explanations, layer_scores
 from ..index import SORTS, IndexQuery, IndexResult, search_neurons
 from ..neurons import parse_layers
-from .atlasnav import show_neuron
-from .atlassearch import LINK, app_url, neuron_link
+from .atlassearch import LINK, app_url, neuron_link, open_picked
 
 PAGE = "Search explanations"
 SIDES = {"both": None, "positive": "positive", "negative": "negative"}
-
-
-def has_explanations(atlas: Atlas) -> bool:
-    return (Path(atlas.root) / "explanations" / "explanations.json").is_file()
 
 
 def results_table(atlas: Atlas, res: IndexResult) -> pd.DataFrame:
@@ -49,12 +43,6 @@ def results_table(atlas: Atlas, res: IndexResult) -> pd.DataFrame:
             "index": [r.neuron for r in rows],
         }
     )
-
-
-def _picked(key: str, df: pd.DataFrame) -> None:
-    rows = st.session_state[key].selection.rows if key in st.session_state else []
-    if rows and 0 <= rows[0] < len(df):
-        show_neuron(int(df["layer"].iloc[rows[0]]), int(df["index"].iloc[rows[0]]))
 
 
 def query_inputs() -> IndexQuery:
@@ -81,7 +69,7 @@ def query_inputs() -> IndexQuery:
 def explanations_panel(atlas: Atlas) -> None:
     """Draw the panel, then the per-layer score distribution; errors of the input show as one
     message."""
-    if not has_explanations(atlas):
+    if not has_explanations(atlas.root):
         st.info(
             f"This atlas has no explanations yet: run `neuron-signatures explain --atlas "
             f"{atlas.root}` to search by explanation."
@@ -180,7 +168,7 @@ def search_results(atlas: Atlas) -> None:
             "density": st.column_config.NumberColumn(format="%.4f"),
             "max": st.column_config.NumberColumn(format="%.4g"),
         },
-        on_select=functools.partial(_picked, "expl_hits", df),
+        on_select=functools.partial(open_picked, "expl_hits", df),
         selection_mode="single-row",
     )
     st.caption(f"{len(res.rows)} rows in {res.took_ms:.1f} ms · score = top-and-random correlation")
