@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from types import ModuleType
 
 from . import __version__, commands
 from .errors import NeuronSignaturesError
+
+_RECHECK = "NEURON_SIGNATURES_RECHECK_MODEL"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -42,6 +45,12 @@ def build_parser() -> OneLineParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument(
+        "--recheck_model",
+        action="store_true",
+        help="run the model's hook self-check at this load even if a pass is cached "
+        "(same as NEURON_SIGNATURES_RECHECK_MODEL=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for mod in command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
@@ -64,6 +73,9 @@ def main(argv: Sequence[str] | None = None, prog_command: str | None = None) -> 
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    recheck = os.environ.get(_RECHECK)
+    if args.recheck_model:  # read at every model load (models.verdict)
+        os.environ[_RECHECK] = "1"
     try:
         return int(args._run(args) or 0)
     except NeuronSignaturesError as e:
@@ -72,6 +84,11 @@ def main(argv: Sequence[str] | None = None, prog_command: str | None = None) -> 
     except KeyboardInterrupt:
         print("interrupted: finished shards are kept; re-run with --resume", file=sys.stderr)
         return 130
+    finally:
+        if recheck is None:
+            os.environ.pop(_RECHECK, None)
+        else:
+            os.environ[_RECHECK] = recheck
 
 
 def entry() -> None:

@@ -23,9 +23,11 @@ PROMPT_TEXTS = {
 
 @pytest.fixture(scope="session", autouse=True)
 def _score_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Write scores are cached in a folder of the session, never in the user's model cache."""
+    """Write scores and model-check verdicts are cached in folders of the session, never in the
+    user's model cache."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEURON_SIGNATURES_SCORE_CACHE", str(tmp_path_factory.mktemp("score_cache")))
+        mp.setenv("NEURON_SIGNATURES_MODEL_CHECKS", str(tmp_path_factory.mktemp("model_checks")))
         yield
 
 

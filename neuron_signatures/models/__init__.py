@@ -9,10 +9,12 @@ A model spec is one of:
 3. a local HF folder (``config.json`` + weights + tokenizer);
 4. a Hugging Face hub id such as ``google/gemma-2-2b`` (gated: needs a token and network).
 
-Every model is wrapped with ``TransformerBridge.boot_transformers(name, hf_model=...,
-tokenizer=...)``. The neuron activation is ``blocks.{l}.mlp.hook_post``;
-:func:`verify_hook_contract` checks once per load that it fires with ``[batch, seq, d_mlp]`` and
-equals the input of each layer's down projection.
+The neuron activation is ``blocks.{l}.mlp.hook_post``. :func:`verify_hook_contract` checks that
+it fires with ``[batch, seq, d_mlp]``, equals the input of each layer's down projection, and equals
+the lean capture that ``dump`` and ``atlas`` use; its pass is cached per model (weights
+fingerprint, library versions, dtype, device: :mod:`.verdict`), so a model is checked once, not
+at every load. ``TransformerBridge.boot_transformers(name, hf_model=..., tokenizer=...)`` wraps
+the model on first use of ``LoadedModel.bridge`` (the check, attribution, interventions).
 """
 
 from .convert import embedded_model_dir, local_folder

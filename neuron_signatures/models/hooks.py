@@ -10,7 +10,8 @@ Two ways to read the same activations:
    with the bridge (no extra memory) but keeps transformers' default attention and has no hook
    points. Its input is by definition the input of ``W_out``.
 
-At load, :func:`verify_hook_contract` checks on a short prompt that the bridge's ``hook_post`` is
+At the first load of a model (then its pass is cached: :mod:`.verdict`),
+:func:`verify_hook_contract` checks on a short prompt that the bridge's ``hook_post`` is
 ``[batch, seq, d_mlp]``, equals the bridge's own ``down_proj`` input, and equals the lean
 capture (to the tolerance of the two attention kernels): the lean path is only used once it has
 been shown to return ``hook_post``.

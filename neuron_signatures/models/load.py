@@ -1,9 +1,10 @@
-"""Loading: transformers model + tokenizer, wrapped with TransformerBridge and checked."""
+"""Loading: transformers model + tokenizer, checked once per model, the bridge booted lazily."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import warnings
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from .specs import (
     resolve_model_spec,
     torch_dtype,
 )
+from .verdict import ensure_checked, verdict_key
 
 _TOKEN = (
     "gated Gemma models need an accepted license and a token: `huggingface-cli login` or HF_TOKEN"
@@ -118,7 +120,10 @@ def load_model(
         hf = _from_pretrained(AutoModelForCausalLM, spec, offline, dtype=torch_dtype(dtype))
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load model {name}: {e}") from None
-    return wrap_hf_model(hf, tokenizer, name=spec.name, spec=spec, device=device, dtype=dtype)
+    key = verdict_key(spec, local_folder(spec), device, dtype)
+    return wrap_hf_model(
+        hf, tokenizer, name=spec.name, spec=spec, device=device, dtype=dtype, check_key=key
+    )
 
 
 def _mark_bos(tokenizer: Any) -> None:
@@ -149,31 +154,24 @@ def wrap_hf_model(
     spec: ModelSpec | None = None,
     device: str = "cpu",
     dtype: str = "fp32",
+    check_key: dict[str, Any] | None = None,
 ) -> LoadedModel:
-    """Boot a TransformerBridge around an in-memory HF causal LM (used by tests too).
+    """Wrap an in-memory HF causal LM (used by tests too) and run the hook self-check.
 
-    ``hf`` itself is kept as the lean capture model (see :mod:`.hooks`); the bridge wraps a twin
-    sharing its weights. Do not run or modify ``hf`` elsewhere.
+    ``hf`` itself is kept as the lean capture model (see :mod:`.hooks`); the TransformerBridge
+    wraps a twin sharing its weights and boots on first use. The self-check boots it, unless a
+    pass is stored under ``check_key`` (see :mod:`.verdict`; ``None``: always check). Do not run
+    or modify ``hf`` elsewhere.
     """
-    from transformer_lens.model_bridge import TransformerBridge
-
     hf = hf.to(device).eval()
     hf.requires_grad_(False)
     if not getattr(hf.config, "architectures", None):  # configs built in code carry none
         hf.config.architectures = [type(hf).__name__]
-    # Boot rewrites the modules of the model it wraps and forces eager attention: boot a twin
-    # that shares every parameter and buffer, and keep ``hf`` untouched for the lean capture.
-    twin = copy.deepcopy(hf, {id(t): t for t in (*hf.parameters(), *hf.buffers())})
-    _mark_bos(tokenizer)
-    bridge = TransformerBridge.boot_transformers(
-        name, hf_model=twin, tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
-    )
-    bridge.requires_grad_(False)
     cfg = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
     lm = LoadedModel(
         name=name,
         spec=spec or ModelSpec(name, "memory", name),
-        bridge=bridge,
+        boot_bridge=functools.partial(_boot_bridge, hf, tokenizer, name, device, dtype),
         tokenizer=tokenizer,
         n_layers=int(cfg.num_hidden_layers),
         d_mlp=int(cfg.intermediate_size),
@@ -190,5 +188,22 @@ def wrap_hf_model(
             "d_model": int(cfg.hidden_size),
         },
     )
-    verify_hook_contract(lm)
+    ensure_checked(lm, check_key, verify_hook_contract)
     return lm
+
+
+def _boot_bridge(hf: Any, tokenizer: Any, name: str, device: str, dtype: str) -> Any:
+    """A TransformerBridge around a twin of ``hf`` that shares every parameter and buffer.
+
+    Boot rewrites the modules of the model it wraps and forces eager attention: booting a twin
+    keeps ``hf`` untouched for the lean capture.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    twin = copy.deepcopy(hf, {id(t): t for t in (*hf.parameters(), *hf.buffers())})
+    _mark_bos(tokenizer)
+    bridge = TransformerBridge.boot_transformers(
+        name, hf_model=twin, tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
+    )
+    bridge.requires_grad_(False)
+    return bridge

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,11 +310,15 @@ def default_device() -> str:
 
 @dataclass
 class LoadedModel:
-    """A booted bridge with its tokenizer and the facts a run records."""
+    """A loaded model with its tokenizer and the facts a run records.
+
+    The TransformerBridge boots on first use of :attr:`bridge` (attribution, interventions, the
+    self-check); a dump or an atlas only runs ``plain_model`` and never pays for it.
+    """
 
     name: str
     spec: ModelSpec
-    bridge: Any
+    boot_bridge: Callable[[], Any]  # boots the bridge (called once, by ``bridge``)
     tokenizer: Any
     n_layers: int
     d_mlp: int
@@ -322,6 +327,21 @@ class LoadedModel:
     dtype: str
     source: dict[str, Any] = field(default_factory=dict)
     plain_model: Any = None  # the un-booted HF model sharing the bridge's weights (lean capture)
+    _bridge: Any = field(default=None, repr=False)
+    _boot_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def bridge(self) -> Any:
+        """The TransformerBridge, booted on first use (thread-safe)."""
+        if self._bridge is None:
+            with self._boot_lock:
+                if self._bridge is None:
+                    self._bridge = self.boot_bridge()
+        return self._bridge
+
+    @property
+    def bridge_booted(self) -> bool:
+        return self._bridge is not None
 
     @property
     def hf_model(self) -> Any:
