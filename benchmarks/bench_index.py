@@ -9,7 +9,11 @@ query latencies of the FTS5 index against a plain full-table ``LIKE`` scan, in o
 2. Queries, each run ``--reps`` times through :func:`neuron_signatures.index.query_index` (opens
    the file, checks, runs; what the ``neurons`` command pays), median reported: words of
    several frequencies, two words, a word in every row, with filters (layers, min score);
-   sorted by score (the default) and by relevance (BM25).
+   sorted by score (the default) and by relevance (BM25: for words found in more than
+   :data:`~neuron_signatures.index.relevance.BIG_DOCS` rows, from postings kept at build, see
+   :mod:`neuron_signatures.index.relevance`). A relevance row also times FTS5 ranking every
+   match (``ORDER BY rank, id``, what the index did before the postings) and checks that both
+   give the same rows in the same order (``same_order``).
 3. The same queries as a plain full-table scan: ``explanation LIKE '%"w"%'`` per word (with its
    quotes, as the synthetic text quotes every token, so both find the same rows; unquoted for
    template words such as ``fires``), same filters, sort and limit, same file, ``NOT INDEXED``
@@ -85,7 +89,7 @@ def synthetic_rows(sides: int, vocab: list[str], seed: int = 0) -> list[tuple[An
                 layer, nid, ("positive", "negative")[side], 1_000_000, 0.0, 1.0, -3.0,
                 float(means[i, 0]) + 1.0, float(dens[i]), float(dens[i]) / 3, "token-lookup",
                 text, float(score[i]), float(score[i]) - 0.05, float(floor[i]), 0.0,
-                int((nid + 1) % D_MLP), 4096,
+                int((nid + 1) % D_MLP), 4096, None, None, None, None, None,
             )
         )  # fmt: skip
     return rows
@@ -112,6 +116,27 @@ def like_scan(path: Path, q: IndexQuery, sort: str, vocab: set[str], full: bool)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return len(con.execute(sql, params).fetchall())
+    finally:
+        con.close()
+
+
+def exhaustive_ids(path: Path, q: IndexQuery) -> list[int]:
+    """The relevance query with FTS5 ranking every match (``ORDER BY rank, id``)."""
+    sql, params = _sql(q, "relevance") or ("", [])
+    sql = sql.replace("SELECT ", "SELECT neurons.id, ", 1)
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in con.execute(sql, params)]
+    finally:
+        con.close()
+
+
+def row_ids(path: Path, rows: list[Any]) -> list[int]:
+    """The table ids of result rows (layer, neuron, side identify a row of the bench table)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        sql = "SELECT id FROM neurons WHERE layer = ? AND neuron = ? AND side = ?"
+        return [con.execute(sql, (r.layer, r.neuron, r.side)).fetchone()[0] for r in rows]
     finally:
         con.close()
 
@@ -178,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         ("word in every row ('fires')", IndexQuery(text="fires")),
         ("common word, limit 200", IndexQuery(text=w[0], limit=200)),
         ("common word (rank 3), sort relevance", IndexQuery(text=w[3], sort="relevance")),
+        ("commonest word (rank 0), sort relevance", IndexQuery(text=w[0], sort="relevance")),
         ("word in every row, sort relevance", IndexQuery(text="fires", sort="relevance")),
+        (
+            "two common words + layers 10-17, sort relevance",
+            IndexQuery(text=f"{w[0]} fires", layers=list(range(10, 18)), sort="relevance"),
+        ),
+        ("mid word (rank 300), sort relevance", IndexQuery(text=w[300], sort="relevance")),
     ]
     vocab_set = set(vocab)
     fts_all, scan_all = [], []
@@ -191,19 +222,20 @@ def main(argv: list[str] | None = None) -> int:
         walk_ms, _ = median_ms(lambda q=q, s=sort: like_scan(path, q, s, vocab_set, False), 3)
         fts_all.append(fts_ms)
         scan_all.append(scan_ms)
-        print(
-            json.dumps(
-                {
-                    "query": name,
-                    "fts_ms": round(fts_ms, 2),
-                    "full_scan_ms": round(scan_ms, 2),
-                    "ratio": round(scan_ms / fts_ms, 1),
-                    "scan_on_sort_index_ms": round(walk_ms, 2),
-                    "rows_fts": len(res.rows),
-                    "rows_scan": scan_n,
-                }
-            )
-        )
+        row = {
+            "query": name,
+            "fts_ms": round(fts_ms, 2),
+            "full_scan_ms": round(scan_ms, 2),
+            "ratio": round(scan_ms / fts_ms, 1),
+            "scan_on_sort_index_ms": round(walk_ms, 2),
+            "rows_fts": len(res.rows),
+            "rows_scan": scan_n,
+        }
+        if sort == "relevance":
+            ex_ms, ex_ids = median_ms(lambda q=q: exhaustive_ids(path, q), args.reps)
+            row["rank_every_match_ms"] = round(ex_ms, 2)
+            row["same_order"] = ex_ids == row_ids(path, res.rows)
+        print(json.dumps(row))
     print(
         json.dumps(
             {

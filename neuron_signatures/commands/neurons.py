@@ -12,13 +12,15 @@ from typing import Any
 NAME = "neurons"
 HELP = (
     "find neurons by what they do: search the explanations of an atlas (run `explain` first), "
-    "filter by layer, score, density and side, sort; a table or --json"
+    "offline and LLM ones, filter by layer, score, density, side and explainer, sort; a table "
+    "or --json"
 )
 ORDER = 18
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..index import SORTS
+    from ..index.query import EXPLAINER_CHOICES
 
     p.add_argument(
         "--atlas", required=True, help="atlas folder (made by `neuron-signatures atlas`)"
@@ -46,10 +48,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="only this side's explanation",
     )
     p.add_argument(
+        "--explainer",
+        default="all",
+        help=f"only the explanations of one explainer: {' | '.join(EXPLAINER_CHOICES)} "
+        "(default all: the offline token lookup's and the LLM's, `explain --explainer llm`)",
+    )
+    p.add_argument(
         "--sort",
         default=None,
         help=f"one of {', '.join(SORTS)} (default: score with --query/--min_score/--side, "
-        "else layer)",
+        "else layer; detection and fuzzing: the LLM's balanced accuracies)",
     )
     p.add_argument("--limit", type=int, default=50, help="rows shown (default 50)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -60,14 +68,20 @@ def _num(x: float | None, fmt: str = "{:.3f}") -> str:
 
 
 def table(rows: list[Any], width: int) -> list[str]:
-    """Aligned lines: id, side, score, floor, density, max, then the explanation cut to fit."""
-    head = ("neuron", "side", "score", "floor", "density", "max")
+    """Aligned lines: id, side, explainer (with the LLM's model), score, floor, then detection
+    and fuzzing when a row has them, density, max, and the explanation cut to fit."""
+    classify = any(r.detection is not None or r.fuzzing is not None for r in rows)
+    head: tuple[str, ...] = ("neuron", "side", "explainer", "score", "floor")
+    head += ("detection", "fuzzing") if classify else ()
+    head += ("density", "max")
     cells = [
         (
             r.id,
             r.side or "-",
+            r.source,
             _num(r.score),
             _num(r.floor),
+            *((_num(r.detection), _num(r.fuzzing)) if classify else ()),
             _num(r.density, "{:.4f}"),
             _num(r.max, "{:.3g}"),
         )
@@ -96,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         side=args.side,
         sort=args.sort,
         limit=args.limit,
+        explainer=args.explainer,
     )
     res = search_neurons(args.atlas, q)
     if args.json:

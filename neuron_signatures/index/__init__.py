@@ -3,7 +3,16 @@ text search (FTS5), filters, sorts. Every UI and the ``neurons`` command query i
 
 from __future__ import annotations
 
-from .query import SORTS, IndexQuery, IndexResult, NeuronRow, fts_query, query_index, search_neurons
+from .query import (
+    EXPLAINER_CHOICES,
+    SORTS,
+    IndexQuery,
+    IndexResult,
+    NeuronRow,
+    fts_query,
+    query_index,
+    search_neurons,
+)
 from .table import (
     INDEX_FILE,
     SCHEMA_VERSION,
@@ -15,6 +24,7 @@ from .table import (
 )
 
 __all__ = [
+    "EXPLAINER_CHOICES",
     "INDEX_FILE",
     "SCHEMA_VERSION",
     "SORTS",

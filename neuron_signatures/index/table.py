@@ -2,19 +2,29 @@
 
 Method:
 
-1. One row per (layer, neuron, side): the atlas statistics of the neuron (read a layer at a time
-   with :meth:`Atlas.layer_stats`) and, where ``<atlas>/explanations/`` explains the neuron, one
-   row per explained side (positive, negative) with its explanation, scores and floors
-   (:func:`neuron_signatures.explain.output.read_explanations`). A neuron without explanation
-   has one row whose side is NULL.
+1. One row per (layer, neuron, explainer, side): the atlas statistics of the neuron (read a layer
+   at a time with :meth:`Atlas.layer_stats`) and one row per explained side (positive, negative)
+   of each explainer that explains it: the offline token lookup (``<atlas>/explanations/``,
+   :func:`neuron_signatures.explain.output.read_explanations`) first, then the LLM
+   (``<atlas>/explanations-llm/``, :func:`neuron_signatures.explain.llm_output.
+   read_llm_explanations`; ``explainer_model`` names its model), each with its explanation,
+   simulation scores and floors, and for the LLM its detection and fuzzing balanced accuracies
+   and their floors where the record holds them (any score missing is NULL). A neuron without
+   explanation has one row whose side is NULL; an LLM record that holds an error adds no row.
 2. An FTS5 table (external content: it indexes ``neurons.explanation`` without a copy) answers
-   text queries; B-tree indexes serve the filters and sorts.
+   text queries; B-tree indexes serve the filters and sorts. For the relevance sort
+   (:mod:`.relevance`) the table also keeps each row's FTS5 document length (``doclen``) and,
+   for the words in more than :data:`~.relevance.BIG_DOCS` rows, the rows that hold the word
+   more than once (``repeats``).
 3. ``meta`` holds the schema version and the key of what the table was built from: sha256 of
-   ``atlas.json`` and of ``explanations/explanations.json`` plus the size and mtime of each
-   explanation layer file (a resumed explain run adds layers without touching its manifest).
-   When the key or the schema differs, the table is rebuilt.
+   ``atlas.json`` and, per explanations folder, of its manifest plus the size and mtime of each
+   layer file (a resumed explain run adds layers without touching its manifest). When the key
+   or the schema differs, the table is rebuilt.
 4. The file is written under a temporary name in the atlas folder and renamed into place, so a
    reader never sees half a table and two builders never corrupt each other.
+
+Schema versions: 1 (offline explanations only); 2 (``explainer_model``, detection and fuzzing
+columns, LLM rows, ``doclen`` and ``repeats``). A file of another version is rebuilt.
 """
 
 from __future__ import annotations
@@ -35,10 +45,12 @@ from ..errors import OutputNotWritableError, RunFormatError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INDEX_FILE = "index.sqlite"
 EXPLANATIONS = "explanations"
+LLM_EXPLANATIONS = "explanations-llm"
 EXPLANATIONS_MANIFEST = "explanations.json"
+EXPLAINERS = ("token-lookup", "llm")  # the ``explainer`` values of explained rows
 
 # (name, SQL type) of every column of ``neurons`` after ``id``, in insert order
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -60,7 +72,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("floor_random_only", "REAL"),
     ("floor_from", "INTEGER"),
     ("heldout_tokens", "INTEGER"),  # tokens of the top-and-random held-out set
+    ("explainer_model", "TEXT"),  # the LLM's model name; NULL for token-lookup
+    ("detection", "REAL"),  # balanced accuracy of delphi's detection scorer (LLM only)
+    ("floor_detection", "REAL"),
+    ("fuzzing", "REAL"),  # balanced accuracy of delphi's fuzzing scorer (LLM only)
+    ("floor_fuzzing", "REAL"),
 )
+N_SIDE = len(COLUMNS) - 9  # ``side`` and the columns after the statistics
 NAMES = tuple(c for c, _ in COLUMNS)
 STAT_KEYS = ("mean", "std", "min", "max", "density", "frac_above_threshold")
 
@@ -76,6 +94,7 @@ CREATE INDEX neurons_layer ON neurons (layer, neuron);
 CREATE INDEX neurons_score ON neurons (score);
 CREATE INDEX neurons_density ON neurons (density);
 CREATE INDEX neurons_max ON neurons (max);
+CREATE INDEX neurons_explainer ON neurons (explainer);
 """
 
 
@@ -90,6 +109,8 @@ class IndexInfo:
     layers: list[int]
     explained_layers: list[int]
     rows: int
+    explainers: tuple[str, ...] = ()  # the explainers of the table's rows (:data:`EXPLAINERS`)
+    big_docs: int | None = None  # the repeats threshold it was built with (:mod:`.relevance`)
 
 
 def _sha256(path: Path) -> str:
@@ -99,35 +120,58 @@ def _sha256(path: Path) -> str:
 def source_key(atlas_root: Path) -> str:
     """The key of what the table is built from (step 3 of the method)."""
     parts: list[Any] = [SCHEMA_VERSION, _sha256(atlas_root / "atlas.json")]
-    exp = atlas_root / EXPLANATIONS
-    if (exp / EXPLANATIONS_MANIFEST).is_file():
-        parts.append(_sha256(exp / EXPLANATIONS_MANIFEST))
-        for p in sorted((exp / "layers").glob("layer_*.jsonl")):
-            st = p.stat()
-            parts.append([p.name, st.st_size, st.st_mtime_ns])
+    for folder in (EXPLANATIONS, LLM_EXPLANATIONS):
+        exp = atlas_root / folder
+        if (exp / EXPLANATIONS_MANIFEST).is_file():
+            parts.append([folder, _sha256(exp / EXPLANATIONS_MANIFEST)])
+            for p in sorted((exp / "layers").glob("layer_*.jsonl")):
+                st = p.stat()
+                parts.append([p.name, st.st_size, st.st_mtime_ns])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def side_values(rec: dict[str, Any] | None) -> list[tuple[Any, ...]]:
-    """The explanation columns of one neuron record (``side`` .. ``heldout_tokens``), one tuple
-    per side; one tuple of NULLs for a neuron without explanation."""
-    sides = (rec or {}).get("sides") or []
-    if not sides:
-        return [(None,) * 9]
+def _number(x: Any) -> float | None:
+    """``x`` when it is a number (not a bool), else ``None``."""
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def classifier_scores(side: dict[str, Any], kind: str) -> tuple[float | None, float | None]:
+    """``(balanced accuracy, its floor)`` of a side's ``kind`` scorer (``detection`` or
+    ``fuzzing``), read defensively: ``classifiers.<kind>.balanced_accuracy`` and ``.floor.
+    balanced_accuracy`` (LLM records, version 2), else a number under ``scores.<kind>`` and
+    ``floor.<kind>``; ``None`` for whatever is missing."""
+    c = (side.get("classifiers") or {}).get(kind)
+    if isinstance(c, dict):
+        fl = c.get("floor")
+        return _number(c.get("balanced_accuracy")), _number(
+            fl.get("balanced_accuracy") if isinstance(fl, dict) else fl
+        )
+    scores, floor = side.get("scores") or {}, side.get("floor") or {}
+    return _number(scores.get(kind)), _number(floor.get(kind))
+
+
+def side_values(rec: dict[str, Any] | None, model: str | None = None) -> list[tuple[Any, ...]]:
+    """The explanation columns of one neuron record (``side`` and ``explainer`` ..
+    ``floor_fuzzing``), one tuple per side; none for a record without sides. ``model``: the
+    explainer's model (the LLM's), stored with each side."""
     out = []
-    for s in sides:
+    for s in (rec or {}).get("sides") or []:
         scores, floor = s.get("scores") or {}, s.get("floor") or {}
+        det, fuzz = classifier_scores(s, "detection"), classifier_scores(s, "fuzzing")
         out.append(
             (
                 s.get("side"),
                 s.get("explainer"),
                 s.get("explanation"),
-                scores.get("top_and_random"),
-                scores.get("random_only"),
-                floor.get("top_and_random"),
-                floor.get("random_only"),
+                _number(scores.get("top_and_random")),
+                _number(scores.get("random_only")),
+                _number(floor.get("top_and_random")),
+                _number(floor.get("random_only")),
                 floor.get("from_neuron"),
                 (s.get("heldout") or {}).get("tokens_top_and_random"),
+                model,
+                *det,
+                *fuzz,
             )
         )
     return out
@@ -138,19 +182,34 @@ def layer_rows(
     count: int,
     stats: dict[str, Any],
     records: dict[int, dict[str, Any]],
+    llm_records: dict[int, dict[str, Any]] | None = None,
+    llm_model: str | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Rows of one layer: ``stats`` holds one array per :data:`STAT_KEYS` (``[d_mlp]``),
-    ``records`` the explanation record of each explained neuron."""
+    ``records`` the offline explanation record of each explained neuron, ``llm_records`` the
+    LLM's (model ``llm_model``)."""
     columns = [stats[k].tolist() for k in STAT_KEYS]  # one C-level conversion per array
+    llm_records = llm_records or {}
+    blank = [(None,) * N_SIDE]
     for n, st in enumerate(zip(*columns, strict=True)):
         st = tuple(None if v != v else v for v in st)  # NaN (non-finite neuron) -> NULL
-        for side in side_values(records.get(n)):
+        sides = side_values(records.get(n)) + side_values(llm_records.get(n), llm_model)
+        for side in sides or blank:
             yield (layer, n, side[0], count, *st, *side[1:])
 
 
-def write_table(path: Path, rows: Iterable[tuple[Any, ...]], meta: dict[str, Any]) -> int:
+def write_table(
+    path: Path,
+    rows: Iterable[tuple[Any, ...]],
+    meta: dict[str, Any],
+    big_docs: int | None = None,
+) -> int:
     """Write a complete index to ``path`` atomically (temporary name, then rename); returns the
-    number of rows. ``rows`` are tuples in :data:`NAMES` order."""
+    number of rows. ``rows`` are tuples in :data:`NAMES` order; ``big_docs``: the threshold of
+    the relevance sort's ``repeats`` (default :data:`.relevance.BIG_DOCS`)."""
+    from .relevance import BIG_DOCS, write_relevance_tables
+
+    big = BIG_DOCS if big_docs is None else int(big_docs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -169,9 +228,17 @@ def write_table(path: Path, rows: Iterable[tuple[Any, ...]], meta: dict[str, Any
             n = int(con.execute("SELECT count(*) FROM neurons").fetchone()[0])
             con.execute("INSERT INTO neurons_fts(neurons_fts) VALUES ('rebuild')")
             con.executescript(INDEXES)
+            write_relevance_tables(con, big)
+            explainers = [
+                e
+                for (e,) in con.execute(
+                    "SELECT DISTINCT explainer FROM neurons WHERE explainer IS NOT NULL"
+                )
+            ]
+            extra = {"rows": n, "explainers": sorted(explainers), "big_docs": big}
             con.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [(k, json.dumps(v)) for k, v in {**meta, "rows": n}.items()],
+                [(k, json.dumps(v)) for k, v in {**meta, **extra}.items()],
             )
             con.commit()
             con.execute("PRAGMA optimize")
@@ -192,17 +259,35 @@ def write_table(path: Path, rows: Iterable[tuple[Any, ...]], meta: dict[str, Any
     return n
 
 
-def _explanation_records(root: Path) -> tuple[dict[int, dict[int, dict[str, Any]]], list[int]]:
-    """``{layer: {neuron: record}}`` of ``<atlas>/explanations`` and its explained layers."""
+ByLayer = dict[int, dict[int, dict[str, Any]]]
+
+
+def _by_layer(records: Iterable[dict[str, Any]]) -> ByLayer:
+    by_layer: ByLayer = {}
+    for rec in records:
+        if rec.get("sides"):  # an LLM error record adds no row
+            by_layer.setdefault(int(rec["layer"]), {})[int(rec["neuron"])] = rec
+    return by_layer
+
+
+def _explanation_records(root: Path) -> ByLayer:
+    """``{layer: {neuron: record}}`` of ``<atlas>/explanations`` (explained neurons only)."""
     from ..explain.output import read_explanations
 
     if not (root / EXPLANATIONS / EXPLANATIONS_MANIFEST).is_file():
-        return {}, []
-    _, records = read_explanations(root)
-    by_layer: dict[int, dict[int, dict[str, Any]]] = {}
-    for rec in records:
-        by_layer.setdefault(int(rec["layer"]), {})[int(rec["neuron"])] = rec
-    return by_layer, sorted(by_layer)
+        return {}
+    return _by_layer(read_explanations(root)[1])
+
+
+def _llm_records(root: Path) -> tuple[ByLayer, str | None]:
+    """``{layer: {neuron: record}}`` of ``<atlas>/explanations-llm`` and the LLM's model."""
+    from ..explain.llm_output import read_llm_explanations
+
+    if not (root / LLM_EXPLANATIONS / EXPLANATIONS_MANIFEST).is_file():
+        return {}, None
+    manifest, records = read_llm_explanations(root)
+    model = ((manifest.get("params") or {}).get("explainer") or {}).get("model")
+    return _by_layer(records), None if model is None else str(model)
 
 
 def build_index(atlas_root: str | Path) -> Path:
@@ -218,14 +303,17 @@ def build_index(atlas_root: str | Path) -> Path:
     atlas = open_atlas(atlas_root)
     root = atlas.root
     key = source_key(root)  # before reading: a change while we read makes the next open rebuild
-    explained, explained_layers = _explanation_records(root)
+    explained = _explanation_records(root)
+    by_llm, model = _llm_records(root)
+    explained_layers = sorted(set(explained) | set(by_llm))
     count = atlas.tokens_seen
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for layer in atlas.layers:
             st = atlas.layer_stats(layer)
             stats = {**st, "density": st["frac_positive"]}
-            yield from layer_rows(layer, count, stats, explained.get(layer, {}))
+            offline, llm = explained.get(layer, {}), by_llm.get(layer, {})
+            yield from layer_rows(layer, count, stats, offline, llm, model)
 
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -235,6 +323,7 @@ def build_index(atlas_root: str | Path) -> Path:
         "d_mlp": atlas.d_mlp,
         "has_explanations": bool(explained_layers),
         "explained_layers": explained_layers,
+        "llm_model": model,
     }
     path = root / INDEX_FILE
     n = write_table(path, rows(), meta)
@@ -263,6 +352,8 @@ def read_info(path: Path) -> IndexInfo | None:
             layers=[int(x) for x in meta["layers"]],
             explained_layers=[int(x) for x in meta["explained_layers"]],
             rows=int(meta["rows"]),
+            explainers=tuple(str(x) for x in meta.get("explainers", [])),
+            big_docs=None if meta.get("big_docs") is None else int(meta["big_docs"]),
         )
     except (sqlite3.Error, KeyError, ValueError, TypeError):
         return None

@@ -69,6 +69,7 @@ ATLAS_KEYS: tuple[Key, ...] = (
     Key("down", "↓", "scroll(1)", "scroll the examples down", "Navigate"),
     Key("g", "g", "goto_neuron", "go to neuron… (L17/N345, 17:345 or an index)", "Jump", "neuron"),
     Key("l", "l", "goto_layer", "go to layer…", "Jump", "layer"),
+    Key("f", "f", "find_explained", "find neurons by explanation… (Enter opens)", "Jump", "find"),
     Key("x", "x", "toggle_bottom", "show / hide the bottom examples", "View", "bottom"),
     Key("e", "e", "examples", "atlas examples / the run's prompts (with --run_dir)", "View", "run"),
     Key("question_mark", "?", "help", "this help", "Other", "help"),

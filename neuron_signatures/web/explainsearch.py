@@ -1,7 +1,8 @@
 """The "Search explanations" panel: find an atlas's neurons by what their explanations say.
 
 A thin shell over :func:`neuron_signatures.index.search_neurons` (the atlas's SQLite neuron table,
-built on the first search): words, layers, minimum score, side, sort and limit in; a table out
+built on the first search): words, layers, minimum score, side, explainer, sort and limit in; a
+table out (which explainer wrote each row: the offline token lookup, or the LLM and its model)
 whose rows link to their neuron pages (``?atlas=&layer=&neuron=``) and open them when clicked.
 """
 
@@ -18,6 +19,7 @@ from ..atlas import Atlas
 from ..errors import NeuronSignaturesError
 from ..explain.records import LayerScores, has_explanations, layer_scores
 from ..index import SORTS, IndexQuery, IndexResult, search_neurons
+from ..index.query import EXPLAINER_CHOICES
 from ..neurons import parse_layers
 from .atlassearch import LINK, app_url, neuron_link, open_picked
 
@@ -26,15 +28,19 @@ SIDES = {"both": None, "positive": "positive", "negative": "negative"}
 
 
 def results_table(atlas: Atlas, res: IndexResult) -> pd.DataFrame:
-    """One row per (neuron, side): id, side, score, floor, density, max, explanation, link."""
+    """One row per (neuron, explainer, side): id, side, explainer, score, floor, detection,
+    fuzzing, density, max, explanation, link."""
     base = app_url()
     rows = res.rows
     return pd.DataFrame(
         {
             "neuron": [r.id for r in rows],
             "side": [r.side for r in rows],
+            "explainer": [r.source for r in rows],
             "score": [r.score for r in rows],
             "floor": [r.floor for r in rows],
+            "detection": [r.detection for r in rows],
+            "fuzzing": [r.fuzzing for r in rows],
             "density": [r.density for r in rows],
             "max": [r.max for r in rows],
             "explanation": [r.explanation for r in rows],
@@ -48,14 +54,17 @@ def results_table(atlas: Atlas, res: IndexResult) -> pd.DataFrame:
 def query_inputs() -> IndexQuery:
     """The panel's inputs as a query (a bad layer list raises the library's error)."""
     text = st.text_input("explanation mentions", key="expl_text", placeholder="capital city")
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
     layers = c1.text_input("layers", key="expl_layers", placeholder="all, or 10-17")
     min_score = c2.number_input(
         "min score", min_value=-1.0, max_value=1.0, value=-1.0, step=0.05, key="expl_min"
     )
     side = c3.selectbox("side", list(SIDES), key="expl_side")
-    sort = c4.selectbox("sort by", [s for s in SORTS if s != "layer"] + ["layer"], key="expl_sort")
-    limit = c5.number_input("rows", min_value=1, max_value=5000, value=100, key="expl_limit")
+    explainer = c4.selectbox(
+        "explainer", list(reversed(EXPLAINER_CHOICES)), key="expl_explainer"
+    )  # "all" first
+    sort = c5.selectbox("sort by", [s for s in SORTS if s != "layer"] + ["layer"], key="expl_sort")
+    limit = c6.number_input("rows", min_value=1, max_value=5000, value=100, key="expl_limit")
     return IndexQuery(
         text=text.strip() or None,
         layers=parse_layers(layers.strip() or None),
@@ -63,6 +72,7 @@ def query_inputs() -> IndexQuery:
         side=SIDES[side],
         sort=None if sort == "relevance" and not text.strip() else sort,
         limit=int(limit),
+        explainer=explainer,
     )
 
 
@@ -165,10 +175,15 @@ def search_results(atlas: Atlas) -> None:
             "page": LINK,
             "score": st.column_config.NumberColumn(format="%.3f"),
             "floor": st.column_config.NumberColumn(format="%.3f"),
+            "detection": st.column_config.NumberColumn(format="%.3f"),
+            "fuzzing": st.column_config.NumberColumn(format="%.3f"),
             "density": st.column_config.NumberColumn(format="%.4f"),
             "max": st.column_config.NumberColumn(format="%.4g"),
         },
         on_select=functools.partial(open_picked, "expl_hits", df),
         selection_mode="single-row",
     )
-    st.caption(f"{len(res.rows)} rows in {res.took_ms:.1f} ms · score = top-and-random correlation")
+    st.caption(
+        f"{len(res.rows)} rows in {res.took_ms:.1f} ms · score = top-and-random correlation · "
+        "detection, fuzzing = the LLM scorers' balanced accuracy"
+    )

@@ -15,7 +15,7 @@ from neuron_signatures.atlas import open_atlas
 from neuron_signatures.errors import BadArgumentError, OutputNotWritableError
 from neuron_signatures.explain.output import read_explanations
 from neuron_signatures.index import INDEX_FILE, IndexQuery, ensure_index, search_neurons
-from neuron_signatures.index.table import write_table
+from neuron_signatures.index.table import NAMES, write_table
 from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON, PLANTED_WORD
 
 
@@ -111,7 +111,7 @@ def test_atlas_without_explanations(planted_atlas: Path, tmp_path: Path) -> None
 
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
     def rows():  # type: ignore[no-untyped-def]
-        yield (0, 0, None, *([None] * 15))
+        yield (0, 0, None, *([None] * (len(NAMES) - 3)))
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):

@@ -3,11 +3,13 @@
 from .atlas_view import AtlasScreen
 from .browser import BrowserScreen, LinkedBrowserScreen
 from .dialogs import GoToDialog, HelpScreen
+from .explain_filter import ExplainFilterDialog
 from .prompt_picker import PromptPicker
 
 __all__ = [
     "AtlasScreen",
     "BrowserScreen",
+    "ExplainFilterDialog",
     "GoToDialog",
     "HelpScreen",
     "LinkedBrowserScreen",

@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from ...atlas import NeuronAtlas
 from ...errors import NeuronSignaturesError
+from ...neurons import NeuronId
 from ..atlas_state import AtlasState
 from ..keys import ATLAS_KEYS, atlas_help_text, bindings
 from ..widgets import AtlasHeader, ExampleList, WriteScores
@@ -189,6 +190,22 @@ class AtlasScreen(Screen[None]):
     def action_goto_layer(self) -> None:
         s = self.state
         self._ask("Go to layer", f"atlas layers {s.layers_hint()}", s.parse_layer, s.goto_layer)
+
+    def action_find_explained(self) -> None:
+        """Find neurons by explanation; the one picked opens here."""
+        from .explain_filter import ExplainFilterDialog
+
+        def done(nid: NeuronId | None) -> None:
+            if nid is None:
+                return
+            try:
+                self.state.goto(nid)
+            except NeuronSignaturesError as e:
+                self.say(str(e))
+                return
+            self._moved()
+
+        self.app.push_screen(ExplainFilterDialog(self.state.atlas.root), done)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(atlas_help_text()))
