@@ -20,9 +20,9 @@ def test_table(explained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["neurons", "--atlas", str(explained), "--query", PLANTED_WORD, "--sort", "score"]
     assert main([*argv, "--min_score", "0.9", "--layers", f"{PLANTED_LAYER}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["neuron", "side", "score"]
+    assert lines[0].split()[:4] == ["neuron", "side", "explainer", "score"]
     body, footer = lines[1:-1], lines[-1]
-    assert body and body[0].split()[:2] == [PLANTED, "positive"]
+    assert body and body[0].split()[:3] == [PLANTED, "positive", "token-lookup"]
     assert all(re.match(r"L\d+/N\d+ ", line) for line in body)
     assert all(PLANTED_WORD in line for line in body)
     assert footer.startswith(f"{len(body)} rows in ")
