@@ -79,6 +79,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=4,
         help="retries of an LLM request on 429/5xx/connection errors (default 4)",
     )
+    p.add_argument(
+        "--scorers",
+        default="simulation,detection,fuzzing",
+        help="LLM scorers, comma-separated (default all three); requests per neuron side, "
+        "each doubled for its floor: simulation 1 per held-out window (held-out top examples "
+        "+ random windows), detection and fuzzing 1 per 5 examples (the activating held-out "
+        "windows and as many quiet random ones)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             max_examples=args.max_examples,
             timeout_s=args.timeout_s,
             max_retries=args.max_retries,
+            scorers=_scorers(args.scorers),
         )
 
     out = explain_atlas(
@@ -122,6 +131,16 @@ def run(args: argparse.Namespace) -> int:
         if line:
             print(line)
     return 0
+
+
+def _scorers(text: str) -> tuple[str, ...]:
+    from ..errors import BadArgumentError
+    from ..explain.classify import parse_scorers
+
+    try:
+        return parse_scorers(text)
+    except ValueError as e:
+        raise BadArgumentError(f"--scorers: {e}") from None
 
 
 def _written_layers(out: Path) -> list[int]:

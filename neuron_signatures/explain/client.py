@@ -12,8 +12,14 @@ The method, per request:
    is ``Retry-After`` when the server sends one (up to ``max_retry_after_s``), else
    ``backoff_s * 2**attempt`` times a jitter in [0.5, 1.5), capped at ``max_backoff_s``. Other 4xx
    and answers that are not the protocol's JSON raise at once: retrying cannot fix them.
-4. A good answer is written to ``cache_dir/<key[:2]>/<key>.json`` atomically, so a rerun or a
-   resumed run sends nothing twice; hits and misses are counted in :attr:`OpenAIClient.stats`.
+4. A good answer goes to the response cache (:class:`ResponseCache`, one SQLite file in
+   ``cache_dir``), so a rerun or a resumed run sends nothing twice; hits and misses are counted
+   in :attr:`OpenAIClient.stats`. Answers are committed in batches (every
+   :data:`COMMIT_EVERY` answers, after :data:`COMMIT_S` seconds, and at :meth:`OpenAIClient.flush`
+   / close): one fsync per batch instead of one per answer (an fsync'd file per answer took
+   ~14 ms on the 2-core dev machine and held the run well under the server's rate; see
+   ``benchmarks/bench_explain_llm.py``). A committed answer survives a crash (WAL,
+   ``synchronous=FULL``); an uncommitted one is asked again on ``--resume``.
 
 Concurrency is a thread pool (:meth:`OpenAIClient.chat_many`) plus the semaphore: the package is
 synchronous end to end (CLI, Ray tasks, the explain run), ``httpx.Client`` is thread-safe and
@@ -29,6 +35,7 @@ import json
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,13 +47,15 @@ from typing import Any
 import httpx
 
 from ..errors import BadArgumentError, NeuronSignaturesError
-from ..store.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 CHAT = "chat/completions"
 COMPLETIONS = "completions"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+CACHE_DB = "responses.sqlite"
+COMMIT_EVERY = 64  # answers per commit (one fsync)
+COMMIT_S = 1.0  # at most this long between an answer and its commit
 
 
 class LLMServerError(NeuronSignaturesError):
@@ -59,6 +68,16 @@ class LLMServerError(NeuronSignaturesError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ServerGoneError(LLMServerError):
+    """A request not sent because the requests before it found the server gone."""
+
+
+def is_gone(exc: LLMServerError) -> bool:
+    """The error says the server is away (unreachable, or 429/5xx after every retry), not that
+    it refused this one request."""
+    return exc.status is None or exc.status in RETRY_STATUS
 
 
 class MissingAPIKeyError(BadArgumentError):
@@ -125,6 +144,8 @@ class CompletionResult:
         token_logprobs: the logprob of each token given the ones before (``None`` for the first).
         top_logprobs: per token, ``{token: logprob}`` of the alternatives (empty when not sent).
         cached: the answer came from the disk cache.
+        text_offset: each token's character offset in ``text`` (empty when the server sent
+            none; then the tokens' lengths give them).
     """
 
     text: str
@@ -132,6 +153,91 @@ class CompletionResult:
     token_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
     cached: bool = False
+    text_offset: list[int] = field(default_factory=list)
+
+
+class ResponseCache:
+    """Answers by cache key in ``folder/responses.sqlite`` (WAL, ``synchronous=FULL``), written
+    in batches; thread-safe, and several processes may share the folder (SQLite's locks).
+
+    The cache of older versions, one ``<key[:2]>/<key>.json`` file per answer, is still read
+    (:meth:`get` falls back to it), so an older run's folder resumes without a request.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            folder / CACHE_DB, timeout=60, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
+            " body TEXT NOT NULL, response TEXT NOT NULL)"
+        )
+        self._pending: dict[str, tuple[str, str, str]] = {}
+        self._since = time.monotonic()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The cached answer of ``key`` (None: not cached, or an unreadable legacy file)."""
+        with self._lock:
+            row = self._pending.get(key)
+            text = row[2] if row else None
+            if text is None:
+                got = self._db.execute(
+                    "SELECT response FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+                text = got[0] if got else None
+        if text is not None:
+            return dict(json.loads(text))
+        legacy = self.folder / key[:2] / f"{key}.json"
+        if legacy.is_file():
+            try:
+                return dict(json.loads(legacy.read_bytes())["response"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring an unreadable cache file %s", legacy)
+        return None
+
+    def put(self, key: str, endpoint: str, body: dict[str, Any], response: dict[str, Any]) -> None:
+        """Keep ``response``; committed with the next batch (module doc, step 4)."""
+        row = (endpoint, json.dumps(body, sort_keys=True), json.dumps(response, sort_keys=True))
+        with self._lock:
+            self._pending[key] = row
+            due = len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._since > COMMIT_S
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the pending answers (one transaction, one fsync)."""
+        with self._lock:
+            if self._pending:
+                rows = [(k, *v) for k, v in self._pending.items()]
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", rows
+                    )
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                self._pending.clear()
+            self._since = time.monotonic()
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every committed ``(endpoint, body)``, oldest first (the benchmark replays them)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT endpoint, body FROM responses ORDER BY rowid"
+            ).fetchall()
+        return [(e, json.loads(b)) for e, b in rows]
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._db.close()
 
 
 def cache_key(base_url: str, model: str, endpoint: str, body: dict[str, Any]) -> str:
@@ -210,6 +316,7 @@ class OpenAIClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache = ResponseCache(self.cache_dir) if self.cache_dir is not None else None
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
@@ -237,8 +344,15 @@ class OpenAIClient:
         return f"OpenAIClient(base_url={self.base_url!r}, model={self.model!r})"
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Commit the cache and close it and the connection pool."""
         self._http.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def flush(self) -> None:
+        """Commit the answers received so far to the cache (a run calls it per batch)."""
+        if self.cache is not None:
+            self.cache.flush()
 
     def chat(self, messages: Sequence[dict[str, str]], **params: Any) -> ChatResult:
         """POST ``/chat/completions`` with ``messages`` and ``params`` (temperature, n, ...)."""
@@ -272,6 +386,82 @@ class OpenAIClient:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(one, requests))
 
+    def send_many(
+        self,
+        requests: Sequence[tuple[Sequence[dict[str, str]] | str, dict[str, Any]]],
+        stop_after: int | None = None,
+    ) -> list[ChatResult | CompletionResult | LLMServerError]:
+        """Like :meth:`chat_many` for a mix of chat requests (messages) and completions
+        requests (a prompt string), answers in order, errors in place.
+
+        With ``stop_after``, once that many requests in a row found the server gone
+        (unreachable, or 429/5xx after every retry), the requests not yet started are not sent:
+        each gets a :class:`ServerGoneError` in its place. All requests are queued at once
+        (no barrier between batches), so the server stays busy to the last request.
+        """
+        gone = [0]
+
+        def one(
+            req: tuple[Sequence[dict[str, str]] | str, dict[str, Any]],
+        ) -> ChatResult | CompletionResult | LLMServerError:
+            if stop_after is not None and gone[0] >= stop_after:
+                return ServerGoneError(
+                    f"not sent: {gone[0]} requests in a row found LLM server {self.base_url} "
+                    "gone; rerun with --resume once the server is back"
+                )
+            try:
+                res: ChatResult | CompletionResult
+                if isinstance(req[0], str):
+                    res = self.completion(req[0], **req[1])
+                else:
+                    res = self.chat(req[0], **req[1])
+            except LLMServerError as exc:
+                with self._lock:
+                    gone[0] = gone[0] + 1 if is_gone(exc) else 0
+                return exc
+            with self._lock:
+                gone[0] = 0
+            return res
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(one, requests))
+
+    def probe_echo(self) -> bool:
+        """Whether ``/completions`` echoes a prompt with its tokens' ``top_logprobs`` (OpenAI's
+        all-at-once simulator needs it: ``echo=True, logprobs=5, max_tokens=0``).
+
+        Any HTTP answer that refuses, or an answer without the echoed tokens, their offsets
+        adding up to the prompt and alternatives, is a no (tried once, no retries): the chat
+        simulator is used instead. An unreachable server raises. The outcome is cached like an
+        answer, so a rerun sends nothing.
+        """
+        prompt = "Count:\t1\t2\t3"
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt}
+        body.update(echo=True, logprobs=5, max_tokens=0, temperature=0)
+        key = cache_key(self.base_url, self.model, "probe:" + COMPLETIONS, body)
+        found = self.cache.get(key) if self.cache is not None else None
+        if found is not None and "echo" in found:
+            self._count(hits=1)
+            return bool(found["echo"])
+        self._count(misses=1)
+        try:
+            res = parse_completion(self._send(COMPLETIONS, body, max_retries=0), self.base_url)
+        except LLMServerError as exc:
+            if exc.status is None and "unreachable" in str(exc):
+                raise
+            echo = False
+        else:
+            echo = (
+                res.text.startswith(prompt)
+                and bool(res.tokens)
+                and len(res.top_logprobs) == len(res.tokens)
+                and token_offsets(res) is not None
+                and any(len(t) > 1 for t in res.top_logprobs)
+            )
+        if self.cache is not None:  # the outcome is kept, so a rerun asks nothing
+            self.cache.put(key, "probe:" + COMPLETIONS, body, {"echo": echo})
+        return echo
+
     def probe(self) -> Capabilities:
         """Ask once for one token with ``logprobs`` and ``top_logprobs``; see what comes back.
 
@@ -302,23 +492,16 @@ class OpenAIClient:
         is cached, so a malformed answer is never replayed.
         """
         key = cache_key(self.base_url, self.model, endpoint, body)
-        path = self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir is not None else None
-        if path is not None and path.is_file():
-            try:
-                data = json.loads(path.read_bytes())["response"]
-            except (ValueError, KeyError):
-                log.warning("ignoring an unreadable cache file %s", path)
-            else:
-                self._count(hits=1)
-                return data, True
+        found = self.cache.get(key) if self.cache is not None else None
+        if found is not None:
+            self._count(hits=1)
+            return found, True
         self._count(misses=1)
         data = self._send(endpoint, body)
         if check is not None:
             check(data)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            entry = {"endpoint": endpoint, "body": body, "response": data}
-            atomic_write_bytes(path, json.dumps(entry, sort_keys=True).encode())
+        if self.cache is not None:
+            self.cache.put(key, endpoint, body, data)
         return data, False
 
     def _count(self, **deltas: int) -> None:
@@ -333,10 +516,13 @@ class OpenAIClient:
             jitter = 0.5 + self._rng.random()
         return min(self.backoff_s * 2**attempt * jitter, self.max_backoff_s)
 
-    def _send(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _send(
+        self, endpoint: str, body: dict[str, Any], max_retries: int | None = None
+    ) -> dict[str, Any]:
         url = f"{self.base_url}/{endpoint}"
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
+        retries = self.max_retries if max_retries is None else max_retries
+        for attempt in range(retries + 1):
+            last = attempt == retries
             try:
                 with self._slots:
                     self._count(sent=1)
@@ -431,6 +617,18 @@ def parse_chat(data: dict[str, Any], base_url: str, cached: bool = False) -> Cha
     return ChatResult(texts, tops if any_lp else None, cached)
 
 
+def token_offsets(res: CompletionResult) -> list[int] | None:
+    """Each echoed token's character offset in ``res.text``: the server's ``text_offset`` when
+    sent, else the running sum of the tokens' lengths; None when they do not tile the text."""
+    if res.text_offset and len(res.text_offset) == len(res.tokens):
+        return list(res.text_offset)
+    offs, pos = [], 0
+    for t in res.tokens:
+        offs.append(pos)
+        pos += len(t)
+    return offs if "".join(res.tokens) == res.text[:pos] else None
+
+
 def parse_completion(data: dict[str, Any], base_url: str, cached: bool = False) -> CompletionResult:
     """Read a ``/completions`` answer (first choice, legacy ``logprobs`` object) into a result."""
     try:
@@ -441,6 +639,7 @@ def parse_completion(data: dict[str, Any], base_url: str, cached: bool = False) 
         tops = [
             {str(k): float(v) for k, v in (t or {}).items()} for t in lp.get("top_logprobs") or []
         ]
-        return CompletionResult(str(choice["text"]), tokens, token_lps, tops, cached)
+        offsets = [int(v) for v in lp.get("text_offset") or []]
+        return CompletionResult(str(choice["text"]), tokens, token_lps, tops, cached, offsets)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise _garbage(base_url, f"completion choice without {exc}") from None

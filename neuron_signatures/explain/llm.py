@@ -9,9 +9,13 @@ The method (OpenAI's automated-interpretability explainer → simulator, Translu
    records; ``k`` samples (temperature 1, ``seed`` j) when ``best_of > 1``, else one at
    temperature 0. An answer without an explanation is an error of that neuron.
 3. **Simulate**: the simulator prompt over one window's tokens; the prediction per token is the
-   expected value over the digits 0-10 from ``top_logprobs`` when the server offers them
-   (:func:`.prompts.expected_activation` at each number of the JSON answer), else the parsed
-   JSON list (:func:`.prompts.parse_simulation`). The method used is returned with the values.
+   expected value over the digits 0-10 (:func:`.prompts.expected_activation`), read, best
+   first: from the **prompt's** logprobs at each ``unknown`` placeholder through
+   ``/completions`` with ``echo`` (OpenAI's all-at-once simulator, ``"prompt_logprobs"``:
+   one forward, nothing generated), from the ``top_logprobs`` of each number of the chat
+   answer (``"top_logprobs"``), else from the parsed JSON list
+   (:func:`.prompts.parse_simulation`, ``"json"``). The method used is returned with the
+   values.
 4. **Best of k**: each candidate is simulated on a validation slice of the TRAIN split (the odd
    half of the train windows, which the explainer is then not shown) and the one with the best
    Pearson's r is kept (ties: the first); held-out data is never used to choose.
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .client import ChatResult, LLMServerError
+from .client import ChatResult, CompletionResult, LLMServerError, token_offsets
 from .lookup import SPIECE_SPACE
 from .prompts import (
     Message,
@@ -37,12 +41,16 @@ from .prompts import (
     parse_delphi_explanation,
     parse_openai_explanation,
     parse_simulation,
+    placeholder_offsets,
     simulator_messages,
+    simulator_prompt,
 )
 from .split import LayerArrays, Windows
 
 FORMATS = ("openai", "delphi")
-Request = tuple[list[Message], dict[str, Any]]
+SIM_METHODS = ("prompt_logprobs", "top_logprobs", "json")
+# a chat request (messages) or a /completions one (a prompt string), with its parameters
+Request = tuple[list[Message] | str, dict[str, Any]]
 
 
 @dataclass
@@ -132,11 +140,17 @@ def parse_explanation(res: ChatResult | LLMServerError, fmt: str) -> str:
 
 
 def simulator_request(
-    explanation: str, tokens: Sequence[str], sign: Sign, logprobs: bool
+    explanation: str, tokens: Sequence[str], sign: Sign, method: str | bool
 ) -> Request:
-    """The simulator's chat request for one window (module doc, step 3)."""
+    """The simulator's request for one window (module doc, step 3): ``method`` is one of
+    :data:`SIM_METHODS` (``True``/``False``: ``top_logprobs``/``json``, the older spelling)."""
+    if method is True or method is False:
+        method = "top_logprobs" if method else "json"
+    if method == "prompt_logprobs":
+        prompt = simulator_prompt(explanation, tokens, sign)
+        return prompt, {"echo": True, "logprobs": 5, "max_tokens": 0, "temperature": 0.0}
     params: dict[str, Any] = {"max_tokens": 6 * len(tokens) + 16, "temperature": 0.0}
-    if logprobs:
+    if method == "top_logprobs":
         params.update(logprobs=True, top_logprobs=5)
     return simulator_messages(explanation, tokens, sign), params
 
@@ -146,11 +160,31 @@ def _number(tok: str) -> bool:
     return s.isdigit() and int(s) <= 10
 
 
-def parse_simulated(res: ChatResult | LLMServerError, n_tokens: int) -> tuple[list[float], str]:
-    """``(values 0-10 per token, method)``: ``"top_logprobs"`` when every number of the answer
-    has alternatives, else ``"json"``; raises :class:`LLMServerError` on an unusable answer."""
+def parse_echoed(res: CompletionResult, n_tokens: int) -> list[float]:
+    """Expected values at the prompt's placeholders of an echoed ``/completions`` answer: the
+    alternatives of the token that covers each placeholder's first character (its logprobs are
+    the model's prediction for that slot, given every token before it)."""
+    slots = placeholder_offsets(res.text)
+    offs = token_offsets(res)
+    if len(slots) != n_tokens or offs is None or len(res.top_logprobs) != len(offs):
+        raise LLMServerError(
+            f"the echoed simulator prompt does not align ({len(slots)} placeholders for "
+            f"{n_tokens} tokens, {len(res.tokens)} echoed tokens)"
+        )
+    at = np.searchsorted(np.asarray(offs), np.asarray(slots), side="right") - 1
+    return [expected_activation(res.top_logprobs[int(j)]) if j >= 0 else 0.0 for j in at]
+
+
+def parse_simulated(
+    res: ChatResult | CompletionResult | LLMServerError, n_tokens: int
+) -> tuple[list[float], str]:
+    """``(values 0-10 per token, method)``: ``"prompt_logprobs"`` for an echoed completion,
+    ``"top_logprobs"`` when every number of a chat answer has alternatives, else ``"json"``;
+    raises :class:`LLMServerError` on an unusable answer."""
     if isinstance(res, LLMServerError):
         raise res
+    if isinstance(res, CompletionResult):
+        return parse_echoed(res, n_tokens), "prompt_logprobs"
     if res.top_logprobs:
         steps = res.top_logprobs[0]
         picks = [max(t, key=t.__getitem__) for t in steps if t]

@@ -6,6 +6,14 @@ removes the other's output; the cache (``<atlas>/llm-cache/``) is outside both, 
 ``--overwrite`` rerun sends nothing. A record of a neuron whose requests failed holds
 ``"error"`` (and no sides): :func:`failed` counts them for ``--resume``, :func:`summary` says so
 in one line.
+
+Record versions (``params.explainer.record_version`` in the manifest; absent means 1):
+1: a side holds the simulation ``scores`` and ``floor``; 2: a side may also hold
+``classifiers.{detection,fuzzing}``: ``balanced_accuracy``, ``auc`` (null where the server gave
+no logprobs), ``method`` (``logprobs`` / ``parsed``), ``n_invalid``, ``floor{from_neuron,
+balanced_accuracy, auc, n_invalid}``, ``n_windows{activating, non_activating}`` and the
+``windows`` themselves; the manifest names the scorers run (``params.explainer.scorers``), and
+the simulation scores are null when it was not among them. Both versions read.
 """
 
 from __future__ import annotations
@@ -14,11 +22,29 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunFormatError
 from ..store.atomic import atomic_write_bytes
 from .output import layer_path
 
 FOLDER = "explanations-llm"
 CACHE = "llm-cache"
+RECORD_VERSION = 2
+READABLE = (1, 2)
+
+
+def record_version(manifest: dict[str, Any]) -> int:
+    """The record version of an LLM explanations manifest (1 when it names none).
+
+    Raises:
+        RunFormatError: a version this code cannot read (made by a newer neuron-signatures).
+    """
+    v = (manifest.get("params") or {}).get("explainer", {}).get("record_version", 1)
+    if v not in READABLE:
+        raise RunFormatError(
+            f"{FOLDER} holds version-{v} records, this neuron-signatures reads {READABLE}: "
+            "upgrade it, or rerun explain --explainer llm with --overwrite"
+        )
+    return int(v)
 
 
 def write_records(out: Path, layer: int, records: list[dict[str, Any]]) -> None:
@@ -59,6 +85,7 @@ def read_llm_explanations(atlas_root: str | Path) -> tuple[dict[str, Any], list[
 
     out = Path(atlas_root) / FOLDER
     manifest = read_manifest(out)
+    record_version(manifest)
     recs = []
     for layer in manifest["params"]["layers"]:
         path = layer_path(out, layer)

@@ -9,6 +9,13 @@ Output goes to ``<atlas>/explanations-llm/`` (:mod:`.llm_output`); responses are
    :func:`.split.held_out` windows and masks as the offline scorer) and, for the **floor**, the
    explanation of the deranged neuron (:func:`.scoring.derangement`) on the same windows.
 3. Score with :func:`.scoring.pooled_pearson` (top-and-random, random-only), as offline.
+4. Detection and fuzzing (:mod:`.classify`): balanced accuracy and AUC of each chosen
+   explanation on held-out windows, and the same with the deranged neuron's explanation (the
+   floor), under each side's ``classifiers``.
+
+``scorers`` picks among simulation, detection and fuzzing (default: all three). The record of
+a side is version :data:`.llm_output.RECORD_VERSION` (2: ``classifiers`` added; a version-1
+folder, without them, still reads).
 
 A neuron whose requests fail (refused, timed out, garbage) gets ``"error"`` in its record and no
 sides; the run goes on, unless a whole batch of requests finds the server gone (then it stops
@@ -27,16 +34,32 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadArgumentError
-from . import llm
-from .client import RETRY_STATUS, LLMServerError, OpenAIClient
+from . import classify, llm
+from .client import LLMServerError, OpenAIClient, ServerGoneError
 from .forward import RandomTokens
 from .layer import SCORES, _num, blank_records
-from .llm_output import CACHE, FOLDER, failed, read_llm_explanations, summary, write_records
+from .llm_output import (
+    CACHE,
+    FOLDER,
+    RECORD_VERSION,
+    failed,
+    read_llm_explanations,
+    summary,
+    write_records,
+)
 from .lookup import SIDES
 from .scoring import derangement, pooled_pearson
 from .split import LayerArrays, Windows, check_disjoint, held_out, train_tokens
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Classified:
+    """Per neuron of one side: its ``classifiers`` record, or the error that stopped it."""
+
+    scores: dict[int, dict[str, Any]]
+    errors: dict[int, str]
 
 
 @dataclass
@@ -52,6 +75,7 @@ class LLMSettings:
         prompt_format: ``openai`` (token<TAB>activation records) or ``delphi`` (<<highlights>>).
         max_examples: train windows shown to the explainer per side.
         timeout_s / max_retries: per request.
+        scorers: among :data:`.classify.SCORERS` (simulation, detection, fuzzing).
     """
 
     base_url: str | None = None
@@ -63,6 +87,7 @@ class LLMSettings:
     max_examples: int = 10
     timeout_s: float = 60.0
     max_retries: int = 4
+    scorers: tuple[str, ...] = classify.SCORERS
 
 
 def check(s: LLMSettings) -> None:
@@ -79,6 +104,12 @@ def check(s: LLMSettings) -> None:
         raise BadArgumentError(f"--prompt_format must be one of {llm.FORMATS}")
     if s.max_examples < 1:
         raise BadArgumentError("--max_examples must be at least 1 (e.g. 10)")
+    bad = [x for x in s.scorers if x not in classify.SCORERS]
+    if bad or not s.scorers:
+        raise BadArgumentError(
+            f"--scorers {','.join(s.scorers) or '(none)'}: pick one or more of "
+            f"{','.join(classify.SCORERS)}"
+        )
 
 
 class LLMExplainer:
@@ -99,10 +130,12 @@ class LLMExplainer:
         )
         try:
             caps = self.client.probe()  # unreachable server or wrong key: raises, nothing written
+            echo = "simulation" in s.scorers and self.client.probe_echo()
         except BaseException:
             self.client.close()
             raise
-        self.method = "top_logprobs" if caps.top_logprobs else "json"
+        self.logprobs = caps.top_logprobs
+        self.method = "prompt_logprobs" if echo else "top_logprobs" if caps.top_logprobs else "json"
 
     def close(self) -> None:
         self.client.close()
@@ -119,25 +152,31 @@ class LLMExplainer:
             "max_examples": s.max_examples,
             "simulator": "all-at-once 0-10 per token",
             "simulator_expected_value_from": self.method,
+            "scorers": list(s.scorers),
+            "classifier": {
+                "threshold": classify.THRESHOLD,
+                "examples_per_prompt": classify.N_SHOWN,
+                "probabilities_from": "top_logprobs" if self.logprobs else "none (no AUC)",
+            },
+            "record_version": RECORD_VERSION,
         }
 
     def _sim(self, requests: dict[tuple[Any, ...], llm.Request]) -> dict[tuple[Any, ...], Any]:
-        """Answers of ``requests`` in batches of ``4 × concurrency``; a batch that fails whole
-        with a server that is gone (unreachable, or 429/5xx after every retry) stops the run,
-        so a dead server costs one batch of retries, not one per neuron."""
+        """Answers of ``requests``, all queued at once; once ``4 × concurrency`` requests in a
+        row find the server gone (unreachable, or 429/5xx after every retry) the rest are not
+        sent and the run stops, so a dead server costs one batch of retries, not one per
+        neuron."""
         keys = list(requests)
-        out: dict[tuple[Any, ...], Any] = {}
-        step = max(8, 4 * self.s.concurrency)
-        for lo in range(0, len(keys), step):
-            part = keys[lo : lo + step]
-            answers = self.client.chat_many([requests[k] for k in part])
-            if all(isinstance(a, LLMServerError) and _gone(a) for a in answers):
-                raise LLMServerError(
-                    f"stopped: all {len(part)} requests of a batch failed ({answers[0]}); the "
-                    "layers already written are kept: rerun with --resume once the server is back"
-                )
-            out.update(zip(part, answers, strict=True))
-        return out
+        stop = max(8, 4 * self.s.concurrency)
+        answers = self.client.send_many([requests[k] for k in keys], stop_after=stop)
+        skipped = [a for a in answers if isinstance(a, ServerGoneError)]
+        if skipped:
+            last = next(a for a in answers if isinstance(a, LLMServerError) and a not in skipped)
+            raise LLMServerError(
+                f"stopped: {stop} requests in a row failed ({last}); the layers already "
+                "written are kept: rerun with --resume once the server is back"
+            )
+        return dict(zip(keys, answers, strict=True))
 
     def explain_layer(
         self, arr: LayerArrays, win: Windows, rnd: RandomTokens, vocab: list[str], seed: int
@@ -166,9 +205,18 @@ class LLMExplainer:
             has = np.zeros(d, bool)
             has[list(recs)] = True
             other = derangement(has, seed, layer, side)
-            scored = self._score(chosen, other, ho, acts, rnd, rnd_tokens, win, vocab, sign, errors)
+            if "simulation" in s.scorers:
+                scored = self._score(
+                    chosen, other, ho, acts, rnd, rnd_tokens, win, vocab, sign, errors
+                )
+            else:
+                scored = {i: _unscored(ho, i) for i in chosen}
+            cls = self._classify(
+                chosen, other, ho, acts, rnd, rnd_tokens, win, vocab, sign, arr, seed
+            )
             for i, expl in chosen.items():
-                if i in errors:
+                if i in errors or i in cls.errors:
+                    errors.setdefault(i, cls.errors.get(i, ""))
                     continue
                 sc, fl, n, how = scored[i]
                 records[i]["sides"].append(
@@ -190,6 +238,7 @@ class LLMExplainer:
                             "tokens_top_and_random": n[0],
                             "tokens_random_only": n[1],
                         },
+                        **({"classifiers": cls.scores[i]} if i in cls.scores else {}),
                     }
                 )
         for i, msg in errors.items():
@@ -224,9 +273,7 @@ class LLMExplainer:
         if k == 1:
             return {i: texts[i][0] for i in ok}, {i: [{"explanation": texts[i][0]}] for i in ok}
         vreq = {
-            (i, j, r.window): llm.simulator_request(
-                t, r.tokens, sign, self.method == "top_logprobs"
-            )
+            (i, j, r.window): llm.simulator_request(t, r.tokens, sign, self.method)
             for i in ok
             for j, t in enumerate(texts[i])
             for r in shown[i][1]
@@ -271,7 +318,7 @@ class LLMExplainer:
         errors: dict[int, str],
     ) -> dict[int, tuple[dict[str, float], dict[str, float], tuple[int, int], list[str]]]:
         """Steps 2-3 of the module doc: simulate, then score and floor each chosen neuron."""
-        lp = self.method == "top_logprobs"
+        lp = self.method
         ex_tokens = {
             int(w): llm.window_tokens(win, int(w), vocab)
             for i in chosen
@@ -307,6 +354,82 @@ class LLMExplainer:
                 {llm.parse_simulated(answers[(e, w)], len(toks[w]))[1] for w in windows(i)}
             )
             out[i] = (res[0], res[1], (int(x_ok), int(ho.rnd_ok[i].sum())), how)
+        return out
+
+    def _classify(
+        self,
+        chosen: dict[int, str],
+        other: np.ndarray,
+        ho: Any,
+        acts: np.ndarray,
+        rnd: RandomTokens,
+        rnd_tokens: dict[int, list[str]],
+        win: Windows,
+        vocab: list[str],
+        sign: llm.Sign,
+        arr: LayerArrays,
+        seed: int,
+    ) -> Classified:
+        """Step 4 of the module doc: detection and fuzzing of every chosen explanation."""
+        kinds = [k for k in classify.KINDS if k in self.s.scorers]
+        out = Classified({}, {})
+        if not kinds or not chosen:
+            return out
+        f, side_i = (1.0, 0) if sign == "positive" else (-1.0, 1)
+        extreme = arr.max if sign == "positive" else -arr.min
+        ctx = win.ctx_len
+        lo = np.searchsorted(rnd.g // ctx, rnd.wins, "left")
+        hi = np.searchsorted(rnd.g // ctx, rnd.wins, "right")
+        train_g = np.concatenate([arr.top_g[:, 0::2], arr.bot_g[:, 0::2]], axis=1)
+        train = np.where(train_g >= 0, train_g // ctx, -1)  # every train window, both sides
+        plans: dict[int, classify.Plan] = {}
+        reqs: dict[tuple[Any, ...], llm.Request] = {}
+        for i, e in chosen.items():
+            toks = {**rnd_tokens}
+            toks.update(
+                {int(w): llm.window_tokens(win, int(w), vocab) for w in ho.ex_windows[i] if w >= 0}
+            )
+            rnd_values = {
+                int(w): f * acts[lo[k] : hi[k], i].astype(np.float64)
+                for k, w in enumerate(rnd.wins)
+            }
+            excluded = set(rnd.wins[ho.rnd_excluded[i]].tolist())
+            active, cands = classify.neuron_windows(
+                i, ho.ex_windows[i], f * ho.ex_value[i], rnd_values, excluded, toks, win.start
+            )
+            rng = np.random.default_rng([seed, arr.layer, side_i, i, 22])
+            p = classify.plan(kinds, active, cands, float(extreme[i]), set(train[i].tolist()), rng)
+            plans[i] = p
+            donor = chosen.get(int(other[i])) if other[i] >= 0 else None
+            for kind in kinds:
+                for b, batch in enumerate(p.groups[kind]):
+                    for role, expl in (("score", e), ("floor", donor)):
+                        if expl is not None:
+                            reqs[(i, kind, b, role)] = classify.request(
+                                kind, expl, batch, sign, self.logprobs
+                            )
+        answers = self._sim(reqs)
+        for i, p in plans.items():
+            has_floor = chosen.get(int(other[i])) is not None if other[i] >= 0 else False
+            res: dict[str, Any] = {}
+            try:
+                for kind in kinds:
+                    n = [len(b) for b in p.groups[kind]]
+                    got = [
+                        classify.parse(answers[(i, kind, b, "score")], k) for b, k in enumerate(n)
+                    ]
+                    fl = (
+                        [classify.parse(answers[(i, kind, b, "floor")], k) for b, k in enumerate(n)]
+                        if has_floor
+                        else None
+                    )
+                    res[kind] = classify.result(
+                        p, kind, got, fl, int(other[i]) if has_floor else None
+                    )
+            except LLMServerError as exc:
+                out.errors[i] = f"{sign} side, {kind}: {exc}"
+                continue
+            out.scores[i] = res
         return out
 
     @staticmethod
@@ -345,8 +468,12 @@ class LLMExplainer:
         return {"top_and_random": float(both), "random_only": float(rand)}
 
 
-def _gone(exc: LLMServerError) -> bool:
-    return exc.status is None or exc.status in RETRY_STATUS
+def _unscored(ho: Any, i: int) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int], list]:
+    """The simulation fields of a side when the simulation scorer was not asked for: null
+    scores, the held-out sizes all the same."""
+    nulls = {k: float("nan") for k in SCORES}
+    n_r = int(ho.rnd_ok[i].sum())
+    return nulls, nulls, (int(ho.ex_ok[i].sum()) + n_r, n_r), []
 
 
 __all__ = [

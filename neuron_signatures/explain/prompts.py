@@ -255,3 +255,116 @@ def expected_activation(top_logprobs: dict[str, float]) -> float:
             probs[int(s)] = probs.get(int(s), 0.0) + math.exp(lp)
     total = sum(probs.values())
     return sum(k * p for k, p in probs.items()) / total if total > 0 else 0.0
+
+
+# --- detection and fuzzing (delphi's classifier scorers) -----------------------------------------
+
+CLASSIFY_SIDE: dict[str, str] = {
+    "positive": "The explanation says what makes the neuron's activation high (positive).",
+    "negative": (
+        "The explanation says what makes the neuron's activation strongly negative: here the "
+        "neuron 'fires' where its activation goes far below zero."
+    ),
+}
+
+DETECTION_SYSTEM = (
+    "We're studying neurons in a neural network. You are given an explanation of what one "
+    "neuron looks for, then numbered text examples. For each example, decide whether the neuron "
+    "fires on it, i.e. whether some part of the example matches the explanation. {side}\n"
+    "Answer with a JSON list of 0s and 1s, one per example, in order (1: the neuron fires, "
+    "0: it does not), and nothing else."
+)
+
+FUZZING_SYSTEM = (
+    "We're studying neurons in a neural network. You are given an explanation of what one "
+    "neuron looks for, then numbered text examples in which some tokens are highlighted between "
+    "<< and >>. For each example, decide whether the highlighted tokens are the ones the "
+    "explanation describes (the tokens the neuron fires on). {side}\n"
+    "Answer with a JSON list of 0s and 1s, one per example, in order (1: the highlights match the "
+    "explanation, 0: they do not), and nothing else."
+)
+
+CLASSIFY_SYSTEMS = {"detection": DETECTION_SYSTEM, "fuzzing": FUZZING_SYSTEM}
+
+
+def classifier_messages(
+    kind: str,
+    explanation: str,
+    examples: Sequence[tuple[Sequence[str], Sequence[bool]]],
+    sign: Sign = "positive",
+) -> list[Message]:
+    """The detection (``kind="detection"``) or fuzzing prompt over numbered examples.
+
+    Args:
+        kind: ``detection`` (plain text) or ``fuzzing`` (the marked tokens in ``<<...>>``).
+        explanation: the explanation scored (completes :data:`EXPLANATION_PREFIX`).
+        examples: per example its tokens and which of them are highlighted (ignored for
+            detection).
+        sign: the side the explanation covers.
+    """
+    if kind not in CLASSIFY_SYSTEMS:
+        raise ValueError(f"kind must be one of {sorted(CLASSIFY_SYSTEMS)}, got {kind!r}")
+    side_text(sign)
+    lines = [
+        f"Example {k}: " + (_highlight(toks, marked) if kind == "fuzzing" else "".join(toks))
+        for k, (toks, marked) in enumerate(examples, start=1)
+    ]
+    user = f"Explanation: {EXPLANATION_PREFIX} {explanation}\n\n" + "\n".join(lines)
+    return [
+        {"role": "system", "content": CLASSIFY_SYSTEMS[kind].format(side=CLASSIFY_SIDE[sign])},
+        {"role": "user", "content": user},
+    ]
+
+
+def parse_binary(text: str, n: int) -> list[int] | None:
+    """The first JSON list in ``text`` as ``n`` answers 0/1 (``true``/``false`` too), else None."""
+    for m in re.finditer(r"\[[^\[\]]*\]", text):
+        try:
+            data = json.loads(m.group(0))
+        except ValueError:
+            continue
+        if not isinstance(data, list) or len(data) != n:
+            return None
+        if not all(v in (0, 1) and not isinstance(v, float) for v in data):
+            return None
+        return [int(v) for v in data]
+    return None
+
+
+def prob_one(top_logprobs: dict[str, float]) -> float | None:
+    """``P(1) / (P(0) + P(1))`` from one answer position's ``{token: logprob}`` (tokens stripped of
+    spaces, commas and brackets); None when neither digit is among them."""
+    p = {"0": 0.0, "1": 0.0}
+    for tok, lp in top_logprobs.items():
+        s = tok.strip().strip(",[]").strip()
+        if s in p:
+            p[s] += math.exp(lp)
+    total = p["0"] + p["1"]
+    return p["1"] / total if total > 0 else None
+
+
+# --- the all-at-once simulator through /completions (prompt logprobs) ---------------------------
+
+
+def simulator_prompt(explanation: str, tokens: Sequence[str], sign: Sign = "positive") -> str:
+    """The simulator's chat prompt as one plain text, for ``/completions`` with ``echo``: every
+    token's activation is the placeholder :data:`UNKNOWN`, whose prompt logprobs are the
+    prediction (OpenAI's all-at-once simulator)."""
+    system, user = (m["content"] for m in simulator_messages(explanation, tokens, sign))
+    return f"{system}{user}"
+
+
+def placeholder_offsets(prompt: str) -> list[int]:
+    """Character offsets of the :data:`UNKNOWN` placeholders of the last ``<start>..<end>``
+    block of ``prompt`` (one per token line, in order)."""
+    lo = prompt.rfind("\n<start>\n")
+    if lo < 0:
+        return []
+    pos = lo + len("\n<start>\n")
+    end = prompt.find("<end>", pos)
+    out = []
+    for line in prompt[pos:end].split("\n")[:-1]:
+        tab = line.rfind("\t")
+        out.append(pos + tab + 1)
+        pos += len(line) + 1
+    return out

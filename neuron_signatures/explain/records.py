@@ -150,14 +150,39 @@ def _fmt(x: float | None) -> str:
 
 
 def score_lines(side: dict[str, Any]) -> list[str]:
-    """``top-and-random +0.953 (floor +0.012, 31 tokens)`` and the random-only line of a side."""
+    """``top-and-random +0.953 (floor +0.012, 31 tokens)`` and the random-only line of a side,
+    then one line per LLM classifier scorer the side holds (detection, fuzzing)."""
     ho = side["heldout"]
     sizes = {"top_and_random": ho["tokens_top_and_random"], "random_only": ho["tokens_random_only"]}
-    return [
+    lines = [
         f"{name} {_fmt(side['scores'][key])} (floor {_fmt(side['floor'][key])} from "
         f"N{side['floor']['from_neuron']}; {sizes[key]} held-out tokens)"
         for key, name in SCORE_NAMES.items()
     ]
+    return lines + classifier_lines(side)
+
+
+def classifier_lines(side: dict[str, Any]) -> list[str]:
+    """``detection: balanced accuracy 0.900 (floor 0.500 from N7), AUC 0.950 (floor 0.480);
+    10+10 held-out windows, logprobs`` per scorer of an LLM side (none for older records)."""
+    out = []
+    for kind, c in (side.get("classifiers") or {}).items():
+        fl, n = c["floor"], c["n_windows"]
+        auc = (
+            f"AUC {_fmt3(c['auc'])} (floor {_fmt3(fl['auc'])})"
+            if c["method"] == "logprobs"
+            else "AUC unavailable (no logprobs)"
+        )
+        out.append(
+            f"{kind}: balanced accuracy {_fmt3(c['balanced_accuracy'])} (floor "
+            f"{_fmt3(fl['balanced_accuracy'])} from N{fl['from_neuron']}), {auc}; "
+            f"{n['activating']}+{n['non_activating']} held-out windows, {c['method']}"
+        )
+    return out
+
+
+def _fmt3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def simulated_row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -18,6 +19,7 @@ from neuron_signatures.explain.client import (
     LLMServerError,
     MissingAPIKeyError,
     OpenAIClient,
+    ResponseCache,
     cache_key,
     retry_after_s,
 )
@@ -35,6 +37,15 @@ def loopback() -> Iterator[Loopback]:
 @pytest.fixture
 def waits() -> list[float]:
     return []
+
+
+def cached_bodies(folder: Path) -> list[dict[str, Any]]:
+    """The request bodies committed to the response cache in ``folder``."""
+    cache = ResponseCache(folder)
+    try:
+        return [body for _, body in cache.entries()]
+    finally:
+        cache.close()
 
 
 def make(url: str, tmp_path: Path, waits: list[float], **kw: Any) -> OpenAIClient:
@@ -141,17 +152,22 @@ def test_timeout_is_retried_then_a_domain_error(
     )
 
 
-def test_corrupt_cache_file_is_refetched(
+def test_legacy_cache_files_are_read_and_a_corrupt_one_is_refetched(
     loopback: Loopback, tmp_path: Path, waits: list[float]
 ) -> None:
+    """The per-answer JSON files of older versions still answer; a torn one is asked again."""
     msgs = [{"role": "user", "content": "x"}]
+    body = {"model": "tiny-model", "messages": msgs}
+    key = cache_key(loopback.url, "tiny-model", "chat/completions", body)
+    legacy = tmp_path / "cache" / key[:2] / f"{key}.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps({"response": chat_answer("from an old run")}))
     with make(loopback.url, tmp_path, waits) as c:
-        c.chat(msgs)
-        (f,) = (tmp_path / "cache").rglob("*.json")
-        f.write_text("{half a fi")
+        assert c.chat(msgs).texts == ["from an old run"] and not loopback.seen
+        legacy.write_text("{half a fi")
         assert c.chat(msgs).texts == ["hi"]
-        assert (c.stats.misses, c.stats.hits, len(loopback.seen)) == (2, 0, 2)
-        assert c.chat(msgs).cached and c.stats.as_dict()["hit_rate"] == 1 / 3
+        assert (c.stats.misses, c.stats.hits, len(loopback.seen)) == (1, 1, 1)
+        assert c.chat(msgs).cached and c.stats.as_dict()["hit_rate"] == 2 / 3
 
 
 def test_client_error_is_not_retried(
@@ -195,7 +211,7 @@ def test_malformed_answer_is_a_domain_error_and_not_cached(
             c.chat([{"role": "user", "content": "x"}])
         assert waits == []
     assert len(loopback.seen) == 1
-    assert not list((tmp_path / "cache").rglob("*.json"))
+    assert not cached_bodies(tmp_path / "cache")
 
 
 def test_rerun_is_served_from_the_cache(
@@ -213,7 +229,7 @@ def test_rerun_is_served_from_the_cache(
     assert again.cached and again.texts == first.texts and not first.cached and not other.cached
     body = {"model": "tiny-model", "messages": msgs, "temperature": 1.0, "n": 1}
     key = cache_key(loopback.url, "tiny-model", "chat/completions", body)
-    assert (tmp_path / "cache" / key[:2] / f"{key}.json").is_file()
+    assert body in cached_bodies(tmp_path / "cache")
     # another server or model is another key
     assert key != cache_key(loopback.url + "x", "tiny-model", "chat/completions", body)
     assert key != cache_key(loopback.url, "other", "chat/completions", body)
@@ -280,9 +296,9 @@ def test_secret_is_absent_from_cache_logs_and_errors(
             c.chat([{"role": "user", "content": "two"}])
         shown = repr(c)
     assert all(r["headers"]["Authorization"] == f"Bearer {SECRET}" for r in loopback.seen)
-    files = list((tmp_path / "cache").rglob("*.json"))
-    assert len(files) == 1
-    assert all(SECRET not in f.read_text() and "MY_KEY" not in f.read_text() for f in files)
+    assert len(cached_bodies(tmp_path / "cache")) == 1
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "cache").rglob("*") if f.is_file())
+    assert stored and SECRET.encode() not in stored and b"MY_KEY" not in stored
     assert SECRET not in caplog.text and "retry 1" in caplog.text  # the retry was logged
     assert SECRET not in str(ei.value) and SECRET not in repr(ei.value) and SECRET not in shown
     assert "--api_key_env" in str(ei.value)
@@ -332,3 +348,64 @@ def test_probe_raises_on_a_wrong_key_rather_than_reporting_no_logprobs(
     loopback.script.append((401, {}, b"invalid api key"))
     with make(loopback.url, tmp_path, waits) as c, pytest.raises(LLMServerError, match="HTTP 401"):
         c.probe()
+
+
+def test_probe_echo_detects_prompt_logprobs_and_caches_the_outcome(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    from tests.explain.fake_openai import neuron_reader
+
+    loopback.default = neuron_reader(echo=True)
+    with make(loopback.url, tmp_path, waits) as c:
+        assert c.probe_echo()
+    (req,) = loopback.seen
+    assert req["path"] == "/v1/completions"
+    assert {k: req["body"][k] for k in ("echo", "logprobs", "max_tokens")} == {
+        "echo": True,
+        "logprobs": 5,
+        "max_tokens": 0,
+    }
+    with make(loopback.url, tmp_path, waits) as c:  # a rerun asks nothing
+        assert c.probe_echo() and c.stats.hits == 1 and c.stats.sent == 0
+    assert len(loopback.seen) == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        (500, {}, b"logits_all is off"),  # refused: tried once, not retried
+        (404, {}, b"no such endpoint"),
+        ok({"choices": [{"text": "", "logprobs": None}]}),  # no echo
+        ok({"choices": [{"text": "Count:\t1\t2\t3", "logprobs": {"tokens": ["Count"]}}]}),
+    ],
+)
+def test_probe_echo_says_no_to_a_server_without_it(
+    loopback: Loopback, tmp_path: Path, waits: list[float], reply: Reply
+) -> None:
+    loopback.default = lambda body: reply
+    with make(loopback.url, tmp_path, waits) as c:
+        assert not c.probe_echo()
+    assert len(loopback.seen) == 1 and waits == []
+    with make(loopback.url, tmp_path, waits) as c:
+        assert not c.probe_echo()
+    assert len(loopback.seen) == 1  # the no is cached too
+
+
+def test_answers_are_committed_in_batches_and_committed_ones_survive(tmp_path: Path) -> None:
+    """A second connection (another process, or the run resumed after kill -9) sees the
+    committed answers and not those still pending."""
+    from neuron_signatures.explain import client as client_mod
+
+    cache = ResponseCache(tmp_path)
+    for i in range(client_mod.COMMIT_EVERY + 3):
+        cache.put(f"k{i}", "chat/completions", {"i": i}, {"choices": [i]})
+    other = ResponseCache(tmp_path)
+    assert other.get("k0") == {"choices": [0]}  # the first full batch is committed
+    assert other.get(f"k{client_mod.COMMIT_EVERY + 2}") is None  # still pending in `cache`
+    assert cache.get(f"k{client_mod.COMMIT_EVERY + 2}") == {
+        "choices": [client_mod.COMMIT_EVERY + 2]
+    }
+    cache.flush()
+    assert len(other.entries()) == client_mod.COMMIT_EVERY + 3
+    cache.close()
+    other.close()

@@ -12,8 +12,16 @@ import pytest
 
 from neuron_signatures.cli import main
 from neuron_signatures.explain.llm_run import LLMSettings, read_llm_explanations, summary
+from neuron_signatures.explain.records import score_lines
 from tests.explain.conftest import PLANTED_LAYER, PLANTED_NEURON, PLANTED_WORD, explain
-from tests.explain.fake_openai import Loopback, is_simulation, neuron_reader, serve, values
+from tests.explain.fake_openai import (
+    Loopback,
+    classifier_kind,
+    is_simulation,
+    neuron_reader,
+    serve,
+    values,
+)
 
 LLM_KW: dict[str, Any] = dict(layers=[PLANTED_LAYER], n_random_tokens=120)
 
@@ -62,6 +70,7 @@ def test_llm_names_the_planted_token_scores_high_and_reruns_from_cache(
         assert side["floor"]["from_neuron"] != PLANTED_NEURON
         assert abs(side["floor"]["top_and_random"]) < 0.5
         assert side["heldout"]["tokens_random_only"] > 50
+        check_classifiers(atlas, side, "logprobs")
         manifest, recs = read_llm_explanations(atlas)
         assert manifest["complete"]
         params = manifest["params"]["explainer"]
@@ -89,6 +98,80 @@ def test_json_simulator_and_delphi_prompts(planted_lm: Any, atlas: Path) -> None
     assert side["explanation"] == f'the token "{PLANTED_WORD}"'
     assert side["scores"]["top_and_random"] >= 0.9
     assert side["simulated_with"] == ["json"]
+    check_classifiers(atlas, side, "parsed")
+    lines = score_lines(side)
+    assert any(x.startswith("detection: balanced accuracy 1.000") for x in lines)
+    assert any("AUC unavailable (no logprobs)" in x for x in lines)
+    check_version_1_still_reads(atlas)
+
+
+def check_classifiers(atlas: Path, side: dict[str, Any], method: str) -> None:
+    """Detection and fuzzing of the planted detector: perfect, on held-out windows only, with
+    a floor from the donor's explanation; AUC only where the answers carried logprobs."""
+    manifest, _ = read_llm_explanations(atlas)
+    train = set(side["train_windows"])
+    for kind in ("detection", "fuzzing"):
+        c = side["classifiers"][kind]
+        assert c["method"] == method and c["n_invalid"] == 0
+        assert c["balanced_accuracy"] == 1.0
+        assert (c["auc"] == 1.0) if method == "logprobs" else c["auc"] is None
+        n = c["n_windows"]
+        assert n["activating"] >= 2 and n["non_activating"] == n["activating"]
+        act, quiet = c["windows"]["activating"], c["windows"]["non_activating"]
+        assert set(act) <= set(side["heldout"]["example_windows"])
+        assert set(quiet) <= set(manifest["random_windows"])
+        assert not (set(act) | set(quiet)) & train
+        fl = c["floor"]
+        assert fl["from_neuron"] == side["floor"]["from_neuron"]
+        assert fl["balanced_accuracy"] is not None  # detection's: chance on 2 + 2 windows
+    # the donor names another token: no highlighted "Austin" matches it
+    assert side["classifiers"]["fuzzing"]["floor"]["balanced_accuracy"] == 0.5
+
+
+def check_version_1_still_reads(atlas: Path) -> None:
+    """A folder of the first record version (no classifiers, no record_version) reads, shows
+    the simulation scores, and a version from the future is refused with the fix."""
+    from neuron_signatures.errors import RunFormatError
+    from neuron_signatures.explain import records
+
+    out = atlas / "explanations-llm"
+    man = json.loads((out / "explanations.json").read_text())
+    del man["params"]["explainer"]["record_version"]
+    (out / "explanations.json").write_text(json.dumps(man))
+    path = out / "layers" / "layer_000.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    for r in rows:
+        for sd in r["sides"]:
+            sd.pop("classifiers", None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (side,) = planted(atlas)["sides"]
+    expl = records.neuron_explanation(atlas, PLANTED_LAYER, PLANTED_NEURON, "explanations-llm")
+    assert expl is not None and len(records.score_lines(expl.sides[0])) == 2
+    assert "classifiers" not in side
+    man["params"]["explainer"]["record_version"] = 9
+    (out / "explanations.json").write_text(json.dumps(man))
+    with pytest.raises(RunFormatError, match="--overwrite"):
+        read_llm_explanations(atlas)
+
+
+def test_completions_simulator_and_a_choice_of_scorers(planted_lm: Any, atlas: Path) -> None:
+    """A server whose /completions echoes prompt logprobs: the simulator reads them (OpenAI's
+    all-at-once method, nothing generated); only the scorers asked for are run."""
+    with serve(Loopback(default=neuron_reader(logprobs=True, echo=True))) as srv:
+        run_llm(planted_lm, atlas, srv.url, scorers=("simulation", "detection"))
+        comp = [r for r in srv.seen if r["path"] == "/v1/completions"]
+        kinds = {classifier_kind(r["body"]) for r in srv.seen if "messages" in r["body"]}
+    manifest, _ = read_llm_explanations(atlas)
+    params = manifest["params"]["explainer"]
+    assert params["simulator_expected_value_from"] == "prompt_logprobs"
+    assert params["scorers"] == ["simulation", "detection"] and params["record_version"] == 2
+    assert len(comp) > 10 and all(r["body"]["max_tokens"] == 0 for r in comp)
+    assert not any(is_simulation(r["body"]) for r in srv.seen if "messages" in r["body"])
+    assert "fuzzing" not in kinds and "detection" in kinds
+    (side,) = planted(atlas)["sides"]
+    assert side["simulated_with"] == ["prompt_logprobs"]
+    assert side["scores"]["top_and_random"] >= 0.9 and side["scores"]["random_only"] >= 0.9
+    assert set(side["classifiers"]) == {"detection"}
 
 
 def test_best_of_chooses_on_train_windows_only(planted_lm: Any, atlas: Path) -> None:
@@ -111,6 +194,8 @@ def test_failed_neuron_is_recorded_and_resume_retries_only_it(planted_lm: Any, a
     refuse = {"on": True}
 
     def answer(body: dict[str, Any]) -> Any:
+        if "prompt" in body:
+            return reader(body)
         fires = {t for t, v in values(body) if v > 0}
         if refuse["on"] and not is_simulation(body) and fires == {PLANTED_WORD}:
             return 400, {"Content-Type": "application/json"}, b'{"error": "refused"}'
@@ -143,6 +228,8 @@ def test_server_gone_mid_run_stops_and_resume_finishes(planted_lm: Any, atlas: P
     down = {"on": True}
 
     def answer(body: dict[str, Any]) -> Any:
+        if "prompt" in body:
+            return reader(body)
         if down["on"] and body["messages"][-1]["content"] != "Say 0.":
             return 503, {"Content-Type": "application/json"}, b"{}"
         return reader(body)
@@ -154,7 +241,8 @@ def test_server_gone_mid_run_stops_and_resume_finishes(planted_lm: Any, atlas: P
         out = atlas / "explanations-llm"
         manifest = json.loads((out / "explanations.json").read_text())
         assert not manifest["complete"] and not (out / "layers" / "layer_000.jsonl").exists()
-        assert n_down <= 1 + 32  # the probe and one batch of 4 × concurrency, not every neuron
+        # two probes, 4 × concurrency failures in a row, and the ones already in flight
+        assert n_down <= 2 + 32 + 8
         down["on"] = False
         run_llm(planted_lm, atlas, srv.url, resume=True)
     (side,) = planted(atlas)["sides"]
@@ -176,6 +264,7 @@ def _cli(atlas: Path, *extra: str) -> list[str]:
             "NS_TEST_UNSET_KEY",
         ),
         (("--base_url", "http://127.0.0.1:9/v1", "--max_retries", "0"), "unreachable"),
+        (("--base_url", "http://127.0.0.1:9/v1", "--scorers", "simulation,intruder"), "--scorers"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_lost(
