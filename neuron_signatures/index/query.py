@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgumentError
-from .relevance import top_ids
+from .relevance import BIG_DOCS, sorted_ids, top_ids
 from .table import EXPLAINERS, NAMES, IndexInfo, ensure_index
 
 SORTS: dict[str, str] = {
@@ -41,6 +41,7 @@ SORTS: dict[str, str] = {
     "layer": "layer, neuron, side, neurons.id",
     "relevance": "neurons_fts.rank, neurons.id",  # rank = bm25, cheaper than bm25()
 }
+WALKED = ("relevance", "score", "density", "max", "layer")  # sorts :mod:`.relevance` serves
 SIDES = ("positive", "negative")
 EXPLAINER_CHOICES = (*EXPLAINERS, "all")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -267,7 +268,7 @@ def query_index(info: IndexInfo, q: IndexQuery, atlas: str = "A") -> IndexResult
     if built is not None:
         con = sqlite3.connect(f"file:{info.path}?mode=ro", uri=True)
         try:
-            ids = _relevant_ids(con, q) if sort == "relevance" else None
+            ids = _fast_ids(con, q, sort, info.big_docs)
             if ids is None:
                 rows = [NeuronRow(*r) for r in con.execute(*built)]
             else:
@@ -277,10 +278,19 @@ def query_index(info: IndexInfo, q: IndexQuery, atlas: str = "A") -> IndexResult
     return IndexResult(q, rows, (time.perf_counter() - t0) * 1000.0, info)
 
 
-def _relevant_ids(con: sqlite3.Connection, q: IndexQuery) -> list[int] | None:
-    """The relevance order's ids from :mod:`.relevance`, or ``None`` to rank in SQL."""
+def _fast_ids(
+    con: sqlite3.Connection, q: IndexQuery, sort: str, big_docs: int | None
+) -> list[int] | None:
+    """The ids of a text query from :mod:`.relevance`'s postings (relevance, or a sort with
+    a B-tree index), or ``None`` to let FTS5 and SQL answer."""
+    if q.text is None or sort not in WALKED:
+        return None
     where, params = _filters(q)
-    return top_ids(con, _WORD.findall(q.text or ""), where, params, int(q.limit))
+    words = _WORD.findall(q.text)
+    if sort == "relevance":
+        return top_ids(con, words, where, params, int(q.limit))
+    big = BIG_DOCS if big_docs is None else big_docs
+    return sorted_ids(con, words, where, params, SORTS[sort], int(q.limit), big)
 
 
 def _rows_by_id(con: sqlite3.Connection, ids: list[int]) -> list[NeuronRow]:

@@ -24,6 +24,10 @@ tokens), so:
 3. Any other query has a word in at most :data:`BIG_DOCS` rows, so at most that many matches:
    FTS5 ranks them all (a few ms); so does a word that is not plain ASCII letters and digits
    (the tokenizer may fold or split it).
+4. The other sorts with an index (score, density, max, layer) use the postings too when more
+   than :data:`BIG_DOCS` rows match (:func:`sorted_ids`): walk the sort's B-tree with the
+   filters and keep the rows among the matches, until ``limit`` (a word in most rows fills the
+   limit within the first rows walked); fewer matches go through FTS5 and a sort.
 
 ``tests/index/test_relevance.py`` pins the numpy scores to FTS5's ``rank`` and the order to
 the exhaustive one.
@@ -123,15 +127,29 @@ def _postings(con: sqlite3.Connection, terms: list[str]) -> list[tuple[np.ndarra
     return out
 
 
+def _matching(posts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The ids (ascending) of the rows in every one of ``posts``."""
+    ids = posts[0][0]
+    for other, _ in posts[1:]:
+        ids = np.intersect1d(ids, other, assume_unique=True)
+    return ids
+
+
+def matching_ids(con: sqlite3.Connection, words: list[str]) -> np.ndarray | None:
+    """The ids (ascending) of the rows holding every word, from the postings; ``None`` when
+    a word has none (or is not one plain ASCII token)."""
+    terms = plain_terms(words)
+    posts = [] if terms is None else _postings(con, terms)
+    return _matching(posts) if posts else None
+
+
 def ranked(con: sqlite3.Connection, terms: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     """``(ids, rank)`` of every row holding all ``terms``, in ``(rank, id)`` order; ``None``
     when a term has no postings (it is in at most :data:`BIG_DOCS` rows)."""
     posts = _postings(con, terms)
     if not posts:
         return None
-    ids = posts[0][0]
-    for other, _ in posts[1:]:
-        ids = np.intersect1d(ids, other, assume_unique=True)
+    ids = _matching(posts)
     freqs = [f[np.searchsorted(p, ids)] for p, f in posts]
     all_ids, lengths = con.execute("SELECT ids, lengths FROM doclen").fetchone()
     all_ids = np.frombuffer(all_ids, np.int32)
@@ -172,4 +190,34 @@ def top_ids(
         ok = {r[0] for r in con.execute(sql, [json.dumps(chunk), *params])}
         out += [i for i in chunk if i in ok][: limit - len(out)]
         lo, step = lo + step, step * 4
+    return out
+
+
+def sorted_ids(
+    con: sqlite3.Connection,
+    words: list[str],
+    where: list[str],
+    params: list[Any],
+    order_by: str,
+    limit: int,
+    big_docs: int = BIG_DOCS,
+) -> list[int] | None:
+    """Step 4: the ids of the first ``limit`` rows in ``order_by`` order that hold every word
+    and pass ``where``; ``None`` when at most ``big_docs`` (the table's threshold) rows match
+    (or a word has no postings): then FTS5 and a sort are cheaper."""
+    ids = matching_ids(con, words)
+    if ids is None or len(ids) <= big_docs:
+        return None
+    sql = "SELECT neurons.id FROM neurons"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    cur = con.execute(f"{sql} ORDER BY {order_by}", params)
+    out: list[int] = []
+    while len(out) < limit:
+        chunk = np.array([r[0] for r in cur.fetchmany(4096)], np.int64)
+        if not len(chunk):
+            break
+        at = np.searchsorted(ids, chunk).clip(0, len(ids) - 1)
+        out += chunk[ids[at] == chunk].tolist()[: limit - len(out)]
+    cur.close()
     return out

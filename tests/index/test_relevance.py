@@ -145,3 +145,37 @@ def test_other_words_rank_in_sql_with_the_same_order(synth: Any, text: str) -> N
     got = query_index(synth, q).rows
     want = by_id(synth, exhaustive(synth.path, q))
     assert [(r.layer, r.neuron, r.side) for r in got] == [(r.layer, r.neuron, r.side) for r in want]
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        IndexQuery(text="fires", sort="score"),
+        IndexQuery(text="on fires", sort="density", limit=300),
+        IndexQuery(text="fires", sort="max", layers=[1, 2], limit=20),
+        IndexQuery(text="FIRES", sort="layer", side="positive", explainer="llm", limit=90),
+        IndexQuery(text="on", sort="score", min_score=0.95, limit=5000),
+        IndexQuery(text="fires", sort="score", layers=[0], min_score=2.0),
+    ],
+)
+def test_sorted_walk_equals_fts_and_sort(synth: Any, q: IndexQuery) -> None:
+    """A text query sorted by an indexed column, answered by walking the sort's B-tree over the
+    postings' matches, gives the rows of FTS5 + ORDER BY, in the same order."""
+    from neuron_signatures.index.query import _WORD, SORTS, _sql
+    from neuron_signatures.index.relevance import sorted_ids
+
+    con = sqlite3.connect(synth.path)
+    try:
+        where, params = _filters(q)
+        fast = sorted_ids(con, _WORD.findall(q.text or ""), where, params, SORTS[q.sort or ""],
+                          q.limit, synth.big_docs)  # fmt: skip
+        sql, sql_params = _sql(q, q.sort or "") or ("", [])
+        sql = sql.replace("SELECT ", "SELECT neurons.id, ", 1)
+        want = [r[0] for r in con.execute(sql, sql_params)]
+    finally:
+        con.close()
+    assert fast is not None and fast == want
+    rows = query_index(synth, q).rows
+    assert [(r.layer, r.neuron, r.side) for r in rows] == [
+        (r.layer, r.neuron, r.side) for r in by_id(synth, want)
+    ]
