@@ -164,3 +164,29 @@ def test_web_page_shows_and_filters_the_explainer(mixed_atlas: Path) -> None:
     at.selectbox(key="expl_explainer").set_value("llm").run()
     assert not at.exception and not at.error
     assert set(at.dataframe[0].value["explainer"]) == {f"llm ({LLM_MODEL})"}
+
+
+def test_rows_of_a_real_llm_run(planted_lm: Any, planted_atlas: Path, tmp_path: Path) -> None:
+    """``explain --explainer llm`` against the loopback OpenAI server, then the table: the
+    planted neuron's LLM row, with the run's model and its scores."""
+    from neuron_signatures.explain.llm_output import read_llm_explanations
+    from tests.explain.fake_openai import Loopback, neuron_reader, serve
+    from tests.explain.test_llm_explain import run_llm
+
+    root = tmp_path / "A"
+    shutil.copytree(planted_atlas, root)
+    with serve(Loopback(default=neuron_reader(logprobs=True))) as srv:
+        run_llm(planted_lm, root, srv.url)
+    _, recs = read_llm_explanations(root)
+    rec = next(r for r in recs if (r["layer"], r["neuron"]) == (PLANTED_LAYER, PLANTED_NEURON))
+    res = search_neurons(root, IndexQuery(text=PLANTED_WORD, explainer="llm", sort="score"))
+    top = res.rows[0]
+    assert (top.id, top.side, top.explainer, top.explainer_model) == (
+        PLANTED, "positive", "llm", "fake",
+    )  # fmt: skip
+    (side,) = rec["sides"]
+    assert top.explanation == side["explanation"]
+    assert top.score == side["scores"]["top_and_random"]
+    det = (side.get("classifiers") or {}).get("detection")
+    assert top.detection == (det["balanced_accuracy"] if det else None)
+    assert res.info.explainers == ("llm",)
