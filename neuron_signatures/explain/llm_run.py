@@ -27,6 +27,7 @@ so only the failed requests reach the server again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,22 +338,33 @@ class LLMExplainer:
                     assert e is not None
                     reqs.setdefault((e, w), llm.simulator_request(e, toks[w], sign, lp))
         answers = self._sim(reqs)
+        parsed: dict[tuple[Any, ...], tuple[list[float], str] | LLMServerError] = {}
+
+        def sim(key: tuple[str, int]) -> tuple[list[float], str]:
+            """An answer parsed once (a window's answer serves its neuron and the floors)."""
+            if key not in parsed:
+                try:
+                    parsed[key] = llm.parse_simulated(answers[key], len(toks[key[1]]))
+                except LLMServerError as exc:
+                    parsed[key] = exc
+            got = parsed[key]
+            if isinstance(got, LLMServerError):
+                raise got
+            return got
+
         f = 1.0 if sign == "positive" else -1.0
-        ctx = win.ctx_len
         out = {}
         for i, e in chosen.items():
             exps = [e, chosen.get(int(other[i]))]
             res: list[dict[str, float]] = []
             try:
                 for expl in exps:
-                    res.append(self._pearson(i, expl, answers, ho, acts, rnd, toks, win, f, ctx))
+                    res.append(self._pearson(i, expl, sim, ho, acts, rnd, win, f))
             except LLMServerError as exc:
                 errors.setdefault(i, f"{sign} side, simulator: {exc}")
                 continue
             x_ok = ho.ex_ok[i].sum() + ho.rnd_ok[i].sum()
-            how = sorted(
-                {llm.parse_simulated(answers[(e, w)], len(toks[w]))[1] for w in windows(i)}
-            )
+            how = sorted({sim((e, w))[1] for w in windows(i)})
             out[i] = (res[0], res[1], (int(x_ok), int(ho.rnd_ok[i].sum())), how)
         return out
 
@@ -436,26 +448,22 @@ class LLMExplainer:
     def _pearson(
         i: int,
         expl: str | None,
-        answers: dict[tuple[Any, ...], Any],
+        sim: Callable[[tuple[str, int]], tuple[list[float], str]],
         ho: Any,
         acts: np.ndarray,
         rnd: RandomTokens,
-        toks: dict[int, list[str]],
         win: Windows,
         f: float,
-        ctx: int,
     ) -> dict[str, float]:
         if expl is None:
             return {k: float("nan") for k in SCORES}
         kh = ho.ex_windows.shape[1]
-        y_e = np.zeros((kh, ctx))
+        y_e = np.zeros((kh, win.ctx_len))
         for j, w in enumerate(ho.ex_windows[i]):
             if w >= 0:
-                vals, _ = llm.parse_simulated(answers[(expl, int(w))], len(toks[int(w)]))
+                vals, _ = sim((expl, int(w)))
                 y_e[j, win.start : win.start + len(vals)] = vals
-        y_r = np.concatenate(
-            [llm.parse_simulated(answers[(expl, int(w))], len(toks[int(w)]))[0] for w in rnd.wins]
-        )
+        y_r = np.concatenate([sim((expl, int(w)))[0] for w in rnd.wins])
         x_e = f * ho.ex_value[i].reshape(-1)
         x_r = f * acts[:, i].astype(np.float64)
         ok_e, ok_r = ho.ex_ok[i].reshape(-1), ho.rnd_ok[i]

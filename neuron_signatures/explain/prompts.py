@@ -248,13 +248,20 @@ def expected_activation(top_logprobs: dict[str, float]) -> float:
 
     Tokens that are not an integer 0-10 (after stripping spaces) are ignored; none gives 0.
     """
-    probs: dict[int, float] = {}
+    num = total = 0.0
     for tok, lp in top_logprobs.items():
         s = tok.strip()
-        if s.isdigit() and int(s) <= 10:
-            probs[int(s)] = probs.get(int(s), 0.0) + math.exp(lp)
-    total = sum(probs.values())
-    return sum(k * p for k, p in probs.items()) / total if total > 0 else 0.0
+        k = _DIGITS.get(s)
+        if k is None and s.isdigit() and int(s) <= 10:
+            k = int(s)  # "07"
+        if k is not None:
+            p = math.exp(lp)
+            num += k * p
+            total += p
+    return num / total if total > 0 else 0.0
+
+
+_DIGITS = {str(k): k for k in range(11)}
 
 
 # --- detection and fuzzing (delphi's classifier scorers) -----------------------------------------
