@@ -435,7 +435,7 @@ class OpenAIClient:
         simulator is used instead. An unreachable server raises. The outcome is cached like an
         answer, so a rerun sends nothing.
         """
-        prompt = "Count:\t1\t2\t3"
+        prompt = "Zürich, naïve café:\t1\t2\t3"  # not ASCII: offsets must be characters
         body: dict[str, Any] = {"model": self.model, "prompt": prompt}
         body.update(echo=True, logprobs=5, max_tokens=0, temperature=0)
         key = cache_key(self.base_url, self.model, "probe:" + COMPLETIONS, body)
@@ -619,14 +619,19 @@ def parse_chat(data: dict[str, Any], base_url: str, cached: bool = False) -> Cha
 
 def token_offsets(res: CompletionResult) -> list[int] | None:
     """Each echoed token's character offset in ``res.text``: the server's ``text_offset`` when
-    sent, else the running sum of the tokens' lengths; None when they do not tile the text."""
-    if res.text_offset and len(res.text_offset) == len(res.tokens):
-        return list(res.text_offset)
+    every token sits at its offset, else the running sum of the tokens' lengths when they tile
+    the text; None when neither holds (e.g. byte offsets, or a character split over tokens)."""
+    text, toks = res.text, res.tokens
+    offs = list(res.text_offset)
+    if len(offs) == len(toks) and all(
+        text[o : o + len(t)] == t for o, t in zip(offs, toks, strict=True)
+    ):
+        return offs
     offs, pos = [], 0
-    for t in res.tokens:
+    for t in toks:
         offs.append(pos)
         pos += len(t)
-    return offs if "".join(res.tokens) == res.text[:pos] else None
+    return offs if "".join(toks) == text[:pos] else None
 
 
 def parse_completion(data: dict[str, Any], base_url: str, cached: bool = False) -> CompletionResult:

@@ -376,7 +376,7 @@ def test_probe_echo_detects_prompt_logprobs_and_caches_the_outcome(
         (500, {}, b"logits_all is off"),  # refused: tried once, not retried
         (404, {}, b"no such endpoint"),
         ok({"choices": [{"text": "", "logprobs": None}]}),  # no echo
-        ok({"choices": [{"text": "Count:\t1\t2\t3", "logprobs": {"tokens": ["Count"]}}]}),
+        ok({"choices": [{"text": "Zürich", "logprobs": {"tokens": ["Zürich"]}}]}),  # cut
     ],
 )
 def test_probe_echo_says_no_to_a_server_without_it(
@@ -409,3 +409,26 @@ def test_answers_are_committed_in_batches_and_committed_ones_survive(tmp_path: P
     assert len(other.entries()) == client_mod.COMMIT_EVERY + 3
     cache.close()
     other.close()
+
+
+def test_probe_echo_checks_offsets_on_text_that_is_not_ascii(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    """Byte offsets are mended from the tokens' lengths; a character split over two tokens
+    (undecodable halves) cannot be aligned: no echo, the chat simulator is used."""
+
+    def reply(split: bool) -> Any:
+        def answer(body: dict[str, Any]) -> Reply:
+            p = body["prompt"]
+            toks = ["Z", "\ufffd", "\ufffd", p[2:]] if split else ["Zü", p[2:]]
+            offs = [0, 1, 2, 3] if split else [0, 3]  # bytes: "ü" is two
+            tops = [{t: 0.0, "x": -2.0} for t in toks]
+            lp = {"tokens": toks, "top_logprobs": tops, "text_offset": offs}
+            return ok({"choices": [{"text": p, "logprobs": lp}]})
+
+        return answer
+
+    for split, expected in ((False, True), (True, False)):
+        loopback.default = reply(split)
+        with make(loopback.url, tmp_path / str(split), waits) as c:
+            assert c.probe_echo() is expected
