@@ -77,6 +77,14 @@ def test_llm_names_the_planted_token_scores_high_and_reruns_from_cache(
         assert params["name"] == "llm" and params["model"] == "fake"
         assert params["simulator_expected_value_from"] == "top_logprobs"
         assert len(recs) == 64 and not any("error" in r for r in recs)
+        # the negative sides are classified on their own held-out (bottom) windows too
+        neg = [sd for r in recs for sd in r["sides"] if sd["side"] == "negative"]
+        assert neg and all(
+            set(sd["classifiers"]["detection"]["windows"]["activating"])
+            <= set(sd["heldout"]["example_windows"])
+            for sd in neg
+        )
+        assert any(sd["classifiers"]["detection"]["n_windows"]["activating"] for sd in neg)
         sims = [r for r in srv.seen if "predict how it will fire" in str(r["body"])]
         assert sims and all(r["body"].get("top_logprobs") == 5 for r in sims)
         # the offline folder is untouched by the LLM run
@@ -88,7 +96,9 @@ def test_llm_names_the_planted_token_scores_high_and_reruns_from_cache(
     assert log["llm"]["hit_rate"] == 1.0 and log["llm"]["sent"] == 0
 
 
-def test_json_simulator_and_delphi_prompts(planted_lm: Any, atlas: Path) -> None:
+def test_json_simulator_and_delphi_prompts(
+    planted_lm: Any, atlas: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with serve(Loopback(default=neuron_reader(logprobs=False))) as srv:
         run_llm(planted_lm, atlas, srv.url, prompt_format="delphi")
         assert any("[EXPLANATION]" in str(r["body"]) for r in srv.seen)
@@ -102,6 +112,10 @@ def test_json_simulator_and_delphi_prompts(planted_lm: Any, atlas: Path) -> None
     lines = score_lines(side)
     assert any(x.startswith("detection: balanced accuracy 1.000") for x in lines)
     assert any("AUC unavailable (no logprobs)" in x for x in lines)
+    capsys.readouterr()
+    assert main(["neuron", "--atlas", str(atlas), f"L{PLANTED_LAYER}/N{PLANTED_NEURON}"]) == 0
+    shown = capsys.readouterr().out.split("explanations-llm")[-1]
+    assert "detection: balanced accuracy 1.000" in shown and "fuzzing: balanced accuracy" in shown
     check_version_1_still_reads(atlas)
 
 
