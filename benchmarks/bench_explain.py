@@ -7,10 +7,11 @@ bare body forward over the same windows, measured in one run.
    layer) against the bare body (``plain_model.model(ids, mask)``, no hooks, no logits) over the
    same batches; rows alternate, best of ``--reps``.
 3. Explain + score every neuron of every layer (:func:`neuron_signatures.explain.layer.
-   explain_and_score_layer`, records built and serialised to JSON lines, not written), timed
-   per layer; then the score distribution per layer (median, share >= 0.5, median floor) and
-   an estimate for Gemma 2 2B's 239,616 neurons (d_mlp 9,216: the per-neuron cost is taken as
-   constant, the held-out size being the same).
+   explain_and_score_layer`: parameters and contexts chosen on the train split's validation
+   slice, records built and serialised to JSON lines, not written), timed per layer; then the
+   score distribution per layer (median, share >= 0.5, median floor), the chosen parameters,
+   and an estimate for Gemma 2 2B's 239,616 neurons (d_mlp 9,216: the per-neuron cost is taken
+   as constant, the held-out size being the same).
 
 Usage: ``python benchmarks/bench_explain.py --atlas A [--layers 0-17] [--n_random_tokens 4096]
 [--reps 2] [--device cpu] [--threads N]``
@@ -108,13 +109,14 @@ def main() -> None:
         return
     del lm
     vocab = atlas.vocab
-    per_layer, rows = [], []
+    per_layer, rows, chosen = [], [], []
     t_all = time.perf_counter()
     for layer in layers:
         t = time.perf_counter()
-        recs, _ = explain_and_score_layer(read_layer(atlas, layer), win, rnd, vocab, 0)
+        recs, _, choice = explain_and_score_layer(read_layer(atlas, layer), win, rnd, vocab, 0)
         _ = "".join(json.dumps(r, ensure_ascii=False) for r in recs)
         per_layer.append(time.perf_counter() - t)
+        chosen.append((layer, choice))
         for side in ("positive", "negative"):
             s = [x for r in recs for x in r["sides"] if x["side"] == side]
             tr = _column(s, "scores", "top_and_random")
@@ -141,6 +143,12 @@ def main() -> None:
             f"{r[0]:5d} {r[1]:8s} {r[2]:5d} {r[3]:15.3f} {r[4]:10.3f} {r[5]:11.3f} "
             f"{r[6]:12.3f} {r[7]:10.3f} {r[8]:5d}"
         )
+    print("layer top_tokens prior validation-median (+contexts)  neurons with contexts")
+    for layer, c in chosen:
+        print(
+            f"{layer:5d} {c.top_tokens:10d} {c.prior:5g} {c.validation_median:17.3f} "
+            f"({c.validation_median_with_contexts:.3f}) {c.context_neurons:9d}"
+        )
     if a.json_out:
         Path(a.json_out).write_text(
             json.dumps(
@@ -150,6 +158,7 @@ def main() -> None:
                     "explain_score_s": total,
                     "per_layer_s": per_layer,
                     "rows": [[float(x) if not isinstance(x, str) else x for x in r] for r in rows],
+                    "chosen": {str(la): c.as_dict() for la, c in chosen},
                 },
                 indent=1,
             )

@@ -29,13 +29,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="tokens of the random held-out windows run through the model (default 4096)",
     )
     p.add_argument(
-        "--top_tokens", type=int, default=32, help="tokens per explanation table (default 32)"
+        "--top_tokens",
+        type=int,
+        default=None,
+        help="tokens per explanation table (default: chosen per layer from 8, 16, 32, 64 on a "
+        "validation slice of the train split)",
     )
     p.add_argument(
         "--prior",
         type=float,
-        default=3.0,
-        help="rank tokens by sum / (count + prior): rare tokens rank lower (default 3)",
+        default=None,
+        help="rank tokens by sum / (count + prior): rare tokens rank lower (default: chosen per "
+        "layer from 0, 1, 3, 10 with --top_tokens)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the random windows and the floors")
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward batch")

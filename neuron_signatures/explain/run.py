@@ -1,11 +1,13 @@
 """``explain_atlas``: explain and score every neuron of an atlas's layers, resumable per layer.
 
 1. Open the atlas, check its windows and the layers asked for.
-2. Prepare ``<atlas>/explanations`` (:func:`.output.prepare`): new, cleared or resumed.
+2. Lock ``<atlas>/explanations`` (:class:`.output.FolderLock`: a second run on the same atlas is
+   refused) and prepare it (:func:`.output.prepare`): new, cleared or resumed.
 3. Draw the random windows (seeded) and run the score-time forward once for every layer still
    to do (:mod:`.forward`).
-4. Per layer: explain and score (:mod:`.layer`), write ``layers/layer_NNN.jsonl`` atomically.
-5. Mark the manifest complete; timings go to ``run.json``.
+4. Per layer: choose the parameters on the train split's validation slice, explain and score
+   (:mod:`.layer`), write ``layers/layer_NNN.jsonl`` atomically.
+5. Mark the manifest complete with every layer's chosen parameters; timings go to ``run.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from ..atlas import store as atlas_store
 from ..errors import BadArgumentError
 from . import llm_run, output
 from .forward import pick_random_windows, score_time_forward
-from .layer import explain_and_score_layer
+from .layer import (
+    CONTEXT_MIN_COUNT,
+    CONTEXT_MIN_GAIN,
+    CONTEXTS,
+    GRID_PRIOR,
+    GRID_TOP_TOKENS,
+    explain_and_score_layer,
+)
 from .llm_run import LLMExplainer, LLMSettings
 from .split import read_layer, read_windows
 
@@ -50,10 +59,11 @@ class ExplainConfig:
         resume / overwrite: finish an interrupted run / replace an existing one.
         n_random_tokens: counted tokens of the random windows (the score-time forward).
         top_tokens: tokens kept per explanation (the lookup table's size; the rendered line
-            names the first 3).
+            names the first 3); ``None``: chosen per layer on the train split's validation
+            slice from :data:`.layer.GRID_TOP_TOKENS`.
         prior: tokens are ranked by ``sum / (count + prior)`` (see
-            :func:`.lookup.explain_layer`). Defaults 32 and 3: on three layers of the demo atlas
-            they raised the median random-only score from 0.03-0.11 (8, 0) to 0.11-0.28.
+            :func:`.lookup.explain_layer`); ``None``: chosen per layer with ``top_tokens``
+            from :data:`.layer.GRID_PRIOR` (never on the held-out data).
         seed: seeds the random windows and the floors' derangements.
         batch_size: windows per forward batch.
         device: the forward's device (``None``: auto).
@@ -67,8 +77,8 @@ class ExplainConfig:
     resume: bool = False
     overwrite: bool = False
     n_random_tokens: int = 4096
-    top_tokens: int = 32
-    prior: float = 3.0
+    top_tokens: int | None = None
+    prior: float | None = None
     seed: int = 0
     batch_size: int = 16
     device: str | None = None
@@ -90,9 +100,9 @@ def _layers(atlas: Atlas, layers: list[int] | None) -> list[int]:
 def _check(cfg: ExplainConfig) -> None:
     if cfg.n_random_tokens < 1:
         raise BadArgumentError("--n_random_tokens must be at least 1 (e.g. 4096)")
-    if cfg.top_tokens < 1:
+    if cfg.top_tokens is not None and cfg.top_tokens < 1:
         raise BadArgumentError("--top_tokens must be at least 1 (e.g. 32)")
-    if not cfg.prior >= 0:
+    if cfg.prior is not None and not cfg.prior >= 0:
         raise BadArgumentError("--prior must be 0 or more (e.g. 3)")
     if cfg.batch_size < 1:
         raise BadArgumentError("--batch_size must be at least 1 (e.g. 16)")
@@ -130,11 +140,40 @@ def _run(
     expl: LLMExplainer | None,
 ) -> Path:
     out = atlas.root / (output.FOLDER if expl is None else llm_run.FOLDER)
+    with output.FolderLock(out):
+        return _run_locked(cfg, atlas, win, layers, load, expl, out)
+
+
+def _grids(cfg: ExplainConfig) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The ``(top_tokens, prior)`` grids the validation slice chooses from (a given flag fixes
+    its value)."""
+    ks = GRID_TOP_TOKENS if cfg.top_tokens is None else (cfg.top_tokens,)
+    priors = GRID_PRIOR if cfg.prior is None else (float(cfg.prior),)
+    return ks, priors
+
+
+def _run_locked(
+    cfg: ExplainConfig,
+    atlas: Atlas,
+    win: Any,
+    layers: list[int],
+    load: Callable[[Atlas], Any] | None,
+    expl: LLMExplainer | None,
+    out: Path,
+) -> Path:
     wins = pick_random_windows(win.lengths - win.start, cfg.n_random_tokens, cfg.seed)
+    ks, priors = _grids(cfg)
     explainer: dict[str, Any] = {
         "name": "token-lookup",
-        "top_tokens": cfg.top_tokens,
-        "prior": cfg.prior,
+        "top_tokens": list(ks),
+        "prior": list(priors),
+        "chosen_on": "validation slice of the train split (see split.py), per layer",
+        "contexts": {
+            "previous_token": True,
+            "max": CONTEXTS,
+            "min_count": CONTEXT_MIN_COUNT,
+            "min_validation_gain": CONTEXT_MIN_GAIN,
+        },
     }
     manifest = {
         "format": output.FORMAT,
@@ -184,10 +223,10 @@ def _run(
         for n, layer in enumerate(todo, 1):
             arr = read_layer(atlas, layer)
             if expl is None:
-                recs, tables = explain_and_score_layer(
-                    arr, win, rnd, vocab, cfg.seed, cfg.top_tokens, cfg.prior
+                recs, tables, choice = explain_and_score_layer(
+                    arr, win, rnd, vocab, cfg.seed, ks, priors
                 )
-                output.write_layer(out, layer, recs, tables)
+                output.write_layer(out, layer, recs, tables, choice.as_dict())
             else:
                 llm_run.write_records(
                     out, layer, expl.explain_layer(arr, win, rnd, vocab, cfg.seed)
@@ -203,7 +242,10 @@ def _run(
         }
         if timings["llm"]["failed_neurons"]:
             log.warning(llm_run.summary(out, layers))
-    output.write_json(out / output.MANIFEST, {**manifest, "complete": True})
+    done: dict[str, Any] = {**manifest, "complete": True}
+    if expl is None:
+        done["chosen"] = {str(layer): output.read_chosen(out, layer) for layer in layers}
+    output.write_json(out / output.MANIFEST, done)
     output.write_json(out / output.RUN_LOG, timings)
     return out
 

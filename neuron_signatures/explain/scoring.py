@@ -43,6 +43,25 @@ def pooled_pearson(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
         return np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
 
 
+def segment_pearson(
+    seg: np.ndarray, x: np.ndarray, y: np.ndarray, d: int, w: np.ndarray | None = None
+) -> np.ndarray:
+    """``[d]`` Pearson's r of flat ``x, y [n]`` within each segment ``seg [n]`` (in ``0..d-1``),
+    weighted by ``w [n]`` (default 1), two-pass as :func:`pooled_pearson` (the validation
+    slice's scorer: a flat token list)."""
+    w = np.ones(len(x)) if w is None else w
+    n = np.bincount(seg, weights=w, minlength=d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.bincount(seg, weights=w * x, minlength=d) / n
+        my = np.bincount(seg, weights=w * y, minlength=d) / n
+        cx, cy = x - mx[seg], y - my[seg]
+        sxy = np.bincount(seg, weights=w * cx * cy, minlength=d)
+        sxx = np.bincount(seg, weights=w * cx * cx, minlength=d)
+        syy = np.bincount(seg, weights=w * cy * cy, minlength=d)
+        den = np.sqrt(sxx * syy)
+        return np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
+
+
 def derangement(has: np.ndarray, seed: int, layer: int, side: str) -> np.ndarray:
     """``[d]``: for each neuron with an explanation, another such neuron whose explanation gives
     its floor (-1: none, or no other neuron explained on that side); seeded by layer and side."""

@@ -12,6 +12,11 @@ explainer never saw. Per neuron of a layer, read in bulk from the atlas's layer 
    of the score-time forward (:mod:`.forward`), less the neuron's train and held-out example
    windows. Reservoir tokens that fall in a held-out window are masked out token by token.
 3. :func:`check_disjoint` asserts, per neuron, that no held-out token is a train token.
+4. **Validation slice** (inside train, to choose the explainer's parameters and contexts, never
+   on held-out data): train examples alternate by rank between a *fit* fold (atlas ranks 0, 4,
+   8, ...) and a *validation* fold (ranks 2, 6, 10, ...), reservoir tokens by their column
+   (even: fit, odd: validation). :func:`validation` picks a side's validation tokens: the
+   side's examples (top for positive, bottom for negative) and the reservoir tokens.
 
 Position 0 (BOS) counts only when the atlas counted it (``include_bos``), as in the atlas.
 """
@@ -77,6 +82,7 @@ class LayerArrays:
     max: np.ndarray
     write_pos_id: np.ndarray
     write_neg_id: np.ndarray
+    hist: np.ndarray | None = None  # [d, B] tokens per histogram bin; samp_* hold r per bin
 
     @property
     def d(self) -> int:
@@ -89,6 +95,7 @@ def read_layer(atlas: Atlas, layer: int) -> LayerArrays:
         t = {k: f.get_tensor(k) for k in ("top_g", "top_acts", "bot_g", "bot_acts", "min", "max")}
         t["samp_g"] = f.get_tensor("samp_g").reshape(len(t["min"]), -1)
         t["samp_v"] = f.get_tensor("samp_v").reshape(len(t["min"]), -1)
+        t["hist"] = f.get_tensor("hist").astype(np.float64) if "hist" in f.keys() else None  # noqa: SIM118
     d = len(t["min"])
     ws = {"pos": np.zeros((d, 0), np.int64), "neg": np.zeros((d, 0), np.int64)}
     path = atlas.root / atlas_store.WRITE_SCORES
@@ -110,17 +117,39 @@ def read_layer(atlas: Atlas, layer: int) -> LayerArrays:
         max=t["max"].astype(np.float64),
         write_pos_id=ws["pos"],
         write_neg_id=ws["neg"],
+        hist=t["hist"],
     )
+
+
+TOP, BOTTOM, RESERVOIR = 0, 1, 2  # TrainTokens.src
 
 
 @dataclass
 class TrainTokens:
-    """Every train token of a layer, flat and deduplicated by ``(neuron, g)``."""
+    """Every train token of a layer, flat and deduplicated by ``(neuron, g)``.
+
+    ``prev``: the token before it in its window (-1 at position 0); ``src``: :data:`TOP`,
+    :data:`BOTTOM` or :data:`RESERVOIR`; ``fold``: 0 fit, 1 validation (module doc, step 4).
+    """
 
     neuron: np.ndarray
     g: np.ndarray
     token: np.ndarray
     value: np.ndarray  # float64
+    prev: np.ndarray
+    src: np.ndarray
+    fold: np.ndarray
+    weight: np.ndarray  # float64: 1 for an example token, see reservoir_weights
+
+    def subset(self, mask: np.ndarray) -> TrainTokens:
+        return TrainTokens(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+
+def prev_tokens(win: Windows, g: np.ndarray) -> np.ndarray:
+    """The token before each global token ``g`` in its window (-1 at position 0); any shape."""
+    flat = win.tokens.reshape(-1)
+    g = np.asarray(g, np.int64)
+    return np.where(g % win.ctx_len > 0, flat[np.maximum(g - 1, 0)], -1)
 
 
 def window_tokens(
@@ -142,8 +171,11 @@ def train_tokens(arr: LayerArrays, win: Windows) -> TrainTokens:
     earlier example's, and a reservoir token inside a train window, are dropped (a reservoir
     holds each token at most once: a token has one value, so one bin)."""
     d, ctx = arr.d, win.ctx_len
-    g = np.concatenate([arr.top_g[:, 0::2], arr.bot_g[:, 0::2]], axis=1)
+    top_g, bot_g = arr.top_g[:, 0::2], arr.bot_g[:, 0::2]
+    g = np.concatenate([top_g, bot_g], axis=1)
     acts = np.concatenate([arr.top_acts[:, 0::2], arr.bot_acts[:, 0::2]], axis=1)
+    src = np.repeat([TOP, BOTTOM], [top_g.shape[1], bot_g.shape[1]])
+    fold = np.concatenate([np.arange(top_g.shape[1]) % 2, np.arange(bot_g.shape[1]) % 2])
     w = np.where(g >= 0, g // ctx, -1)
     k = w.shape[1]
     earlier = np.tril(np.ones((k, k), bool), -1)
@@ -155,12 +187,42 @@ def train_tokens(arr: LayerArrays, win: Windows) -> TrainTokens:
     keep = (arr.samp_g >= 0) & ~inside
     sg = arr.samp_g[keep]
     ns = np.broadcast_to(np.arange(d)[:, None], arr.samp_g.shape)[keep]
+    s_fold_all = np.broadcast_to(np.arange(arr.samp_g.shape[1]) % 2, arr.samp_g.shape)
+    s_fold = s_fold_all[keep]
+    ex_col = np.broadcast_to(np.arange(k)[None, :, None], tg.shape)[ok]
+    all_g = np.concatenate([tg[ok], sg])
     return TrainTokens(
         neuron=np.concatenate([n[ok], ns]),
-        g=np.concatenate([tg[ok], sg]),
+        g=all_g,
         token=np.concatenate([tok[ok], win.tokens[sg // ctx, sg % ctx]]),
         value=np.concatenate([val[ok], arr.samp_v[keep].astype(np.float64)]),
+        prev=prev_tokens(win, all_g),
+        src=np.concatenate([src[ex_col], np.full(len(sg), RESERVOIR)]).astype(np.int8),
+        fold=np.concatenate([fold[ex_col], s_fold]).astype(np.int8),
+        weight=np.concatenate([np.ones(int(ok.sum())), reservoir_weights(arr, keep, s_fold_all)]),
     )
+
+
+def reservoir_weights(arr: LayerArrays, keep: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """The tokens each kept reservoir sample stands for within its fold: its bin's count over
+    the fold's kept samples of that bin (reservoirs are a stratified sample, one per histogram
+    bin; weighted, they estimate the neuron's whole token distribution). Flat, as
+    ``arr.samp_g[keep]``; 1 where the atlas has no histogram."""
+    d, cols = arr.samp_g.shape
+    if arr.hist is None or cols % arr.hist.shape[1]:
+        return np.ones(int(keep.sum()))
+    n_bins = arr.hist.shape[1]
+    b = np.arange(cols) // (cols // n_bins)
+    cell = (np.arange(d)[:, None] * n_bins + b) * 2 + fold  # [d, cols]: (neuron, bin, fold)
+    n_kept = np.bincount(cell[keep], minlength=d * n_bins * 2)
+    counts = np.broadcast_to(arr.hist[:, b], keep.shape)[keep]
+    return counts / np.maximum(n_kept[cell[keep]], 1)
+
+
+def validation(train: TrainTokens, side: str) -> np.ndarray:
+    """``[n]`` mask of the validation tokens of ``side`` (module doc, step 4)."""
+    own = TOP if side == "positive" else BOTTOM
+    return (train.fold == 1) & ((train.src == own) | (train.src == RESERVOIR))
 
 
 @dataclass

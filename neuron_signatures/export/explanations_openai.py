@@ -119,8 +119,8 @@ def _sequences(
         if ex.window not in wanted or ex.window in seen or ex.acts is None:
             continue
         seen.add(ex.window)
-        ids = np.asarray(ex.token_ids[first:], np.int64)
-        predicted = simulate(one, ids)[0].tolist()
+        ids = np.asarray(ex.token_ids, np.int64)  # whole window: contexts see the previous token
+        predicted = simulate(one, ids)[0][first:].tolist()
         true = [sign * float(a) for a in ex.acts[first : len(ex.token_ids)]]
         tokens = [t.replace(SPIECE_SPACE, " ") for t in ex.tokens[first:]]
         out.append(sequence_obj(tokens, predicted, true))

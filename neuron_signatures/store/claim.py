@@ -254,9 +254,12 @@ def _take_lock(path: Path) -> int:
     return take_folder_lock(path / LOCK_FILE, f"another dump{{pid}} is writing {path}")
 
 
-def take_folder_lock(lock_file: Path, busy: str) -> int:
+def take_folder_lock(
+    lock_file: Path, busy: str, fix: str = "wait for it to finish or pick another --out_dir"
+) -> int:
     """An exclusive ``flock`` on ``lock_file`` holding our pid; its fd (release with ``flock
-    LOCK_UN`` + close). ``busy`` (with a ``{pid}`` slot) says who holds it when it is taken."""
+    LOCK_UN`` + close). ``busy`` (with a ``{pid}`` slot) says who holds it when it is taken,
+    ``fix`` what to do then."""
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -265,7 +268,7 @@ def take_folder_lock(lock_file: Path, busy: str) -> int:
         os.close(fd)
         pid = f" (pid {holder})" if holder.isdigit() else ""
         raise RunLockedError(
-            busy.replace("{pid}", pid) + ": wait for it to finish or pick another --out_dir"
+            busy.replace("{pid}", pid) + f": {fix}"
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())

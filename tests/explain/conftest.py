@@ -81,10 +81,10 @@ def explained(
 
 
 def explanation_bytes(atlas: Path) -> dict[str, bytes]:
-    """Every file of the explanations but run.json (timings)."""
+    """Every file of the explanations but run.json (timings) and .lock (the writer's pid)."""
     out = atlas / "explanations"
     return {
         str(p.relative_to(out)): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "run.json"
+        if p.is_file() and p.name not in ("run.json", ".lock")
     }

@@ -71,6 +71,11 @@ def test_kill_9_then_resume(cli_atlas: Path, tmp_path: Path) -> None:
     assert main(["explain", "--atlas", str(full), *EXPLAIN]) == 0
     log = tmp_path / "log"
     proc = start_paused(["explain", "--atlas", str(part), *EXPLAIN], {PAUSE_ENV: "1"}, log)
+    # a second run while the first one writes: refused in one line, nothing touched
+    before = explanation_bytes(part)
+    for flag in ("--resume", "--overwrite"):
+        assert main(["explain", "--atlas", str(part), *EXPLAIN, flag]) == 2
+    assert explanation_bytes(part) == before
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -81,6 +86,24 @@ def test_kill_9_then_resume(cli_atlas: Path, tmp_path: Path) -> None:
     assert main(["explain", "--atlas", str(part), *EXPLAIN, "--resume"]) == 0
     assert json.loads((part / "explanations" / "run.json").read_text())["layers_done_before"] == 1
     assert explanation_bytes(part) == explanation_bytes(full)
+
+
+def test_second_run_on_a_locked_folder_is_refused(
+    explained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While a run holds ``explanations/.lock`` another is refused with one line (exit 2) and
+    changes nothing; a lock taken on a fresh folder leaves nothing behind when released."""
+    from neuron_signatures.explain.output import FolderLock
+
+    before = explanation_bytes(explained)
+    with FolderLock(explained / "explanations"):
+        one_line_error(
+            capsys, ["explain", "--atlas", str(explained), "--resume"], "another explain run"
+        )
+    assert explanation_bytes(explained) == before
+    fresh = explained / "not-yet"
+    FolderLock(fresh).release()
+    assert not fresh.exists()
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:

@@ -74,24 +74,37 @@ def reference(
     sign = 1.0 if side == "positive" else -1.0
     rec = atlas.neuron(layer, n)
     train_ex = rec.top[0::2] + rec.bottom[0::2]
-    train: dict[int, tuple[int, float]] = {}
+    train: dict[int, tuple[int, float, int]] = {}  # g -> (token, activation, previous token)
     for ex in train_ex:
         for p in range(start, len(ex.token_ids)):
-            train.setdefault(ex.window * ctx + p, (ex.token_ids[p], ex.acts[p]))
+            train.setdefault(
+                ex.window * ctx + p, (ex.token_ids[p], ex.acts[p], ex.token_ids[p - 1])
+            )
     with safe_open(str(atlas_store.layer_file(atlas_root, layer)), "numpy") as f:
         sg, sv = f.get_slice("samp_g")[n].ravel(), f.get_slice("samp_v")[n].ravel()
     for g, v in zip(sg.tolist(), sv.tolist(), strict=True):
         if g >= 0:
-            train.setdefault(g, (atlas.window_ids(g // ctx)[g % ctx], v))
+            ids = atlas.window_ids(g // ctx)
+            train.setdefault(g, (ids[g % ctx], v, ids[g % ctx - 1]))
     groups: dict[int, list[float]] = {}
-    for tok, v in train.values():
+    bigrams: dict[tuple[int, int], list[float]] = {}
+    for tok, v, prev in train.values():
         groups.setdefault(tok, []).append(sign * v)
+        bigrams.setdefault((prev, tok), []).append(sign * v)
     ranked = sorted(
         (-sum(v) / (len(v) + prior), -len(v), t, float(np.mean(v)))
         for t, v in groups.items()
         if np.mean(v) > 0
     )[:k]
     lookup = {t: m for _, _, t, m in ranked}
+    # contexts (lookup.add_contexts): bigrams seen twice or more, ranked by the error they remove
+    contexts = sorted(
+        (-len(v) * (max(float(np.mean(v)), 0.0) - lookup.get(t, 0.0)) ** 2, -len(v), p, t,
+         max(float(np.mean(v)), 0.0))
+        for (p, t), v in bigrams.items()
+        if len(v) >= 2 and lookup
+    )  # fmt: skip
+    contexts = [c for c in contexts if c[0] < 0][:16]
     train_w = {ex.window for ex in train_ex}
     ex_keep: list[Any] = []
     for ex in (rec.top if side == "positive" else rec.bottom)[1::2]:
@@ -102,7 +115,7 @@ def reference(
         for p in range(start, len(ex.token_ids)):
             if ex.window * ctx + p not in train:
                 real_e.append(sign * ex.acts[p])
-                tok_e.append(ex.token_ids[p])
+                tok_e.append((ex.token_ids[p - 1], ex.token_ids[p]))
     seen = train_w | {ex.window for ex in ex_keep}
     for w in man["random_windows"]:
         if w in seen:
@@ -112,9 +125,10 @@ def reference(
         for p in range(start, len(ids)):
             if w * ctx + p not in train:
                 real_r.append(sign * float(acts[p]))
-                tok_r.append(ids[p])
+                tok_r.append((ids[p - 1], ids[p]))
     return {
         "table": [(t, m, -c) for _, c, t, m in ranked],
+        "contexts": [(p, t, m, -c) for _, c, p, t, m in contexts],
         "example_windows": [ex.window for ex in ex_keep],
         "excluded": sorted(seen & set(man["random_windows"])),
         "real_e": np.array(real_e),
@@ -125,8 +139,22 @@ def reference(
     }
 
 
-def _pred(lookup: dict[int, float], toks: list[int]) -> np.ndarray:
-    return np.array([lookup.get(t, 0.0) for t in toks])
+def _pred(
+    lookup: dict[int, float], toks: list[tuple[int, int]], ctx: dict[tuple[int, int], float]
+) -> np.ndarray:
+    """The simulator by hand: the context's mean, else the token's, else 0."""
+    return np.array([ctx.get((p, t), lookup.get(t, 0.0)) for p, t in toks])
+
+
+def _row_lookup(row: Any, n: int) -> tuple[dict[int, float], dict[tuple[int, int], float]]:
+    """Neuron ``n``'s stored table as dicts."""
+    lookup = {int(t): float(m) for t, m in zip(row.ids[n], row.means[n], strict=True) if t >= 0}
+    ctx = {
+        (int(p), int(t)): float(m)
+        for p, t, m in zip(row.ctx_prev[n], row.ctx_ids[n], row.ctx_means[n], strict=True)
+        if t >= 0
+    }
+    return lookup, ctx
 
 
 def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -> None:
@@ -136,11 +164,19 @@ def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -
         for line in path.read_text().splitlines():
             r = json.loads(line)
             lines[(layer, r["neuron"])] = r
-    params = json.loads((explained / "explanations" / "explanations.json").read_text())["params"]
-    k, prior = params["explainer"]["top_tokens"], params["explainer"]["prior"]
+    man = json.loads((explained / "explanations" / "explanations.json").read_text())
     picks = [(PLANTED_LAYER, PLANTED_NEURON), (1, 3), (2, 17), (2, 40)]
-    checked = 0
-    for layer, n in picks:
+    # neurons that kept contexts (chosen on the validation slice) are checked too
+    for layer in (1, 2):
+        tab = read_tables(explained, layer)
+        for side_name, t in tab.items():
+            with_ctx = np.flatnonzero(t.has_contexts)
+            assert len(with_ctx), (layer, side_name)
+            picks.append((layer, int(with_ctx[0])))
+    checked = with_contexts = 0
+    for layer, n in dict.fromkeys(picks):
+        chosen = man["chosen"][str(layer)]
+        k, prior = chosen["top_tokens"], chosen["prior"]
         for side in lines[(layer, n)]["sides"]:
             ref = reference(explained, planted_lm, layer, n, side["side"], k, prior)
             sign = 1.0 if side["side"] == "positive" else -1.0
@@ -150,8 +186,18 @@ def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -
             assert row.ids[n, :size].tolist() == [t for t, _, _ in ref["table"]]
             assert row.counts[n, :size].tolist() == [c for _, _, c in ref["table"]]
             np.testing.assert_allclose(
-                row.means[n, :size], [m for _, m, _ in ref["table"]], rtol=1e-9
+                row.means[n, :size], [m for _, m, _ in ref["table"]], rtol=1e-6
             )
+            n_ctx = side["context_table_size"]
+            assert int((row.ctx_ids[n] >= 0).sum()) == n_ctx
+            if n_ctx:  # kept: exactly the reference's contexts, best first
+                with_contexts += 1
+                got = list(zip(row.ctx_prev[n, :n_ctx].tolist(), row.ctx_ids[n, :n_ctx].tolist(),
+                               row.ctx_counts[n, :n_ctx].tolist(), strict=True))  # fmt: skip
+                assert got == [(p, t, c) for p, t, _, c in ref["contexts"]]
+                np.testing.assert_allclose(
+                    row.ctx_means[n, :n_ctx], [m for _, _, m, _ in ref["contexts"]], rtol=1e-6
+                )
             shown = [(t["id"], t["count"], t["mean"]) for t in side["tokens"]]
             assert shown == [
                 (int(row.ids[n, j]), int(row.counts[n, j]), sign * float(row.means[n, j]))
@@ -162,19 +208,17 @@ def test_scores_equal_a_per_neuron_reference(explained: Path, planted_lm: Any) -
             real = np.concatenate([ref["real_e"], ref["real_r"]])
             assert side["heldout"]["tokens_top_and_random"] == len(real)
             assert side["heldout"]["tokens_random_only"] == len(ref["real_r"])
-            pred_e, pred_r = _pred(ref["lookup"], ref["tok_e"]), _pred(ref["lookup"], ref["tok_r"])
+            lookup, ctx = _row_lookup(row, n)
+            pred_e, pred_r = _pred(lookup, ref["tok_e"], ctx), _pred(lookup, ref["tok_r"], ctx)
             both = np.corrcoef(real, np.concatenate([pred_e, pred_r]))[0, 1]
             rand = stats.pearsonr(ref["real_r"], pred_r).statistic
             assert side["scores"]["top_and_random"] == pytest.approx(both, abs=1e-5)
             assert side["scores"]["random_only"] == pytest.approx(rand, abs=1e-5)
-            j = side["floor"]["from_neuron"]
-            flk = {
-                int(t): float(m) for t, m in zip(row.ids[j], row.means[j], strict=True) if t >= 0
-            }
-            f_both = np.corrcoef(real, _pred(flk, ref["tok_e"] + ref["tok_r"]))[0, 1]
+            flk, fctx = _row_lookup(row, side["floor"]["from_neuron"])
+            f_both = np.corrcoef(real, _pred(flk, ref["tok_e"] + ref["tok_r"], fctx))[0, 1]
             assert side["floor"]["top_and_random"] == pytest.approx(f_both, abs=1e-5)
             checked += 1
-    assert checked >= 5  # both sides of some neurons
+    assert checked >= 5 and with_contexts >= 2  # both sides of some neurons, some contexts
 
 
 def test_held_out_is_disjoint_and_the_check_bites(planted_atlas: Path) -> None:

@@ -100,7 +100,7 @@ def test_values_equal_the_records_and_the_simulator(
             for seq, w in zip(seqs, wanted, strict=True):
                 e = next(e for e in examples if e.window == w)
                 assert e.acts is not None
-                predicted = simulate(table, np.array(e.token_ids[1:]))[0]
+                predicted = simulate(table, np.array(e.token_ids))[0][1:]
                 true = sign * np.array(e.acts[1 : len(e.token_ids)], np.float64)
                 assert seq["simulation"]["tokens"] == [
                     t.replace("\u2581", " ") for t in e.tokens[1:]
