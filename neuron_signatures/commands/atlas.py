@@ -158,11 +158,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.engine == "ray":
             from ..scale.pool import resume_command
-            from ..scale.ray_atlas import RayOptions, build_atlas_ray
+            from ..scale.ray_atlas import RayOptions, build_atlas_ray, summary
 
             opts = RayOptions(address=args.ray_address, workers=args.workers, units=args.units)
             opts.resume_command = resume_command(getattr(args, "_argv", None))
             out = build_atlas_ray(cfg, opts)
+            print(summary(out))
         else:
             out = build_atlas(cfg)
     except KeyboardInterrupt:

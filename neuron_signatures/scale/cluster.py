@@ -17,7 +17,11 @@ a Ray started here listens on 127.0.0.1 only:
    unless it is 127.0.0.1, so a Ray that changes this mechanism fails closed.
 
 Joining a cluster (``address``) keeps that cluster's own choice: keeping it private is the
-cluster owner's part (see the README).
+cluster owner's part (see the README). A cluster on this machine's loopback (``127.0.0.1:P``, or
+``auto`` resolving to it) is joined with the switch off too: with it on, Ray would rewrite the
+address to the machine's network address, where such a cluster does not listen, and open the
+driver's own ports on every interface. Ray's own errors on joining (no cluster there, another
+Ray or Python version) become one line that names the fix.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgumentError, NeuronSignaturesError
@@ -42,15 +49,60 @@ def init_ray(ray: Any, address: str | None, workers: int | None) -> bool:
     if not address:
         start_local_ray(ray, workers or 2)
         return True
-    try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadArgumentError(
-            f"cannot join the Ray cluster at {address} ({reason}): start it with "
-            "`ray start --head`, or drop --ray_address to run a local Ray"
-        ) from None
+    join_ray(ray, address)
     return True
+
+
+def join_ray(ray: Any, address: str) -> None:
+    """``ray.init(address)``: a GCS ``host:port``, ``auto`` or a client ``ray://host:port``.
+
+    Raises:
+        BadArgumentError: no cluster answers there, or it runs another Ray or Python version.
+    """
+    loopback = is_loopback(resolve_address(address))
+    try:
+        with _loopback_node(ray) if loopback else contextlib.nullcontext():
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        raise BadArgumentError(join_error(address, e)) from None
+
+
+def join_error(address: str, e: BaseException) -> str:
+    """Ray's error on joining ``address``, on one line, with the fix."""
+    reason = " ".join(str(e).split()) or type(e).__name__
+    if "version mismatch" in reason.lower():
+        m = re.search(r"cluster was started with: Ray: (\S+) Python: (\S+)", reason)
+        ray_v, py_v = (m.group(1), m.group(2)) if m else ("<its version>", "its Python")
+        return (
+            f"the Ray cluster at {address} runs another version than this driver ({reason}): "
+            f"install Ray {ray_v} on Python {py_v} here (pip install 'ray[default]=={ray_v}'), "
+            "or submit the command to the cluster with `ray job submit`"
+        )
+    return (
+        f"cannot join the Ray cluster at {address} ({reason}): start it with "
+        "`ray start --head`, check the address (host:port of its GCS, ray://host:10001 for a "
+        "client, or auto), or drop --ray_address to run a local Ray"
+    )
+
+
+def resolve_address(address: str) -> str:
+    """The address ``auto`` stands for (``RAY_ADDRESS``, else the last cluster started on this
+    machine); any other address unchanged. ``RAY_ADDRESS`` wins over a given address in Ray."""
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env:
+        return env
+    if address != "auto":
+        return address
+    try:
+        return (Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster").read_text().strip()
+    except OSError:
+        return address
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (``host:port``, ``ray://host:port``) names this machine's loopback."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def start_local_ray(ray: Any, num_cpus: int, object_store_mb: int = 128) -> None:

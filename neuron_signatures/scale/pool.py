@@ -259,3 +259,34 @@ def start_actors(
     device = (device or "cuda") if gpu else device
     log.info("starting %d Ray workers (%s)", n, "1 GPU each" if gpu else device or "auto")
     return [actor.remote(model_name, device, model_dtype, *extra) for _ in range(n)]
+
+
+def nodes_used(ray: Any, per_worker: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The Ray nodes that ran work: node id → address, custom resources and units run.
+
+    A node that left the cluster is still named (its resources as Ray last knew them)."""
+    known = {n["NodeID"]: n for n in ray.nodes()}
+    out: dict[str, dict[str, Any]] = {}
+    for w in per_worker.values():
+        node = w.get("node")
+        if not node:
+            continue
+        n = known.get(node, {})
+        custom = [k for k in n.get("Resources", {}) if _custom(k)]
+        entry = out.setdefault(
+            node,
+            {
+                "address": n.get("NodeManagerAddress"),
+                "alive": bool(n.get("Alive", False)),
+                "resources": sorted(custom),
+                "units": 0,
+            },
+        )
+        entry["units"] += int(w.get("units", 0))
+    return out
+
+
+def _custom(resource: str) -> bool:
+    """A resource the cluster's owner named (not CPU, GPU, memory, node:<ip>, ...)."""
+    standard = ("CPU", "GPU", "memory", "object_store_memory")
+    return resource not in standard and not resource.startswith(("node:", "accelerator_type"))

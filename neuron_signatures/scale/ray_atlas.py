@@ -40,7 +40,8 @@ from ..store.manifest import utc_now
 from ..store.writable import check_writable
 from ..token_bar import TokenBar
 from .cluster import init_ray
-from .pool import id_ranges, run_pool, start_actors
+from .pool import id_ranges, nodes_used, run_pool, start_actors
+from .storage import check_shared
 from .units import PARTS, STATIC, UNITS, finish, pair_adjacent, scan, split_units
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class RayOptions:
         max_retries: restarts of a killed actor, and resubmissions of one unit.
         resume_command: the shell command that resumes this build, quoted when workers are lost
             (the CLI passes its own command line with ``--resume``).
+        lost_timeout_s: a lost worker that Ray has not brought back this long (its node gone,
+            no room to restart it) is given up; when every worker is given up the build stops.
     """
 
     address: str | None = None
@@ -65,6 +68,7 @@ class RayOptions:
     units: int | None = None
     max_retries: int = 3
     resume_command: str | None = None
+    lost_timeout_s: float = 300.0
 
 
 def require_ray() -> Any:
@@ -131,6 +135,7 @@ def build_atlas_ray(
                     "same flags, another --out_dir, or --overwrite"
                 )
         with store.Lock(root):
+            check_shared(ray, actors, root)  # before anything is written for the workers
             if cfg.overwrite:
                 store.clear(root)
                 shutil.rmtree(parts, ignore_errors=True)
@@ -140,6 +145,7 @@ def build_atlas_ray(
             units = _units(parts, tokens, opts.units or 4 * len(actors))
             run = _Run(ray, actors, cfg, parts, units, tokens, opts, on_unit)
             stats = run.loop()
+            stats["nodes"] = nodes_used(ray, stats["per_worker"])
             finish(root, parts, len(units))
     finally:
         for a in actors:
@@ -149,6 +155,26 @@ def build_atlas_ray(
     stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
     store.write_json(root / store.BUILD_LOG, {**stats, "created_at_utc": utc_now()})
     return root
+
+
+def summary(root: Path) -> str:
+    """One line on how the Ray build of ``root`` went (from its ``build.json``)."""
+    import json
+
+    try:
+        b = json.loads((root / store.BUILD_LOG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if b.get("engine") != "ray":
+        return ""
+    nodes = len(b.get("nodes") or {}) or "?"
+    n = b.get("resubmitted", 0)
+    lost = f"{n} task{'s' if n != 1 else ''} resubmitted after lost workers" if n else "none lost"
+    return (
+        f"ray: {b['units_run']} of {b['units']} units built on {b['workers']} workers across "
+        f"{nodes} node(s) ({b['units_skipped']} kept from before), {b['merges_run']} merges; "
+        f"{lost}"
+    )
 
 
 def _check_target(root: Path, parts: Path, cfg: AtlasConfig) -> dict[str, Any] | str | None:
@@ -210,7 +236,7 @@ class _Run:
         self.merges: list[tuple[int, int, int]] = []
         self.spans: list[tuple[int, int]] = []  # finished, not being merged
         self.todo: collections.deque[int] = collections.deque()
-        self.per_worker: dict[str, dict[str, float]] = {}
+        self.per_worker: dict[str, dict[str, Any]] = {}
 
     def loop(self) -> dict[str, Any]:
         n = len(self.units)
@@ -230,6 +256,7 @@ class _Run:
                 self._finished,
                 self.opts.max_retries,
                 describe=self._describe,
+                probe_timeout_s=self.opts.lost_timeout_s,
                 resume=self.opts.resume_command
                 or f"the same atlas command with --resume (--out_dir {self.parts.parent})",
             )
@@ -275,6 +302,7 @@ class _Run:
         w = self.per_worker.setdefault(
             r["worker"], {"units": 0, "tokens": 0, "seconds": 0.0, "merges": 0, "merge_s": 0.0}
         )
+        w["node"] = r.get("node")
         if t >= n:
             a, _, c = self.merges[t - n]
             w["merges"] += 1

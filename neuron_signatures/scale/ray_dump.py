@@ -35,6 +35,7 @@ from ..store.writer import safetensors_chunks
 from .cluster import init_ray
 from .pool import id_ranges, run_pool, start_actors
 from .ray_atlas import RayOptions, require_ray
+from .storage import check_shared
 from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def dump_ray(
             lm: Any, w: Any, records: list[dict], batches: list[list[int]], layers: list[int],
             cfg: DumpConfig, bar: Any, on_batch: Callable[[int], None] | None,
         ) -> int:  # fmt: skip
+            check_shared(ray, actors, Path(w.run_dir))  # before any shard is handed out
             todo = []
             for s, batch in enumerate(batches):
                 if w.shard_done(s):
@@ -148,6 +150,7 @@ def dump_ray(
 
             run_pool(
                 ray, actors, todo, submit, finished, opts.max_retries,
+                probe_timeout_s=opts.lost_timeout_s,
                 describe=lambda ss: f"shard{'s' if len(ss) > 1 else ''} {id_ranges(ss)}",
                 resume=opts.resume_command
                 or f"the same dump command with --resume (--out_dir {cfg.out_dir})",

@@ -23,6 +23,7 @@ import numpy as np
 from ..atlas import store
 from ..atlas.plan import window_batches
 from ..atlas.windows import WindowPlan
+from .storage import answer_probe, node_id
 from .units import STATIC, merge_spans, unit_dir
 
 NO_CHECKPOINT = 10**18  # a unit is the checkpoint: no state snapshots inside one
@@ -41,9 +42,14 @@ class ModelWorker:
         from ..models import load_model
 
         self.lm = load(None) if load else load_model(model_name, device, model_dtype)
+        self.node = node_id()
 
     def pid(self) -> int:
         return os.getpid()
+
+    def probe_storage(self, folder: str, token: str) -> dict[str, Any]:
+        """Answer the driver's shared-storage probe (:func:`.storage.answer_probe`)."""
+        return answer_probe(folder, token)
 
     def meta(self) -> dict[str, Any]:
         """The model facts the driver's plan and manifest record."""
@@ -102,6 +108,7 @@ class UnitWorker(ModelWorker):
             "span": [a, c],
             "seconds": round(time.perf_counter() - t0, 3),
             "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "node": self.node,
         }
 
     def run_unit(self, cfg: Any, k: int, lo: int, hi: int, parts: str) -> dict[str, Any]:
@@ -146,5 +153,6 @@ class UnitWorker(ModelWorker):
             "forward_s": stats["forward_s"],
             "reduce_s": stats["reduce_s"],
             "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "node": self.node,
             "device": self.lm.device,
         }

@@ -20,3 +20,15 @@ def ray_local() -> Iterator[Any]:
         start_local_ray(ray, num_cpus=2)  # the product's own start: loopback only
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``cluster`` tests (minutes: each starts Ray nodes) run only when asked for with
+    ``-m cluster`` (``make test-cluster``), never in the default suite."""
+    expr = config.getoption("markexpr") or ""
+    if "cluster" in expr and "not cluster" not in expr:
+        return
+    skip = pytest.mark.skip(reason="a Ray cluster test: run with -m cluster (make test-cluster)")
+    for item in items:
+        if "cluster" in item.keywords:
+            item.add_marker(skip)

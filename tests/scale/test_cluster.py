@@ -4,6 +4,7 @@ authentication, so a port on the network is code execution for anyone who reache
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,101 @@ def test_local_ray_never_joins_a_leftover_cluster(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     start_local_ray(FakeRay(), num_cpus=1)
     assert calls[0]["address"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1:6379", True),
+        ("localhost:6379", True),
+        ("ray://127.0.0.1:10001", True),
+        ("[::1]:6379", True),
+        ("10.0.0.5:6379", False),
+        ("ray://head:10001", False),
+    ],
+)
+def test_is_loopback(address: str, loopback: bool) -> None:
+    from neuron_signatures.scale.cluster import is_loopback
+
+    assert is_loopback(address) is loopback
+
+
+def test_resolve_address(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``auto`` is RAY_ADDRESS, else the address file of the last cluster started here; Ray
+    lets RAY_ADDRESS win over a given address too."""
+    from neuron_signatures.scale import cluster
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(cluster.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert cluster.resolve_address("auto") == "auto"  # nothing to resolve: Ray says why
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:6380\n")
+    assert cluster.resolve_address("auto") == "127.0.0.1:6380"
+    assert cluster.resolve_address("10.0.0.5:6379") == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    assert cluster.resolve_address("auto") == "10.0.0.7:6379"
+    assert cluster.resolve_address("127.0.0.1:1") == "10.0.0.7:6379"
+
+
+class JoiningRay:
+    """``ray.init`` records the loopback switch it ran under, or raises ``error``."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error, self.calls = error, []  # type: ignore[var-annotated]
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kw: Any) -> None:
+        self.calls.append({**kw, "switch": os.environ.get(CLUSTER_SWITCH)})
+        if self.error:
+            raise self.error
+
+
+def test_loopback_cluster_is_joined_with_the_switch_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the switch on, Ray rewrites 127.0.0.1 into the machine's network address (where a
+    loopback cluster does not listen) and opens the driver's ports on every interface."""
+    from neuron_signatures.scale.cluster import init_ray
+
+    monkeypatch.delenv(CLUSTER_SWITCH, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray = JoiningRay()
+    assert init_ray(ray, "127.0.0.1:6379", None) is True
+    assert ray.calls[0]["switch"] == "0" and ray.calls[0]["address"] == "127.0.0.1:6379"
+    assert CLUSTER_SWITCH not in os.environ  # restored
+    init_ray(ray, "10.0.0.5:6379", None)
+    assert ray.calls[1]["switch"] is None
+
+
+def test_version_mismatch_is_wrapped_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's own mismatch error (made by Ray's check, with a faked cluster version) becomes one
+    line with both versions and what to install."""
+    import ray._private.utils as ray_utils
+
+    from neuron_signatures.errors import BadArgumentError
+    from neuron_signatures.scale.cluster import init_ray
+
+    _, python = ray_utils.compute_version_info()
+    with pytest.raises(RuntimeError) as raised:
+        ray_utils.check_version_info(
+            {"ray_version": "2.57.0", "python_version": python}, "127.0.0.1:6379"
+        )
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(BadArgumentError) as e:
+        init_ray(JoiningRay(raised.value), "10.0.0.5:6379", None)
+    msg = str(e.value)
+    assert "\n" not in msg and "Version mismatch" in msg
+    assert "Ray: 2.57.0" in msg and "pip install 'ray[default]==2.57.0'" in msg
+
+
+def test_no_cluster_there_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuron_signatures.errors import BadArgumentError
+    from neuron_signatures.scale.cluster import init_ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    err = ConnectionError("Could not find any running Ray instance.\nPlease specify the one")
+    with pytest.raises(BadArgumentError) as e:
+        init_ray(JoiningRay(err), "auto", None)
+    msg = str(e.value)
+    assert "\n" not in msg and "cannot join the Ray cluster at auto" in msg
+    assert "Could not find any running Ray instance. Please specify" in msg
