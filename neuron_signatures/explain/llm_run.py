@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import BadArgumentError
 from . import classify, llm
-from .client import LLMServerError, OpenAIClient, ServerGoneError
+from .client import CompletionResult, LLMServerError, OpenAIClient, ServerGoneError
 from .forward import RandomTokens
 from .layer import SCORES, _num, blank_records
 from .llm_output import (
@@ -179,6 +179,30 @@ class LLMExplainer:
             )
         return dict(zip(keys, answers, strict=True))
 
+    def _mend_echoes(
+        self,
+        answers: dict[tuple[Any, ...], Any],
+        src: dict[tuple[Any, ...], tuple[str, list[str]]],
+        sign: llm.Sign,
+    ) -> None:
+        """Echoed simulator answers whose tokens cannot be aligned with the prompt (e.g. a
+        character split over two tokens) are asked again through chat, in place; the method
+        recorded per side (``simulated_with``) then names both."""
+        if self.method != "prompt_logprobs":
+            return
+        chat = "top_logprobs" if self.logprobs else "json"
+        redo: dict[tuple[Any, ...], llm.Request] = {}
+        for k, a in answers.items():
+            if isinstance(a, CompletionResult):
+                expl, toks = src[k]
+                try:
+                    llm.parse_echoed(a, len(toks))
+                except LLMServerError:
+                    redo[k] = llm.simulator_request(expl, toks, sign, chat)
+        if redo:
+            log.info("%d echoed simulations did not align: asked through chat", len(redo))
+            answers.update(self._sim(redo))
+
     def explain_layer(
         self, arr: LayerArrays, win: Windows, rnd: RandomTokens, vocab: list[str], seed: int
     ) -> list[dict[str, Any]]:
@@ -280,6 +304,13 @@ class LLMExplainer:
             for r in shown[i][1]
         }
         vans = self._sim(vreq)
+        vsrc = {
+            (i, j, r.window): (t, r.tokens)
+            for i in ok
+            for j, t in enumerate(texts[i])
+            for r in shown[i][1]
+        }
+        self._mend_echoes(vans, vsrc, sign)
         chosen: dict[int, str] = {}
         cands: dict[int, list[dict[str, Any]]] = {}
         for i in ok:
@@ -338,6 +369,7 @@ class LLMExplainer:
                     assert e is not None
                     reqs.setdefault((e, w), llm.simulator_request(e, toks[w], sign, lp))
         answers = self._sim(reqs)
+        self._mend_echoes(answers, {k: (k[0], toks[k[1]]) for k in answers}, sign)
         parsed: dict[tuple[Any, ...], tuple[list[float], str] | LLMServerError] = {}
 
         def sim(key: tuple[str, int]) -> tuple[list[float], str]:

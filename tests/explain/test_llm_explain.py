@@ -170,8 +170,19 @@ def check_version_1_still_reads(atlas: Path) -> None:
 
 def test_completions_simulator_and_a_choice_of_scorers(planted_lm: Any, atlas: Path) -> None:
     """A server whose /completions echoes prompt logprobs: the simulator reads them (OpenAI's
-    all-at-once method, nothing generated); only the scorers asked for are run."""
-    with serve(Loopback(default=neuron_reader(logprobs=True, echo=True))) as srv:
+    all-at-once method, nothing generated); an echo that cannot be aligned is asked through
+    chat; only the scorers asked for are run."""
+    reader = neuron_reader(logprobs=True, echo=True)
+
+    def answer(body: dict[str, Any]) -> Any:
+        status, headers, data = reply = reader(body)
+        if "prompt" in body and is_simulation(body) and f'"{PLANTED_WORD}"' not in body["prompt"]:
+            torn = json.loads(data)  # every other explanation's echo: its text cut short
+            torn["choices"][0]["text"] = torn["choices"][0]["text"][:-9]
+            return status, headers, json.dumps(torn).encode()
+        return reply
+
+    with serve(Loopback(default=answer)) as srv:
         run_llm(planted_lm, atlas, srv.url, scorers=("simulation", "detection"))
         comp = [r for r in srv.seen if r["path"] == "/v1/completions"]
         kinds = {classifier_kind(r["body"]) for r in srv.seen if "messages" in r["body"]}
@@ -180,12 +191,19 @@ def test_completions_simulator_and_a_choice_of_scorers(planted_lm: Any, atlas: P
     assert params["simulator_expected_value_from"] == "prompt_logprobs"
     assert params["scorers"] == ["simulation", "detection"] and params["record_version"] == 2
     assert len(comp) > 10 and all(r["body"]["max_tokens"] == 0 for r in comp)
-    assert not any(is_simulation(r["body"]) for r in srv.seen if "messages" in r["body"])
+    chat_sims = [r for r in srv.seen if "messages" in r["body"] and is_simulation(r["body"])]
+    named = f'find the token "{PLANTED_WORD}"'
+    assert chat_sims and not any(named in r["body"]["messages"][1]["content"] for r in chat_sims)
     assert "fuzzing" not in kinds and "detection" in kinds
     (side,) = planted(atlas)["sides"]
     assert side["simulated_with"] == ["prompt_logprobs"]
     assert side["scores"]["top_and_random"] >= 0.9 and side["scores"]["random_only"] >= 0.9
     assert set(side["classifiers"]) == {"detection"}
+    _, recs = read_llm_explanations(atlas)
+    assert not any("error" in r for r in recs)
+    how = {(sd["explanation"] == side["explanation"], *sd["simulated_with"]) for r in recs
+           for sd in r["sides"]}  # fmt: skip
+    assert how == {(True, "prompt_logprobs"), (False, "top_logprobs")}  # mended through chat
 
 
 def test_best_of_chooses_on_train_windows_only(planted_lm: Any, atlas: Path) -> None:
