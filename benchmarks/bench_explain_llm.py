@@ -44,18 +44,18 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from neuron_signatures.atlas import load_atlas_model, open_atlas  # noqa: E402
-from neuron_signatures.explain import client as client_mod  # noqa: E402
 from neuron_signatures.explain.forward import (  # noqa: E402
     RandomTokens,
     pick_random_windows,
     score_time_forward,
 )
 from neuron_signatures.explain.llm_run import CACHE, LLMExplainer, LLMSettings  # noqa: E402
+from neuron_signatures.explain.response_cache import ResponseCache  # noqa: E402
 from neuron_signatures.explain.split import LayerArrays, read_layer, read_windows  # noqa: E402
 from neuron_signatures.store.atomic import atomic_write_bytes  # noqa: E402
 
 
-class FileCache(client_mod.ResponseCache):
+class FileCache(ResponseCache):
     """The older response cache: one JSON file per answer, written atomically (fsync each)."""
 
     def put(self, key: str, endpoint: str, body: dict[str, Any], response: dict[str, Any]) -> None:
@@ -148,7 +148,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
             run = explain_once(settings, Path(a), inputs)
             old = explain_once(settings, Path(b), inputs, legacy=True)
-            cache = client_mod.ResponseCache(Path(a) / CACHE)
+            cache = ResponseCache(Path(a) / CACHE)
             bodies = [(e, body) for e, body in cache.entries() if not e.startswith("probe:")]
             cache.close()
             alone = replay(url, bodies, args.concurrency)

@@ -12,14 +12,9 @@ The method, per request:
    is ``Retry-After`` when the server sends one (up to ``max_retry_after_s``), else
    ``backoff_s * 2**attempt`` times a jitter in [0.5, 1.5), capped at ``max_backoff_s``. Other 4xx
    and answers that are not the protocol's JSON raise at once: retrying cannot fix them.
-4. A good answer goes to the response cache (:class:`ResponseCache`, one SQLite file in
-   ``cache_dir``), so a rerun or a resumed run sends nothing twice; hits and misses are counted
-   in :attr:`OpenAIClient.stats`. Answers are committed in batches (every
-   :data:`COMMIT_EVERY` answers, after :data:`COMMIT_S` seconds, and at :meth:`OpenAIClient.flush`
-   / close): one fsync per batch instead of one per answer (an fsync'd file per answer took
-   ~14 ms on the 2-core dev machine and held the run well under the server's rate; see
-   ``benchmarks/bench_explain_llm.py``). A committed answer survives a crash (WAL,
-   ``synchronous=FULL``); an uncommitted one is asked again on ``--resume``.
+4. A good answer goes to the response cache (:mod:`.response_cache`: one SQLite file in
+   ``cache_dir``, answers committed in batches), so a rerun or a resumed run sends nothing
+   twice; hits and misses are counted in :attr:`OpenAIClient.stats`.
 
 Concurrency is a thread pool (:meth:`OpenAIClient.chat_many`) plus the semaphore: the package is
 synchronous end to end (CLI, Ray tasks, the explain run), ``httpx.Client`` is thread-safe and
@@ -35,7 +30,6 @@ import json
 import logging
 import os
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,15 +41,13 @@ from typing import Any
 import httpx
 
 from ..errors import BadArgumentError, NeuronSignaturesError
+from .response_cache import ResponseCache
 
 log = logging.getLogger(__name__)
 
 CHAT = "chat/completions"
 COMPLETIONS = "completions"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-CACHE_DB = "responses.sqlite"
-COMMIT_EVERY = 64  # answers per commit (one fsync)
-COMMIT_S = 1.0  # at most this long between an answer and its commit
 
 
 class LLMServerError(NeuronSignaturesError):
@@ -154,90 +146,6 @@ class CompletionResult:
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
     cached: bool = False
     text_offset: list[int] = field(default_factory=list)
-
-
-class ResponseCache:
-    """Answers by cache key in ``folder/responses.sqlite`` (WAL, ``synchronous=FULL``), written
-    in batches; thread-safe, and several processes may share the folder (SQLite's locks).
-
-    The cache of older versions, one ``<key[:2]>/<key>.json`` file per answer, is still read
-    (:meth:`get` falls back to it), so an older run's folder resumes without a request.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            folder / CACHE_DB, timeout=60, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
-            " body TEXT NOT NULL, response TEXT NOT NULL)"
-        )
-        self._pending: dict[str, tuple[str, str, str]] = {}
-        self._since = time.monotonic()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The cached answer of ``key`` (None: not cached, or an unreadable legacy file)."""
-        with self._lock:
-            row = self._pending.get(key)
-            text = row[2] if row else None
-            if text is None:
-                got = self._db.execute(
-                    "SELECT response FROM responses WHERE key = ?", (key,)
-                ).fetchone()
-                text = got[0] if got else None
-        if text is not None:
-            return dict(json.loads(text))
-        legacy = self.folder / key[:2] / f"{key}.json"
-        if legacy.is_file():
-            try:
-                return dict(json.loads(legacy.read_bytes())["response"])
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignoring an unreadable cache file %s", legacy)
-        return None
-
-    def put(self, key: str, endpoint: str, body: dict[str, Any], response: dict[str, Any]) -> None:
-        """Keep ``response``; committed with the next batch (module doc, step 4)."""
-        row = (endpoint, json.dumps(body, sort_keys=True), json.dumps(response, sort_keys=True))
-        with self._lock:
-            self._pending[key] = row
-            due = len(self._pending) >= COMMIT_EVERY or time.monotonic() - self._since > COMMIT_S
-        if due:
-            self.flush()
-
-    def flush(self) -> None:
-        """Commit the pending answers (one transaction, one fsync)."""
-        with self._lock:
-            if self._pending:
-                rows = [(k, *v) for k, v in self._pending.items()]
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", rows
-                    )
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                self._pending.clear()
-            self._since = time.monotonic()
-
-    def entries(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every committed ``(endpoint, body)``, oldest first (the benchmark replays them)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT endpoint, body FROM responses ORDER BY rowid"
-            ).fetchall()
-        return [(e, json.loads(b)) for e, b in rows]
-
-    def close(self) -> None:
-        self.flush()
-        with self._lock:
-            self._db.close()
 
 
 def cache_key(base_url: str, model: str, endpoint: str, body: dict[str, Any]) -> str:

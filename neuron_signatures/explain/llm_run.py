@@ -9,9 +9,9 @@ Output goes to ``<atlas>/explanations-llm/`` (:mod:`.llm_output`); responses are
    :func:`.split.held_out` windows and masks as the offline scorer) and, for the **floor**, the
    explanation of the deranged neuron (:func:`.scoring.derangement`) on the same windows.
 3. Score with :func:`.scoring.pooled_pearson` (top-and-random, random-only), as offline.
-4. Detection and fuzzing (:mod:`.classify`): balanced accuracy and AUC of each chosen
-   explanation on held-out windows, and the same with the deranged neuron's explanation (the
-   floor), under each side's ``classifiers``.
+4. Detection and fuzzing (:mod:`.classify`, :mod:`.llm_classify`): balanced accuracy and AUC
+   of each chosen explanation on held-out windows, and the same with the deranged neuron's
+   explanation (the floor), under each side's ``classifiers``.
 
 ``scorers`` picks among simulation, detection and fuzzing (default: all three). The record of
 a side is version :data:`.llm_output.RECORD_VERSION` (2: ``classifiers`` added; a version-1
@@ -39,6 +39,7 @@ from . import classify, llm
 from .client import CompletionResult, LLMServerError, OpenAIClient, ServerGoneError
 from .forward import RandomTokens
 from .layer import SCORES, _num, blank_records
+from .llm_classify import classify_side
 from .llm_output import (
     CACHE,
     FOLDER,
@@ -53,14 +54,6 @@ from .scoring import derangement, pooled_pearson
 from .split import LayerArrays, Windows, check_disjoint, held_out, train_tokens
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Classified:
-    """Per neuron of one side: its ``classifiers`` record, or the error that stopped it."""
-
-    scores: dict[int, dict[str, Any]]
-    errors: dict[int, str]
 
 
 @dataclass
@@ -236,9 +229,11 @@ class LLMExplainer:
                 )
             else:
                 scored = {i: _unscored(ho, i) for i in chosen}
-            cls = self._classify(
-                chosen, other, ho, acts, rnd, rnd_tokens, win, vocab, sign, arr, seed
-            )
+            kinds = [k for k in classify.KINDS if k in s.scorers]
+            cls = classify_side(
+                self._sim, self.logprobs, kinds, chosen, other, ho, acts, rnd, rnd_tokens,
+                win, vocab, sign, arr, seed,
+            )  # fmt: skip
             for i, expl in chosen.items():
                 if i in errors or i in cls.errors:
                     errors.setdefault(i, cls.errors.get(i, ""))
@@ -398,82 +393,6 @@ class LLMExplainer:
             x_ok = ho.ex_ok[i].sum() + ho.rnd_ok[i].sum()
             how = sorted({sim((e, w))[1] for w in windows(i)})
             out[i] = (res[0], res[1], (int(x_ok), int(ho.rnd_ok[i].sum())), how)
-        return out
-
-    def _classify(
-        self,
-        chosen: dict[int, str],
-        other: np.ndarray,
-        ho: Any,
-        acts: np.ndarray,
-        rnd: RandomTokens,
-        rnd_tokens: dict[int, list[str]],
-        win: Windows,
-        vocab: list[str],
-        sign: llm.Sign,
-        arr: LayerArrays,
-        seed: int,
-    ) -> Classified:
-        """Step 4 of the module doc: detection and fuzzing of every chosen explanation."""
-        kinds = [k for k in classify.KINDS if k in self.s.scorers]
-        out = Classified({}, {})
-        if not kinds or not chosen:
-            return out
-        f, side_i = (1.0, 0) if sign == "positive" else (-1.0, 1)
-        extreme = arr.max if sign == "positive" else -arr.min
-        ctx = win.ctx_len
-        lo = np.searchsorted(rnd.g // ctx, rnd.wins, "left")
-        hi = np.searchsorted(rnd.g // ctx, rnd.wins, "right")
-        train_g = np.concatenate([arr.top_g[:, 0::2], arr.bot_g[:, 0::2]], axis=1)
-        train = np.where(train_g >= 0, train_g // ctx, -1)  # every train window, both sides
-        plans: dict[int, classify.Plan] = {}
-        reqs: dict[tuple[Any, ...], llm.Request] = {}
-        for i, e in chosen.items():
-            toks = {**rnd_tokens}
-            toks.update(
-                {int(w): llm.window_tokens(win, int(w), vocab) for w in ho.ex_windows[i] if w >= 0}
-            )
-            rnd_values = {
-                int(w): f * acts[lo[k] : hi[k], i].astype(np.float64)
-                for k, w in enumerate(rnd.wins)
-            }
-            excluded = set(rnd.wins[ho.rnd_excluded[i]].tolist())
-            active, cands = classify.neuron_windows(
-                i, ho.ex_windows[i], f * ho.ex_value[i], rnd_values, excluded, toks, win.start
-            )
-            rng = np.random.default_rng([seed, arr.layer, side_i, i, 22])
-            p = classify.plan(kinds, active, cands, float(extreme[i]), set(train[i].tolist()), rng)
-            plans[i] = p
-            donor = chosen.get(int(other[i])) if other[i] >= 0 else None
-            for kind in kinds:
-                for b, batch in enumerate(p.groups[kind]):
-                    for role, expl in (("score", e), ("floor", donor)):
-                        if expl is not None:
-                            reqs[(i, kind, b, role)] = classify.request(
-                                kind, expl, batch, sign, self.logprobs
-                            )
-        answers = self._sim(reqs)
-        for i, p in plans.items():
-            has_floor = chosen.get(int(other[i])) is not None if other[i] >= 0 else False
-            res: dict[str, Any] = {}
-            try:
-                for kind in kinds:
-                    n = [len(b) for b in p.groups[kind]]
-                    got = [
-                        classify.parse(answers[(i, kind, b, "score")], k) for b, k in enumerate(n)
-                    ]
-                    fl = (
-                        [classify.parse(answers[(i, kind, b, "floor")], k) for b, k in enumerate(n)]
-                        if has_floor
-                        else None
-                    )
-                    res[kind] = classify.result(
-                        p, kind, got, fl, int(other[i]) if has_floor else None
-                    )
-            except LLMServerError as exc:
-                out.errors[i] = f"{sign} side, {kind}: {exc}"
-                continue
-            out.scores[i] = res
         return out
 
     @staticmethod

@@ -391,26 +391,6 @@ def test_probe_echo_says_no_to_a_server_without_it(
     assert len(loopback.seen) == 1  # the no is cached too
 
 
-def test_answers_are_committed_in_batches_and_committed_ones_survive(tmp_path: Path) -> None:
-    """A second connection (another process, or the run resumed after kill -9) sees the
-    committed answers and not those still pending."""
-    from neuron_signatures.explain import client as client_mod
-
-    cache = ResponseCache(tmp_path)
-    for i in range(client_mod.COMMIT_EVERY + 3):
-        cache.put(f"k{i}", "chat/completions", {"i": i}, {"choices": [i]})
-    other = ResponseCache(tmp_path)
-    assert other.get("k0") == {"choices": [0]}  # the first full batch is committed
-    assert other.get(f"k{client_mod.COMMIT_EVERY + 2}") is None  # still pending in `cache`
-    assert cache.get(f"k{client_mod.COMMIT_EVERY + 2}") == {
-        "choices": [client_mod.COMMIT_EVERY + 2]
-    }
-    cache.flush()
-    assert len(other.entries()) == client_mod.COMMIT_EVERY + 3
-    cache.close()
-    other.close()
-
-
 def test_probe_echo_checks_offsets_on_text_that_is_not_ascii(
     loopback: Loopback, tmp_path: Path, waits: list[float]
 ) -> None:
