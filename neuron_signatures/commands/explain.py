@@ -10,7 +10,8 @@ NAME = "explain"
 HELP = (
     "explain and score every neuron of an atlas: a token-lookup explanation per sign offline, "
     "or an LLM's (--explainer llm); correlation scores on held-out windows (top-and-random, "
-    "random-only) with floors"
+    "random-only) with floors, and with an LLM detection and fuzzing scores (balanced accuracy, "
+    "AUC) with floors"
 )
 ORDER = 17
 
