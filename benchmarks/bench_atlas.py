@@ -17,6 +17,12 @@ its best of ``--reps``:
   same for 10k or 10M tokens) and dominates a short benchmark;
 * reduction share = (c - b) / c.
 
+Then the torch-ops reducer's work per layer and batch, counted on the second batch of the plan
+(the first fills the lists) with ``neuron_signatures.atlas.sync_count``: aten ops (about the
+kernels a GPU launches), host synchronisations (``nonzero``, boolean masks, ``.item()``,
+``.cpu()``...) and uploads, for the dense path a GPU runs and the compacting path a CPU without
+numba runs. These are counts, not times: they hold on any machine.
+
 Then peak RSS of builds of ``--rss_tokens`` N and 10*N corpus tokens, each in a fresh process
 (``--rss_layers``, default layer 0 only, to keep it fast: the forward stops after it).
 
@@ -80,6 +86,38 @@ def rss_child(args: argparse.Namespace) -> None:
     print(json.dumps({"maxrss_mib": rss, "build_s": elapsed}))
 
 
+def sync_rows(lm: Any, inputs: list, batches: list, lengths: Any, manifest: dict) -> None:
+    """Ops, host syncs and uploads of the torch-ops reducer per layer and batch (the second)."""
+    import numpy as np
+
+    from neuron_signatures.atlas.plan import reduce_params
+    from neuron_signatures.atlas.reduce import batch_tokens, new_state, update
+    from neuron_signatures.atlas.sync_count import count_syncs
+    from neuron_signatures.models import capture_hook_post
+
+    if len(batches) < 2:
+        return
+    p = reduce_params(manifest)
+    layer = manifest["layers"][0]
+    seed, bos = p.seed, bool(manifest["params"].get("include_bos", False))
+    got = []
+    for b in (0, 1):
+        wins = np.asarray(batches[b])
+        acts = capture_hook_post(lm, *inputs[b], [layer])[layer].cpu()
+        got.append((acts, batch_tokens(wins, lengths[wins], p.ctx_len, bos, seed, "cpu")))
+    print(f"torch-ops reducer, layer {layer}, batch 2 ({got[1][1].row.numel()} tokens), counted:")
+    print(f"{'path':<44} {'ops':>6} {'host syncs':>11} {'uploads':>8}")
+    for name, dense in (("dense (any device but a CPU: GPU)", True), ("compacting (CPU)", False)):
+        st = new_state(p, "cpu", layer)
+        update(st, p, *got[0], dense=dense)
+        with count_syncs(host=[st["n"]]) as c:
+            update(st, p, *got[1], dense=dense)
+        where = ", ".join(f"{k} {v}" for k, v in c.where.most_common())
+        print(f"{name:<44} {c.ops:>6} {c.syncs:>11} {c.uploads:>8}  {where}")
+    n = len(manifest["layers"])
+    print(f"per batch of all {n} layers: multiply by {n} (layers are folded in turn on a GPU)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=30000, help="corpus tokens of rows (a)-(c)")
@@ -110,7 +148,7 @@ def main() -> None:
     loads = {}
     t0 = time.perf_counter()
     lm = models.load_model(models.EMBEDDED_NAME, args.device, args.dtype, tokenizer=tok)
-    loads["load_model (boot + self-check)"] = time.perf_counter() - t0
+    loads["load_model (self-check cached)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     folder = str(models.embedded_model_dir())
     bare = AutoModelForCausalLM.from_pretrained(folder, dtype=dt).to(lm.device).eval()
@@ -216,6 +254,7 @@ def main() -> None:
             print("reduction time, torch ops / numba kernel: not measurable (noise > reduction)")
     for name, s in loads.items():
         print(f"load, not in the ratios: {name:<34} {s:>6.1f} s")
+    sync_rows(lm, inputs, batches, lengths, manifest)
 
     if args.no_rss:
         return

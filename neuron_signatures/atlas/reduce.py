@@ -27,13 +27,14 @@ byte-identical to the state of the concatenated stream. Full activations never l
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import bins
-from .exact import LAYOUT, normalize, pivot, power_digits
+from .exact import LAYOUT, PIVOT_BITS, normalize, pivot, power_digits
 from .priority import neuron_salts, salted_priority, token_hash
 from .ranking import (
     BOTTOM_EMPTY,
@@ -51,6 +52,7 @@ from .ranking import (
     reservoir_insert,
 )
 
+CHUNK_ENTRIES = 2**22  # (token, neuron) entries offered to the reservoirs at once
 CAND_LIMIT = 8  # rank only candidates when fewer than CAND_LIMIT * top_k per neuron on average
 EXAMPLE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 SIDES = {"top": True, "bot": False}  # side name → largest
@@ -142,7 +144,9 @@ def new_state(p: ReduceParams, device: str, layer: int = 0) -> dict[str, torch.T
     def z(*shape: int, dtype: torch.dtype = torch.int64, fill: float = 0) -> torch.Tensor:
         return torch.full(shape, fill, dtype=dtype, device=device)
 
-    st = {"n": z(1), "n_pos": z(d), "n_thr": z(d), "n_nonfinite": z(d)}
+    # "n" stays on the host wherever the state lives: reading it never waits for a GPU.
+    st = {"n": torch.zeros(1, dtype=torch.int64), "n_pos": z(d), "n_thr": z(d)}
+    st["n_nonfinite"] = z(d)
     st.update({name: z(d, LAYOUT[i + 1][0]) for i, name in enumerate(SUMS)})
     st["salt"] = torch.from_numpy(neuron_salts(p.seed, layer, d)).to(device)
     st["min"] = z(d, dtype=torch.float32, fill=float("inf"))
@@ -160,14 +164,26 @@ def new_state(p: ReduceParams, device: str, layer: int = 0) -> dict[str, torch.T
 
 @torch.no_grad()
 def update(
-    st: dict[str, torch.Tensor], p: ReduceParams, acts: torch.Tensor, bt: BatchTokens
+    st: dict[str, torch.Tensor],
+    p: ReduceParams,
+    acts: torch.Tensor,
+    bt: BatchTokens,
+    dense: bool | None = None,
 ) -> None:
-    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place)."""
-    x = acts[bt.valid].float()  # [N, d]
+    """Fold one batch ``acts [B, T, d]`` of one layer into ``st`` (in place).
+
+    ``dense`` (default: on any device but a CPU) ranks the top-k and bottom-k lists of every
+    neuron with fixed shapes instead of compacting the candidates first: more arithmetic, no
+    host synchronisation (see :func:`_extremes_dense`). The state is the same bytes either way.
+    """
+    # Integer indices, not the boolean mask: the same rows in the same order, and no host sync
+    # (a mask's nonzero) on a GPU.
+    x = acts[bt.row, bt.pos].float()  # [N, d]
     if x.shape[0] == 0:
         return
+    full = int(st["n"][0]) >= p.top_k  # every list holds k examples ("n" lives on the host)
     st["n"] += x.shape[0]
-    c = torch.from_numpy(pivot(x[bt.prio_order[0]].cpu().numpy())).to(x.device)
+    c = pivot_torch(x.index_select(0, bt.prio_order[:1])[0])
     xd = x.double()
     fin = torch.isfinite(xd)
     xd = torch.where(fin, xd - c, 0.0)  # exact: float32 minus an 8-bit pivot
@@ -180,14 +196,36 @@ def update(
     st["max"] = key_extreme(st["max"], column_extreme(x, True), True)
     st["n_pos"] += (x > 0).sum(0, dtype=torch.int32)
     st["n_thr"] += (x > p.threshold).sum(0, dtype=torch.int32)
-    table = torch.tensor(bins.block_table(*p.hist_exp), device=x.device)
+    table = _block_table(p.hist_exp, x.device)
     block = (x.view(torch.int32) >> bins.SHIFT) + 512
     offs = torch.arange(p.d_mlp, device=x.device, dtype=torch.int32) * p.n_bins
     group = table.index_select(0, block.view(-1)).view(x.shape) + offs  # [N, d] (neuron, bin)
     st["hist"] += torch.bincount(group.view(-1), minlength=p.d_mlp * p.n_bins).view(p.d_mlp, -1)
+    if dense is None:
+        dense = x.device.type != "cpu"
     for side, largest in SIDES.items():
-        _extremes(st, p, side, largest, x, acts, bt)
-    _sample(st, x, group, bt)
+        if dense:
+            _extremes_dense(st, p, side, largest, x, acts, bt)
+        else:
+            _extremes(st, p, side, largest, x, acts, bt, full)
+    (_sample_dense if dense else _sample)(st, x, group, bt)
+
+
+@functools.cache
+def _block_table(hist_exp: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """:func:`.bins.block_table` on ``device``, uploaded once."""
+    return torch.from_numpy(bins.block_table(*hist_exp).copy()).to(device)
+
+
+def pivot_torch(first: torch.Tensor) -> torch.Tensor:
+    """:func:`.exact.pivot` in torch ops on the values' device (no host round trip): float64
+    ``c [d]`` of float32 ``first [d]``, rounded to ``PIVOT_BITS`` significant bits (half to even,
+    as ``np.round``), 0 where not finite. Every step is exact in float64."""
+    v = first.double()
+    v = torch.where(torch.isfinite(v), v, 0.0)
+    m, e = torch.frexp(v)
+    scale = ((e.to(torch.int64) - PIVOT_BITS + 1023) << 52).view(torch.float64)  # 2^(e - 8)
+    return torch.round(m * 2.0**PIVOT_BITS) * scale
 
 
 def _extremes(
@@ -198,11 +236,13 @@ def _extremes(
     x: torch.Tensor,
     acts: torch.Tensor,
     bt: BatchTokens,
+    full: bool,
 ) -> None:
-    """Merge the batch's best tokens of one side into the state's ranked list."""
+    """Merge the batch's best tokens of one side into the state's ranked list (``full``: it holds
+    ``k`` examples for every neuron)."""
     kth = st[f"{side}_key"][:, -1]
     local = None
-    if bool((st[f"{side}_g"][:, -1] >= 0).all()):
+    if full:
         keys = order_key(x)  # keys, not values: a NaN k-th value compares false to all
         ti, ni = ((keys >= kth) if largest else (keys <= kth)).nonzero(as_tuple=True)
         if ti.numel() <= CAND_LIMIT * p.top_k * p.d_mlp:
@@ -234,6 +274,42 @@ def _extremes(
         st[n].index_copy_(0, touched, t)
 
 
+def _extremes_dense(
+    st: dict[str, torch.Tensor],
+    p: ReduceParams,
+    side: str,
+    largest: bool,
+    x: torch.Tensor,
+    acts: torch.Tensor,
+    bt: BatchTokens,
+) -> None:
+    """:func:`_extremes` with fixed shapes (the GPU path: no ``nonzero``, no host sync).
+
+    1. The batch's ``k`` best tokens of every neuron (:func:`.ranking.batch_extremes`), not only
+       those at or beyond the list's k-th value: a token below it cannot enter the list, so the
+       union ranks to the same list.
+    2. Every neuron's list is ranked with them; a neuron without a better token keeps its list
+       (already in rank order, the stable sorts return it unchanged).
+    3. Every slot's window is taken from the state and, where the slot now holds a batch token,
+       from the activations, then chosen by a ``where``: ``[d, k, T]`` gathered instead of only
+       the new examples' rows.
+    """
+    key, local = batch_extremes(order_key(x), p.top_k, largest)  # local >= 0 everywhere
+    names = [f"{side}_key", f"{side}_g", f"{side}_acts"]
+    k = st[names[0]].shape[1]
+    new_key, new_g, sel = rank_union(st[names[0]], st[names[1]], key, bt.g[local], k, largest)
+    win = st[names[2]].gather(1, sel.clamp(max=k - 1)[..., None].expand(-1, -1, p.ctx_len))
+    lb = local.gather(1, (sel - k).clamp(min=0, max=local.shape[1] - 1))  # [d, k] batch tokens
+    rows = bt.row[lb]
+    neuron = torch.arange(p.d_mlp, device=x.device)[:, None].expand_as(rows)
+    w = acts[rows, :, neuron].float()  # [d, k, T], +0.0 past the end (not 0 * x)
+    w = torch.where(bt.real[rows] > 0, w, 0.0)
+    w = torch.nn.functional.pad(w, (0, p.ctx_len - w.shape[2]))
+    win = torch.where((sel >= k)[..., None], w.to(win.dtype), win)
+    for n, t in zip(names, (new_key, new_g, win), strict=True):
+        st[n].copy_(t)
+
+
 def _sample(
     st: dict[str, torch.Tensor], x: torch.Tensor, group: torch.Tensor, bt: BatchTokens
 ) -> None:
@@ -245,7 +321,7 @@ def _sample(
     """
     res = {"h": st["samp_h"], "g": st["samp_g"], "v": st["samp_v"]}
     n, d = x.shape
-    step = max(1, 2**22 // d)  # bounds the [tokens, d] int64 temporaries
+    step = max(1, CHUNK_ENTRIES // d)  # bounds the [tokens, d] int64 temporaries
     for start in range(0, n, step):
         rows = slice(start, start + step)
         prio = torch_salted(bt.prio[rows, None], st["salt"][None, :])  # [c, d]
@@ -259,6 +335,47 @@ def _sample(
         ti, ni, pr = ti[o], ni[o], pr[o]
         gi = grp[ti, ni].long()
         reservoir_insert(res, gi, pr, bt.g[rows][ti], x[rows][ti, ni])
+
+
+def _sample_dense(
+    st: dict[str, torch.Tensor], x: torch.Tensor, group: torch.Tensor, bt: BatchTokens
+) -> None:
+    """:func:`_sample` with fixed shapes (the GPU path: no ``nonzero``, no host sync).
+
+    Per chunk of tokens, the entries below their reservoir's ``r``-th priority are the same
+    candidates; instead of sorting them, ``r`` rounds each take every reservoir's lowest remaining
+    candidate (a ``scatter_reduce`` min; priorities within a reservoir are distinct), which builds
+    the same ascending rows of at most ``r`` new entries, and every reservoir is merged with its
+    row (a reservoir without candidates merges with an empty row and stays as it was).
+    """
+    res = {"h": st["samp_h"], "g": st["samp_g"], "v": st["samp_v"]}
+    n, d = x.shape
+    n_groups, r = res["h"].shape
+    dev = x.device
+    step = max(1, CHUNK_ENTRIES // d)
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        prio = torch_salted(bt.prio[rows, None], st["salt"][None, :]).reshape(-1)  # [c * d]
+        grp = group[rows].reshape(-1).long()
+        left = torch.where(prio < res["h"][:, -1].index_select(0, grp), prio, INT64_MAX)
+        g = bt.g[rows, None].expand(-1, d).reshape(-1)
+        v = x[rows].reshape(-1)
+        new = {
+            "h": torch.full((r, n_groups), INT64_MAX, dtype=torch.int64, device=dev),
+            "g": torch.full((r, n_groups + 1), -1, dtype=torch.int64, device=dev),
+            "v": torch.zeros((r, n_groups + 1), dtype=res["v"].dtype, device=dev),
+        }
+        for j in range(r):
+            low = new["h"][j].scatter_reduce_(0, grp, left, "amin")
+            won = (left == low[grp]) & (left < INT64_MAX)  # one entry per reservoir at most
+            slot = torch.where(won, grp, n_groups)  # the rest land in a spare column
+            new["g"][j].scatter_(0, slot, g)
+            new["v"][j].scatter_(0, slot, v)
+            left = torch.where(won, INT64_MAX, left)
+        rows_new = {k: t[:, :n_groups].T.contiguous() for k, t in new.items()}
+        merged = merge_reservoirs(res, rows_new)
+        for k in res:
+            res[k].copy_(merged[k])
 
 
 _M1, _M2 = 0xBF58476D1CE4E5B9 - 2**64, 0x94D049BB133111EB - 2**64  # as int64 (wrapping)
@@ -347,7 +464,7 @@ def from_disk(
     st["samp_h"] = torch.where(g < 0, INT64_MAX, prio)
     st["samp_g"] = g
     st["samp_v"] = tensors["samp_v"].reshape(-1, p.samples)
-    return {n: t.to(device) for n, t in st.items()}
+    return {n: t if n == "n" else t.to(device) for n, t in st.items()}
 
 
 def kernel_available() -> bool:
