@@ -1,16 +1,20 @@
-"""Every command the README shows runs as written on the demo run.
+"""Every command the README and the documentation pages show runs as written on the demo run.
 
-The README's fenced blocks are the documentation users copy from. This test extracts every
+The fenced blocks of ``README.md`` and of every page of ``docs/`` (in the order of the site's
+navigation, ``mkdocs.yml``) are the documentation users copy from. This test extracts every
 command line from them (``neuron-signatures ...``, ``python -m neuron_signatures...``, with
 ``\\`` continuations and ``# comments``) and every ``python`` block, and runs them in order, in a
-folder laid out like a fresh clone after ``make demo``: ``docs/`` copied, ``runs/demo`` built by
-the demo's own steps. The embedded model is swapped for a tiny random Gemma 2 model by pointing
-``$NEURON_SIGNATURES_CACHE`` at a cache whose converted ``gemma3-270m`` folder is that tiny model,
-so nothing else about the commands changes.
+folder laid out like a fresh clone after ``make demo``: ``docs/`` copied, ``runs/demo`` and
+``atlases/demo`` built by the demo's own steps. A command that appears twice (a page repeating
+what ``make demo`` or an earlier page ran) runs once. The embedded model is swapped for a tiny
+random Gemma 3 model of its shape by pointing ``$NEURON_SIGNATURES_CACHE`` at a cache whose
+converted ``gemma3-270m`` folder is that tiny model, so nothing else about the commands changes.
 
 Rules:
 
-* A block fenced as ``text`` is a synopsis or an illustration and is not run.
+* A block fenced as ``text`` is a synopsis or an illustration and is not run: use it for
+  commands that need a GPU, a cluster, the network or files a reader brings
+  (``--device cuda``, ``ray start``, ``hf:...``, ``my.jsonl``).
 * A command that names a gated hub model, a GPU or a hub dataset (``google/``, ``cuda``,
   ``hf:``) cannot run offline on a CPU: it must either work (``estimate``) or end with the
   documented one-line error and exit code 2.
@@ -33,6 +37,9 @@ from tests.tiny_models import make_config, make_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+MKDOCS = ROOT / "mkdocs.yml"
+GENERATED = {"reference/cli.md"}  # written at build time by docs/hooks/cli_reference.py
+NAV_PAGE = re.compile(r"^\s*-\s*(?:[^:]+:\s*)?([\w/.-]+\.md)\s*$")
 NEEDS_NETWORK_OR_GPU = ("google/", "cuda", "hf:", "ray://", "--engine ray")
 NOT_RUN_HERE = ("neuron-signatures app", "streamlit run", " app --", "--help")
 FENCE = re.compile(r"^```(\w*)\s*$")
@@ -104,17 +111,53 @@ def argv_of(cmd: str) -> list[str]:
     return expanded
 
 
-def all_readme_commands() -> list[str]:
-    cmds: list[str] = []
-    for lang, body in readme_blocks(README.read_text()):
+def doc_pages() -> list[Path]:
+    """The README, then every page of the site in the order of ``mkdocs.yml``'s nav."""
+    pages = [README]
+    for line in MKDOCS.read_text().splitlines():
+        m = NAV_PAGE.match(line)
+        if m and m.group(1) not in GENERATED:
+            pages.append(ROOT / "docs" / m.group(1))
+    return pages
+
+
+def all_blocks() -> list[tuple[str, str, str]]:
+    """``(page, language, body)`` of every fenced block of every page, in reading order."""
+    out = []
+    for page in doc_pages():
+        name = str(page.relative_to(ROOT))
+        out += [(name, lang, body) for lang, body in readme_blocks(page.read_text())]
+    return out
+
+
+def page_commands() -> dict[str, list[str]]:
+    """Every command to run, by page in reading order, each once (the first time it is shown)."""
+    seen = {_normalised(s) for s in DEMO_STEPS}
+    out: dict[str, list[str]] = {}
+    for page, lang, body in all_blocks():
         if lang in ("text", "python", "toml", "json"):
             continue
-        cmds += [c for c in commands_of(body) if not any(s in c for s in NOT_RUN_HERE)]
-    return cmds
+        for c in commands_of(body):
+            key = _normalised(c)
+            if any(s in c for s in NOT_RUN_HERE) or key in seen:
+                continue
+            seen.add(key)
+            out.setdefault(page, []).append(c)
+    return out
 
 
-def python_blocks() -> list[str]:
-    return [body for lang, body in readme_blocks(README.read_text()) if lang == "python"]
+def all_readme_commands() -> list[str]:
+    """Every command to run, in reading order, each once."""
+    return [c for cmds in page_commands().values() for c in cmds]
+
+
+def _normalised(cmd: str) -> str:
+    words = argv_of(cmd) if cmd.startswith(("neuron-signatures", "python")) else shlex.split(cmd)
+    return shlex.join(w for w in words if w != "--no_progress")
+
+
+def python_blocks() -> list[tuple[str, str]]:
+    return [(page, body) for page, lang, body in all_blocks() if lang == "python"]
 
 
 def run_cli(argv: list[str]) -> int:
@@ -127,12 +170,15 @@ def run_cli(argv: list[str]) -> int:
 
 
 DEMO_STEPS = [
-    # The same steps as the Makefile's `demo` target.
+    # The same steps as the Makefile's `demo` target (its write scores and signatures steps
+    # are run where the tutorial shows them).
     "dump --prompts_json docs/probe_prompts_list.json --out_dir runs/demo --overwrite "
     "--no_progress",
     "analyze --run_dir runs/demo --top_k 50",
     "analyze --mode influence --run_dir runs/demo --prompt_id seed_prompt "
     "--influence_metric act_grad --target_mode next_token --target_token ' Austin' --verify_top 20",
+    "atlas --out_dir atlases/demo --max_tokens 30000 --overwrite --no_progress",
+    "explain --atlas atlases/demo --overwrite",
 ]
 
 
@@ -179,15 +225,52 @@ def test_readme_has_commands() -> None:
     cmds = all_readme_commands()
     assert len(cmds) >= 10, cmds
     assert any(c.startswith("neuron-signatures dump") for c in cmds)
+    pages = {page for page, lang, body in all_blocks() if commands_of(body)}
+    assert "README.md" in pages and "docs/tutorial.md" in pages, pages
 
 
+def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
+    pages = doc_pages()[1:]
+    assert len(pages) >= 20, pages
+    missing = [str(p) for p in pages if not p.is_file()]
+    assert not missing, f"pages named in mkdocs.yml's nav that do not exist: {missing}"
+    on_disk = {p for p in (ROOT / "docs").rglob("*.md")}
+    assert on_disk <= set(pages), f"pages not in mkdocs.yml's nav: {on_disk - set(pages)}"
+
+
+def test_repeated_commands_run_once() -> None:
+    # The dedup must not drop a command that differs in anything but --no_progress.
+    a = "neuron-signatures atlas --out_dir atlases/demo --max_tokens 30000 --overwrite"
+    b = "neuron-signatures atlas --out_dir atlases/demo --max_tokens 3000 --overwrite"
+    assert _normalised(a) == _normalised(a + " --no_progress")
+    assert _normalised(a) != _normalised(b)
+    assert _normalised(a).split()[0] == "atlas"
+
+
+_DEMO_DONE: list[bool] = []
+
+
+def _demo_steps() -> None:
+    """``make demo``'s steps, once per clone (the first test that needs them runs them)."""
+    if not _DEMO_DONE:
+        for step in DEMO_STEPS:
+            assert run_cli(shlex.split(step)) == 0, step
+        _DEMO_DONE.append(True)
+
+
+def test_demo_steps_run(in_clone: Path) -> None:
+    _demo_steps()
+    assert (in_clone / "atlases/demo/explanations/explanations.json").is_file()
+
+
+@pytest.mark.parametrize("page", list(page_commands()))
 def test_readme_commands_run_on_the_demo_run(
-    in_clone: Path, capsys: pytest.CaptureFixture[str]
+    page: str, in_clone: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for step in DEMO_STEPS:
-        assert run_cli(shlex.split(step)) == 0, step
+    """The commands of one page (pages run in reading order, on the same clone)."""
+    _demo_steps()
     failures = []
-    for cmd in all_readme_commands():
+    for cmd in page_commands()[page]:
         capsys.readouterr()
         rc = run_cli(argv_of(cmd))
         err = capsys.readouterr().err.strip()
@@ -197,18 +280,13 @@ def test_readme_commands_run_on_the_demo_run(
             ok = rc == 0
         if not ok:
             failures.append(f"{cmd}\n  -> exit {rc}: {err[-300:]}")
-    assert not failures, "README commands that fail as written:\n" + "\n".join(failures)
+    assert not failures, f"commands of {page} that fail as written:\n" + "\n".join(failures)
 
 
 def test_readme_python_blocks_run(in_clone: Path) -> None:
-    if not (in_clone / "runs/demo/manifest.json").is_file():
-        for step in DEMO_STEPS:
-            assert run_cli(shlex.split(step)) == 0, step
-    if not (in_clone / "atlases/demo/atlas.json").is_file():
-        argv = ["atlas", "--out_dir", "atlases/demo", "--max_tokens", "2000", "--overwrite"]
-        assert run_cli(argv) == 0
+    _demo_steps()
     if not (in_clone / "exports/records").is_dir():
         argv = ["export", "--atlas", "atlases/demo", "--format", "neuron_record", "--layers", "1"]
         assert run_cli([*argv, "--out_dir", "exports/records", "--no_progress"]) == 0
-    for body in python_blocks():
-        exec(compile(body, "README.md", "exec"), {})
+    for page, body in python_blocks():
+        exec(compile(body, page, "exec"), {})
