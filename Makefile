@@ -1,4 +1,5 @@
-# Two entry points: `make demo` and `make test` (what .ci/run calls). Both create .venv if needed.
+# Two entry points: `make demo` and `make test` (what .ci/run calls). Both create .venv if needed
+# and install the exact versions of constraints.txt (pyproject.toml declares ranges).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,21 +7,27 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_RUN ?= runs/demo
 DEMO_ATLAS ?= atlases/demo
+CONSTRAINTS := constraints.txt
+LOW_VENV := .venv-lowest
+# The fast subset the lowest-versions job runs (seconds each on 2 cores).
+LOWEST_TESTS ?= tests/test_cli.py tests/test_capture.py tests/store/test_store.py \
+	tests/atlas/test_build.py tests/attribution/test_dla.py tests/interventions/test_run.py \
+	tests/export/test_neuron_record.py tests/test_docs.py
 
-.PHONY: demo test test-slow lint bench browser clean
+.PHONY: demo test test-slow test-wheel test-lowest lint docs bench browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 # torch first and pinned: this machine serves the CPU build of 2.13.0 from its disk.
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e . -c $(CONSTRAINTS)
 	touch $@
 
-$(DEV_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install -q -e '.[dev,ray]'
+$(DEV_STAMP): $(STAMP) pyproject.toml $(CONSTRAINTS)
+	$(BIN)/pip install -q -e '.[dev,ray,docs]' -c $(CONSTRAINTS)
 	touch $@
 
 demo: $(STAMP)
@@ -62,11 +69,28 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium could not be installed: the browser test will be skipped"
 
-test: $(DEV_STAMP) lint browser
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow" -q
+# The documentation site: every command and flag from the parsers, the API from docstrings.
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict -q
+
+test: $(DEV_STAMP) lint docs browser
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow and not wheel" -q
 
 test-slow: $(DEV_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow -q
+
+# Builds the wheel, installs it into a fresh venv outside the repository, runs it from an empty
+# folder (--help, a small atlas of the embedded model, the terminal view). About 1-2 minutes.
+test-wheel: $(DEV_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m wheel -q
+
+# The lowest versions pyproject.toml allows (constraints-lowest.txt), in their own venv, on a fast
+# subset of the tests. torch stays at the CPU build 2.13.0, the lowest it allows.
+test-lowest:
+	test -x $(LOW_VENV)/bin/python || $(PY) -m venv $(LOW_VENV)
+	$(LOW_VENV)/bin/pip install -q torch==2.13.0
+	$(LOW_VENV)/bin/pip install -q -e '.[dev,docs]' -c constraints-lowest.txt
+	HF_HUB_OFFLINE=1 $(LOW_VENV)/bin/pytest -q -m "not slow and not wheel" $(LOWEST_TESTS)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dump.py
@@ -75,4 +99,4 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_analyze.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LOW_VENV) build site *.egg-info .pytest_cache .ruff_cache .mypy_cache
