@@ -1,16 +1,21 @@
-"""Engine overhead of ``atlas --engine ray`` on one machine, as ratios measured in one run.
+"""The cost of ``atlas --engine ray`` on a real two-node cluster, as ratios measured in one run.
 
-The same atlas (the embedded Gemma 3 270M, fp32, CPU, the embedded fortune corpus cut to
-``--tokens`` tokens) is built once in this process and once on a local Ray with ``--workers``
-CPU workers (write scores skipped by default: computed once, by one process, in both, they took
-minutes on 2 cores and hide the engine's cost); the two must be byte-identical (every file but
-``build.json``). Rows: wall time of each, the Ray start, the units' time in the workers, the
-driver's merges, and the ratios.
-On a 2-core machine two workers share the cores that one process uses, so the ratio is the
-engine's cost (Ray start, one model load per worker, unit parts and their merge), not a speed-up.
+A Ray cluster of two nodes on 127.0.0.1 (``ray start --head`` and a second ``ray start``, one
+CPU each, every port on loopback: ``tests/scale/loopback.py``) builds the same atlas (the
+embedded Gemma 3 270M, fp32, CPU, the embedded fortune corpus cut to ``--tokens`` tokens, write
+scores skipped by default: they are computed once, by one process, in both) as one process on
+the same two cores. Both builds run as CLI processes (model loads and imports included) and
+must be byte-identical (every file but ``build.json``). Rows, per unit count:
 
-Usage: ``python benchmarks/bench_ray.py [--tokens 4000] [--workers 2] [--units 2,8]
-[--max_batch_tokens 512] [--write_scores_k 0]``
+- wall time of the one-process build and of the cluster build, and their ratio (the engine's
+  overhead: one model load per worker, unit parts and their merges, Ray's calls);
+- CPU seconds of the driver: ``driver_cpu_s`` of ``build.json`` (from the build's start to its
+  end: tokenising, planning, the loop) and of the whole driver process (with its imports);
+- CPU seconds of the workers (``cpu_s`` summed over units and merges, every thread) and the
+  driver's share of them, which must stay under 5%: the driver only coordinates.
+
+Usage: ``python benchmarks/bench_ray.py [--tokens 6000] [--units 4,8] [--max_batch_tokens 512]
+[--write_scores_k 0]``
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,12 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from neuron_signatures.atlas.build import AtlasConfig, build_atlas  # noqa: E402
-from neuron_signatures.scale.cluster import start_local_ray  # noqa: E402
-from neuron_signatures.scale.ray_atlas import RayOptions, build_atlas_ray  # noqa: E402
+from tests.scale.loopback import LoopbackCluster  # noqa: E402
 
 
 def atlas_bytes(root: Path) -> dict[str, bytes]:
@@ -41,69 +45,84 @@ def atlas_bytes(root: Path) -> dict[str, bytes]:
     }
 
 
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``argv``; its wall seconds and CPU seconds (user + system, the process alone)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed: {r.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=4000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--units", default="2,8", help="unit counts to try, one Ray build each")
+    ap.add_argument("--tokens", type=int, default=6000)
+    ap.add_argument("--units", default="4,8", help="unit counts to try, one cluster build each")
     ap.add_argument("--max_batch_tokens", type=int, default=512, help="small: several batches")
-    ap.add_argument(
-        "--write_scores_k", type=int, default=0, help="0: skip the write scores (same cost in both)"
-    )
+    ap.add_argument("--write_scores_k", type=int, default=0, help="0: skip the write scores")
     args = ap.parse_args()
-    import ray
-
+    flags = [
+        "--max_tokens", str(args.tokens), "--max_batch_tokens", str(args.max_batch_tokens),
+        "--write_scores_k", str(args.write_scores_k), "--device", "cpu", "--model_dtype",
+        "fp32", "--no_progress",
+    ]  # fmt: skip
+    cli = [sys.executable, "-m", "neuron_signatures", "atlas"]
+    cluster = LoopbackCluster()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        common = dict(
-            max_tokens=args.tokens,
-            max_batch_tokens=args.max_batch_tokens,
-            write_scores_k=args.write_scores_k,
-            device="cpu",
-            model_dtype="fp32",
-            progress=False,
-        )
-        t = time.perf_counter()
-        one = build_atlas(AtlasConfig(out_dir=Path(tmp) / "one", **common))  # type: ignore[arg-type]
-        t_one = time.perf_counter() - t
-        n_tok = json.loads((one / "atlas.json").read_text())["progress"]["tokens_forwarded"]
-        print(f"one process: {t_one:.1f} s", flush=True)
-
-        t = time.perf_counter()
-        start_local_ray(ray, num_cpus=args.workers)  # as the product does: 127.0.0.1 only
-        t_start = time.perf_counter() - t
-        for units in [int(u) for u in args.units.split(",")]:
+        try:
+            one = Path(tmp) / "one"
+            env_one = cluster.env(OMP_NUM_THREADS="2")  # the two cores the cluster has
+            t_one, _ = timed([*cli, "--out_dir", str(one), *flags], env_one)
+            n_tok = json.loads((one / "atlas.json").read_text())["progress"]["tokens_forwarded"]
+            print(f"one process: {t_one:.1f} s", flush=True)
             t = time.perf_counter()
-            cfg = AtlasConfig(out_dir=Path(tmp) / f"ray{units}", **common)  # type: ignore[arg-type]
-            out = build_atlas_ray(cfg, RayOptions(workers=args.workers, units=units))
-            t_ray = time.perf_counter() - t
-            log = json.loads((out / "build.json").read_text())
-            rows.append((units, t_ray, log, atlas_bytes(one) == atlas_bytes(out)))
-            print(f"Ray, {units} units: {t_ray:.1f} s", flush=True)
-        ray.shutdown()
+            cluster.start_head()
+            cluster.add_node("b")
+            t_start = time.perf_counter() - t
+            print(f"cluster start: {t_start:.1f} s", flush=True)
+            for units in [int(u) for u in args.units.split(",")]:
+                out = Path(tmp) / f"ray{units}"
+                ray_flags = ["--engine", "ray", "--ray_address", cluster.address,
+                             "--workers", "2", "--units", str(units)]  # fmt: skip
+                wall, proc_cpu = timed([*cli, "--out_dir", str(out), *flags, *ray_flags],
+                                       cluster.env())  # fmt: skip
+                log = json.loads((out / "build.json").read_text())
+                rows.append((units, wall, proc_cpu, log, atlas_bytes(one) == atlas_bytes(out)))
+                print(f"cluster, {units} units: {wall:.1f} s", flush=True)
+        finally:
+            cluster.stop()
 
-    print(f"\natlas of {n_tok} tokens, embedded Gemma 3 270M, fp32, CPU ({os.cpu_count()} cores)")
-    print(f"one process (model load included): {t_one:.1f} s, {n_tok / t_one:.0f} tok/s")
-    print(f"Ray start (local, {args.workers} CPUs): {t_start:.1f} s")
-    head = ("workers", "units", "Ray s", "ratio", "+start", "units s", "merges s", "identical")
+    print(
+        f"\natlas of {n_tok} tokens, embedded Gemma 3 270M, fp32, CPU; {platform.node()}, "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(f"one process (2 threads): {t_one:.1f} s; two-node cluster start: {t_start:.1f} s")
+    head = ("units", "cluster s", "ratio", "driver CPU s (build / process)", "workers CPU s",
+            "driver share", "nodes", "identical")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for units, t_ray, log, same in rows:
-        unit_s = sum(w["seconds"] for w in log["per_worker"].values())
+    for units, wall, proc_cpu, log, same in rows:
+        workers_cpu = sum(w["cpu_s"] for w in log["per_worker"].values())
+        share = log["driver_cpu_s"] / max(workers_cpu, 1e-9)
         cells = (
-            args.workers,
             units,
-            f"{t_ray:.1f}",
-            f"{t_ray / t_one:.2f}",
-            f"{(t_ray + t_start) / t_one:.2f}",
-            f"{unit_s:.1f}",
-            f"{sum(w['merge_s'] for w in log['per_worker'].values()):.1f}",
+            f"{wall:.1f}",
+            f"{wall / t_one:.2f}",
+            f"{log['driver_cpu_s']:.1f} / {proc_cpu:.1f}",
+            f"{workers_cpu:.1f}",
+            f"{share:.1%}",
+            len(log["nodes"]),
             same,
         )
         print("| " + " | ".join(map(str, cells)) + " |")
-    print("ratio: Ray wall time / one process (both include their model loads); +start: with the")
-    print("Ray start; units s: the units' time summed over workers; merges s: the merges' time")
-    print("summed over workers (they run there, in parallel with units).")
+    print("ratio: cluster wall time / one process (both CLI processes, model loads included);")
+    print("driver CPU: build = build.json's driver_cpu_s, process = with imports and Ray's")
+    print("connection; driver share = build / workers CPU (units and merges, every thread).")
 
 
 if __name__ == "__main__":

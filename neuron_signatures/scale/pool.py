@@ -11,6 +11,10 @@
    not probed again; nor is one that has not answered ``probe_timeout_s`` after its loss.
 4. When no actor is left and work remains, the run stops with :class:`WorkersLostError`, naming
    the unfinished tasks and the command that resumes them. So the loop always ends.
+5. A lost task first checks that the cluster's head (its GCS) still answers: when the head is
+   gone (every node lost), nothing can come back, so the run stops at once with
+   :class:`ClusterLostError` (Ray itself would end the driver process a minute later with a
+   multi-line log and no resume command).
 An error raised by the task's own code stops the run (a domain error keeps its one-line message).
 """
 
@@ -33,6 +37,38 @@ BACKOFF_CAP_S = 8.0
 
 class WorkersLostError(NeuronSignaturesError):
     """Ray workers were lost beyond their restarts (or a task beyond its retries)."""
+
+
+class ClusterLostError(WorkersLostError):
+    """The Ray cluster's head (GCS) stopped answering: no worker can come back."""
+
+
+GCS_WAIT_S = 10.0  # a head that has not answered this long after a loss is gone
+
+
+def gcs_address(ray: Any) -> str | None:
+    """The GCS ``host:port`` of the cluster this driver joined (``None``: unknown, a client)."""
+    try:
+        return str(ray.get_runtime_context().gcs_address) or None
+    except Exception:  # a fake Ray, a Ray client, or no runtime context
+        return None
+
+
+def gcs_answers(address: str, wait_s: float | None = None) -> bool:
+    """Whether a TCP connection to the GCS at ``address`` opens within ``wait_s`` (default
+    :data:`GCS_WAIT_S`), retried each second."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + (GCS_WAIT_S if wait_s is None else wait_s)
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1)
 
 
 def resume_command(argv: Sequence[str] | None) -> str | None:
@@ -106,6 +142,13 @@ def run_pool(
             continue
         t, i, result = got
         if isinstance(result, _Lost):
+            if pool.gcs and not gcs_answers(pool.gcs):
+                left = [*todo, *([t] if t != PROBE else []), *pool.tasks()]
+                raise ClusterLostError(
+                    f"the Ray cluster is gone (its head, GCS {pool.gcs}, stopped answering, and "
+                    f"the workers of all {len(actors)} actors with it); not finished: "
+                    f"{describe(sorted(left))}; restart the cluster, then run: {resume}"
+                )
             if t != PROBE:
                 pool.attempts[t] += 1
                 if pool.attempts[t] > max_retries:
@@ -158,9 +201,14 @@ class _Pool:
         self.attempts: collections.Counter[int] = collections.Counter()
         self.lost_types = lost_errors(ray)
         self.unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
+        self.gcs = gcs_address(ray)
 
     def running(self) -> bool:
         return any(t != PROBE for t, _ in self.pending.values())
+
+    def tasks(self) -> list[int]:
+        """The tasks handed out and not finished."""
+        return [t for t, _ in self.pending.values() if t != PROBE]
 
     def start(self, t: int) -> None:
         i = self.idle.pop()

@@ -100,7 +100,7 @@ def build_atlas_ray(
     """
     ray = require_ray()
     opts = opts or RayOptions()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     check_config(cfg)
     if cfg.batches is not None:
         raise BadArgumentError("--engine ray builds the whole plan: drop batches")
@@ -153,6 +153,7 @@ def build_atlas_ray(
         if started:
             ray.shutdown()
     stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    stats["driver_cpu_s"] = round(time.process_time() - c0, 3)  # the coordinator's own cost
     store.write_json(root / store.BUILD_LOG, {**stats, "created_at_utc": utc_now()})
     return root
 
@@ -300,9 +301,11 @@ class _Run:
     def _finished(self, t: int, r: dict[str, Any]) -> None:
         n = len(self.units)
         w = self.per_worker.setdefault(
-            r["worker"], {"units": 0, "tokens": 0, "seconds": 0.0, "merges": 0, "merge_s": 0.0}
+            r["worker"],
+            {"units": 0, "tokens": 0, "seconds": 0.0, "merges": 0, "merge_s": 0.0, "cpu_s": 0.0},
         )
         w["node"] = r.get("node")
+        w["cpu_s"] = round(w["cpu_s"] + r.get("cpu_s", 0.0), 3)
         if t >= n:
             a, _, c = self.merges[t - n]
             w["merges"] += 1

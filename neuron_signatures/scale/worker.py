@@ -102,11 +102,12 @@ class UnitWorker(ModelWorker):
 
     def merge(self, parts: str, a: int, b: int, c: int) -> dict[str, Any]:
         """Merge the finished spans ``[a, b)`` and ``[b, c)`` into ``[a, c)`` (exact, on CPU)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         merge_spans(Path(parts), a, b, c, before_rename=self.on_merge)
         return {
             "span": [a, c],
             "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_s": round(time.process_time() - c0, 3),  # every thread of this worker
             "worker": f"{socket.gethostname()}:{os.getpid()}",
             "node": self.node,
         }
@@ -115,7 +116,7 @@ class UnitWorker(ModelWorker):
         """Build batches ``lo..hi`` into ``parts/unit_KKKK``; returns who did it and how fast."""
         from ..atlas.run import run_batches
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         root = Path(parts)
         self._load_static(root)
         assert self._plan is not None
@@ -150,6 +151,7 @@ class UnitWorker(ModelWorker):
             "batches": [lo, hi],
             "tokens": tokens,
             "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_s": round(time.process_time() - c0, 3),  # every thread of this worker
             "forward_s": stats["forward_s"],
             "reduce_s": stats["reduce_s"],
             "worker": f"{socket.gethostname()}:{os.getpid()}",

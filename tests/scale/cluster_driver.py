@@ -1,10 +1,11 @@
 """A driver process for the ``cluster`` tests: ``python tests/scale/cluster_driver.py ARGS``.
 
 Builds the tiny atlas on a running cluster with :func:`build_atlas_ray` (as the CLI does), with a
-worker hook the CLI has no flag for: ``--hold_on NODE`` makes the worker on that node (its
-``NS_TEST_NODE``) write ``--marker`` and sleep in its first unit, so that the test can take the
-node away while it holds a unit; ``--slow S`` sleeps S seconds after every batch, so that the test
-can kill this driver mid-build. Run as a script, the hooks travel to the workers by value.
+worker hook the CLI has no flag for: ``--hold_on NODE[,NODE]`` makes the worker on each such
+node (its ``NS_TEST_NODE``) write ``<marker>.<node>`` and sleep in its first unit, so that the
+test can take the node away while it holds a unit; ``--slow S`` sleeps S seconds after every
+batch, so that the test can kill this driver mid-build. Run as a script, the hooks travel to the
+workers by value.
 Prints the build's ``build.json`` on success; a domain error is one line on stderr, exit 2.
 """
 
@@ -17,10 +18,12 @@ import time
 from pathlib import Path
 
 
-def hold(node: str, marker: str, slow: float):  # type: ignore[no-untyped-def]
+def hold(nodes: str, marker: str, slow: float):  # type: ignore[no-untyped-def]
     def on_batch(b: int) -> None:
-        if node and os.environ.get("NS_TEST_NODE") == node and not Path(marker).exists():
-            Path(marker).write_text(str(os.getpid()))
+        node = os.environ.get("NS_TEST_NODE", "")
+        mark = Path(f"{marker}.{node}")
+        if node in nodes.split(",") and not mark.exists():
+            mark.write_text(str(os.getpid()))
             time.sleep(600)  # the test takes this node away meanwhile
         if slow:
             time.sleep(slow)

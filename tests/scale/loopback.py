@@ -115,8 +115,14 @@ class LoopbackCluster:
         ]  # fmt: skip
         return self._start("head", args, self.env(NS_TEST_NODE="head"))
 
-    def add_node(self, name: str) -> Node:
+    def add_node(self, name: str, private_dir: Path | None = None) -> Node:
+        """A worker node; with ``private_dir``, the node's processes see an empty folder of
+        their own there (a tmpfs in a private mount namespace): a disk the driver cannot see."""
         args = [sys.executable, NODE_SCRIPT, "start", "--address", self.address]
+        if private_dir is not None:
+            mount = 'mount -t tmpfs none "$0" && exec "$@"'
+            args = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount,
+                    str(private_dir), *args]  # fmt: skip
         # ray_node.py joins with Ray's cluster switch on and its loopback rewrite off
         return self._start(name, args, self.env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1",
                                                 NS_TEST_NODE=name))  # fmt: skip

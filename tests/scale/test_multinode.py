@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,9 +42,11 @@ def cluster() -> Iterator[LoopbackCluster]:
 
 @pytest.fixture
 def two_nodes(cluster: LoopbackCluster) -> LoopbackCluster:
-    """The cluster with its worker node up (a test before may have taken it away)."""
-    if "b" not in cluster.nodes or cluster.nodes["b"].proc.poll() is not None:
-        cluster.nodes.pop("b", None)
+    """The cluster with both nodes up (a test before may have taken them away)."""
+    if any(n not in cluster.nodes or cluster.nodes[n].proc.poll() is not None
+           for n in ("head", "b")):  # fmt: skip
+        cluster.stop()
+        cluster.start_head()
         cluster.add_node("b")
     return cluster
 
@@ -239,6 +242,32 @@ def test_version_mismatch_is_one_line(two_nodes: LoopbackCluster) -> None:
     assert "pip install 'ray[default]==2.58.0'" in line and "Ray: 0.0.1" in line
 
 
+def test_worker_that_cannot_see_the_output_folder_is_refused(
+    two_nodes: LoopbackCluster, tiny_model_dir: Path, corpus_txt: Path, tmp_path: Path
+) -> None:
+    """A third node whose processes see their own empty disk at the output folder's path (a
+    tmpfs in a private mount namespace): the build stops before any work with one line that
+    says to use shared storage, and leaves no probe file behind."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to give a node a private disk")
+    private = tmp_path / "private"
+    private.mkdir()
+    node = two_nodes.add_node("c", private_dir=private)
+    try:
+        out = private / "atlas"
+        argv = atlas_argv(out, tiny_model_dir, corpus_txt, two_nodes.address)
+        argv[argv.index("--workers") + 1] = "3"  # one worker on each node
+        r = run(argv, two_nodes)
+    finally:
+        node.kill()
+        two_nodes.nodes.pop("c", None)
+    assert r.returncode == 2, (r.stdout + r.stderr)[-3000:]
+    line = r.stderr.strip().splitlines()[-1]
+    assert "1 of 3 Ray workers cannot share the output folder" in line, line
+    assert "is not there" in line and "storage every node mounts at the same path" in line
+    assert not (out / "atlas.json").exists() and not list(out.glob(".shared-probe-*"))
+
+
 def test_node_lost_mid_build(
     two_nodes: LoopbackCluster, single: Path, tiny_model_dir: Path, corpus_txt: Path,
     tmp_path: Path,
@@ -252,7 +281,7 @@ def test_node_lost_mid_build(
     proc = subprocess.Popen(argv, env=two_nodes.env(), text=True, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        wait_for(marker.exists, proc, "node b holding a unit")
+        wait_for(Path(f"{marker}.b").exists, proc, "node b holding a unit")
         two_nodes.nodes["b"].kill()
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
@@ -265,3 +294,35 @@ def test_node_lost_mid_build(
     assert atlas_bytes(out) == atlas_bytes(single)
     units = nodes_with_units(out)
     assert units == {"node_head": 4}, units  # the lost unit was built again on the head
+
+
+def test_every_node_lost_stops_in_bounded_time_with_one_line(
+    two_nodes: LoopbackCluster, tiny_model_dir: Path, corpus_txt: Path, tmp_path: Path
+) -> None:
+    """Both nodes SIGKILLed while each worker holds a unit: the driver stops by itself, exit 2,
+    with one line naming the lost head and the unfinished units and the resume command (Ray
+    alone would end the driver a minute later, exit 1, with a multi-line log)."""
+    out, marker = tmp_path / "all-lost", tmp_path / "holding"
+    argv = driver_argv(out, tiny_model_dir, corpus_txt, two_nodes.address,
+                       "--hold_on", "head,b", "--marker", str(marker))  # fmt: skip
+    proc = subprocess.Popen(argv, env=two_nodes.env(), text=True, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        both = (Path(f"{marker}.head"), Path(f"{marker}.b"))
+        wait_for(lambda: all(m.exists() for m in both), proc, "both nodes holding a unit")
+        t0 = time.monotonic()
+        two_nodes.nodes["b"].kill()
+        two_nodes.nodes["head"].kill()
+        _, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 2, stderr[-3000:]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the Ray cluster is gone (its head, GCS 127.0.0.1:")
+    assert "not finished: units 0-3;" in line and line.endswith("then run: RESUME")
+    assert "Traceback" not in stderr
+    assert elapsed < 55, elapsed  # before Ray's own 60 s end of a driver without its GCS
+    assert not (out / "atlas.json").exists()

@@ -218,3 +218,38 @@ def test_id_ranges_and_resume_command() -> None:
         "neuron-signatures dump --single_prompt 'a b' --engine ray --resume"
     )
     assert resume_command(None) is None
+
+
+def test_lost_head_stops_at_once_with_the_resume_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task lost while the cluster's GCS no longer answers (every node gone): nothing can come
+    back, so the run stops at once, naming the head and every unfinished task."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(pool, "GCS_WAIT_S", 0.2)
+    ray = FakeRay()
+    ray.get_runtime_context = lambda: SimpleNamespace(gcs_address=dead)  # type: ignore[attr-defined]
+    actor = FakeActor(lives=4, crashes={0: 1})
+    with pytest.raises(pool.ClusterLostError) as e:
+        run_pool(ray, [actor], [0, 1, 2], submit, lambda t, r: None, 3, resume="RESUME")
+    msg = str(e.value)
+    assert "\n" not in msg and f"GCS {dead}, stopped answering" in msg
+    assert "not finished: tasks 0-2;" in msg and msg.endswith("then run: RESUME")
+    assert ray.waits == 1  # no probe, no resubmission
+
+
+def test_lost_task_with_the_head_alive_is_resubmitted() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        ray = FakeRay()
+        alive = f"127.0.0.1:{server.getsockname()[1]}"
+        ray.get_runtime_context = lambda: SimpleNamespace(gcs_address=alive)  # type: ignore[attr-defined]
+        actor = FakeActor(lives=4, crashes={0: 1})
+        done: list[int] = []
+        assert run_pool(ray, [actor], [0, 1], submit, lambda t, r: done.append(t), 3) == 1
+    assert sorted(done) == [0, 1]
