@@ -93,6 +93,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "+ random windows), detection and fuzzing 1 per 5 examples (the activating held-out "
         "windows and as many quiet random ones)",
     )
+    p.add_argument(
+        "--simulator",
+        choices=("auto", "prompt_logprobs", "top_logprobs", "json"),
+        default="auto",
+        help="how the simulator's 0-10 predictions are read: auto (the best the server offers: "
+        "/completions prompt logprobs, else chat top_logprobs, else the JSON answer) or one of "
+        "them; a method the server does not offer is refused at start",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s,
             max_retries=args.max_retries,
             scorers=_scorers(args.scorers),
+            simulator=args.simulator,
         )
 
     out = explain_atlas(

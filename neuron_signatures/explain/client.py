@@ -269,7 +269,7 @@ class OpenAIClient:
         return parse_chat(data, self.base_url, cached)
 
     def completion(self, prompt: str, **params: Any) -> CompletionResult:
-        """POST ``/completions``; ``echo=True, logprobs=k, max_tokens=0`` gives prompt logprobs."""
+        """POST ``/completions``; ``echo=True, logprobs=k, max_tokens=1`` gives prompt logprobs."""
         body = {"model": self.model, "prompt": prompt, **params}
         data, cached = self.request(COMPLETIONS, body, lambda d: parse_completion(d, self.base_url))
         return parse_completion(data, self.base_url, cached)
@@ -336,7 +336,8 @@ class OpenAIClient:
 
     def probe_echo(self) -> bool:
         """Whether ``/completions`` echoes a prompt with its tokens' ``top_logprobs`` (OpenAI's
-        all-at-once simulator needs it: ``echo=True, logprobs=5, max_tokens=0``).
+        all-at-once simulator needs it: ``echo=True, logprobs=5, max_tokens=1``; not 0, which
+        llama-cpp-python reads as *no limit* and then generates up to its context size).
 
         Any HTTP answer that refuses, or an answer without the echoed tokens, their offsets
         adding up to the prompt and alternatives, is a no (tried once, no retries): the chat
@@ -345,7 +346,7 @@ class OpenAIClient:
         """
         prompt = "Zürich, naïve café:\t1\t2\t3"  # not ASCII: offsets must be characters
         body: dict[str, Any] = {"model": self.model, "prompt": prompt}
-        body.update(echo=True, logprobs=5, max_tokens=0, temperature=0)
+        body.update(echo=True, logprobs=5, max_tokens=1, temperature=0)
         key = cache_key(self.base_url, self.model, "probe:" + COMPLETIONS, body)
         found = self.cache.get(key) if self.cache is not None else None
         if found is not None and "echo" in found:

@@ -148,7 +148,8 @@ def simulator_request(
         method = "top_logprobs" if method else "json"
     if method == "prompt_logprobs":
         prompt = simulator_prompt(explanation, tokens, sign)
-        return prompt, {"echo": True, "logprobs": 5, "max_tokens": 0, "temperature": 0.0}
+        # max_tokens 1, not OpenAI's 0: llama-cpp-python reads 0 as "no limit" (to its context)
+        return prompt, {"echo": True, "logprobs": 5, "max_tokens": 1, "temperature": 0.0}
     params: dict[str, Any] = {"max_tokens": 6 * len(tokens) + 16, "temperature": 0.0}
     if method == "top_logprobs":
         params.update(logprobs=True, top_logprobs=5)

@@ -70,6 +70,8 @@ class LLMSettings:
         max_examples: train windows shown to the explainer per side.
         timeout_s / max_retries: per request.
         scorers: among :data:`.classify.SCORERS` (simulation, detection, fuzzing).
+        simulator: ``auto`` (the best method the server offers) or one of
+            :data:`.llm.SIM_METHODS`, refused at start when the server does not offer it.
     """
 
     base_url: str | None = None
@@ -82,6 +84,7 @@ class LLMSettings:
     timeout_s: float = 60.0
     max_retries: int = 4
     scorers: tuple[str, ...] = classify.SCORERS
+    simulator: str = "auto"
 
 
 def check(s: LLMSettings) -> None:
@@ -98,6 +101,10 @@ def check(s: LLMSettings) -> None:
         raise BadArgumentError(f"--prompt_format must be one of {llm.FORMATS}")
     if s.max_examples < 1:
         raise BadArgumentError("--max_examples must be at least 1 (e.g. 10)")
+    if s.simulator != "auto" and s.simulator not in llm.SIM_METHODS:
+        raise BadArgumentError(
+            f"--simulator {s.simulator}: pick auto or one of {', '.join(llm.SIM_METHODS)}"
+        )
     bad = [x for x in s.scorers if x not in classify.SCORERS]
     if bad or not s.scorers:
         raise BadArgumentError(
@@ -124,12 +131,29 @@ class LLMExplainer:
         )
         try:
             caps = self.client.probe()  # unreachable server or wrong key: raises, nothing written
-            echo = "simulation" in s.scorers and self.client.probe_echo()
+            want = s.simulator
+            echo = "simulation" in s.scorers and want in ("auto", "prompt_logprobs")
+            echo = echo and self.client.probe_echo()
+            if want == "prompt_logprobs" and "simulation" in s.scorers and not echo:
+                raise BadArgumentError(
+                    f"{s.base_url} does not echo prompt logprobs on /completions: "
+                    "use --simulator auto (or top_logprobs / json)"
+                )
+            if want == "top_logprobs" and not caps.top_logprobs:
+                raise BadArgumentError(
+                    f"{s.base_url} gives no top_logprobs on /chat/completions: "
+                    "use --simulator auto (or json)"
+                )
         except BaseException:
             self.client.close()
             raise
         self.logprobs = caps.top_logprobs
-        self.method = "prompt_logprobs" if echo else "top_logprobs" if caps.top_logprobs else "json"
+        if want in llm.SIM_METHODS:
+            self.method = want
+        else:
+            self.method = (
+                "prompt_logprobs" if echo else "top_logprobs" if caps.top_logprobs else "json"
+            )
 
     def close(self) -> None:
         self.client.close()

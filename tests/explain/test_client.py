@@ -363,7 +363,7 @@ def test_probe_echo_detects_prompt_logprobs_and_caches_the_outcome(
     assert {k: req["body"][k] for k in ("echo", "logprobs", "max_tokens")} == {
         "echo": True,
         "logprobs": 5,
-        "max_tokens": 0,
+        "max_tokens": 1,  # not 0: llama-cpp-python reads 0 as no limit
     }
     with make(loopback.url, tmp_path, waits) as c:  # a rerun asks nothing
         assert c.probe_echo() and c.stats.hits == 1 and c.stats.sent == 0

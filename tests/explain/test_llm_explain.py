@@ -190,7 +190,9 @@ def test_completions_simulator_and_a_choice_of_scorers(planted_lm: Any, atlas: P
     params = manifest["params"]["explainer"]
     assert params["simulator_expected_value_from"] == "prompt_logprobs"
     assert params["scorers"] == ["simulation", "detection"] and params["record_version"] == 2
-    assert len(comp) > 10 and all(r["body"]["max_tokens"] == 0 for r in comp)
+    assert len(comp) > 10 and all(
+        r["body"]["max_tokens"] == 1 for r in comp
+    )  # 0: no limit on llama.cpp
     chat_sims = [r for r in srv.seen if "messages" in r["body"] and is_simulation(r["body"])]
     named = f'find the token "{PLANTED_WORD}"'
     assert chat_sims and not any(named in r["body"]["messages"][1]["content"] for r in chat_sims)
@@ -204,6 +206,29 @@ def test_completions_simulator_and_a_choice_of_scorers(planted_lm: Any, atlas: P
     how = {(sd["explanation"] == side["explanation"], *sd["simulated_with"]) for r in recs
            for sd in r["sides"]}  # fmt: skip
     assert how == {(True, "prompt_logprobs"), (False, "top_logprobs")}  # mended through chat
+
+
+def test_a_forced_simulator_method(
+    planted_lm: Any, atlas: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--simulator top_logprobs`` on a server that echoes: the chat path, no simulation on
+    /completions; ``--simulator prompt_logprobs`` on a server that does not echo: one line, exit
+    2, before anything is written."""
+    with serve(Loopback(default=neuron_reader(logprobs=True, echo=True))) as srv:
+        run_llm(planted_lm, atlas, srv.url, scorers=("simulation",), simulator="top_logprobs")
+        sims = [r for r in srv.seen if r["path"] == "/v1/completions" and is_simulation(r["body"])]
+    assert not sims
+    manifest, _ = read_llm_explanations(atlas)
+    assert manifest["params"]["explainer"]["simulator_expected_value_from"] == "top_logprobs"
+    (side,) = planted(atlas)["sides"]
+    assert side["simulated_with"] == ["top_logprobs"] and side["scores"]["top_and_random"] >= 0.9
+    before = files(atlas)
+    with serve(Loopback(default=neuron_reader(logprobs=True, echo=False))) as srv:
+        args = _cli(atlas, "--base_url", srv.url, "--simulator", "prompt_logprobs", "--overwrite")
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--simulator auto" in err and "\n" not in err and "Traceback" not in err
+    assert files(atlas) == before
 
 
 def test_best_of_chooses_on_train_windows_only(planted_lm: Any, atlas: Path) -> None:

@@ -70,7 +70,7 @@ def test_request_shapes() -> None:
     assert isinstance(prompt, str) and params == {
         "echo": True,
         "logprobs": 5,
-        "max_tokens": 0,
+        "max_tokens": 1,
         "temperature": 0.0,
     }
     msgs, params = llm.simulator_request("x", TOKENS, "positive", "top_logprobs")
