@@ -42,7 +42,7 @@ from .lookup import (
     table_from_ranks,
     token_means,
 )
-from .scoring import derangement, pooled_pearson, segment_pearson
+from .scoring import CentredX, derangement, segment_pearson
 from .split import (
     RESERVOIR,
     HeldOut,
@@ -120,8 +120,10 @@ def choose(
         v = train.subset(validation(train, side))
         w = _validation_weights(v, d, n_random)
         val[side] = (v, w)
-        at = np.searchsorted(g_keys, v.neuron * v_key + v.token).clip(0, max(len(g_keys) - 1, 0))
-        gi = np.where(g_keys[at] == v.neuron * v_key + v.token, at, -1) if len(g_keys) else at
+        gi = np.full(len(v.token), -1, np.int64)
+        if len(g_keys):  # the validation token's group in the fit fold (-1: unseen there)
+            at = np.searchsorted(g_keys, v.neuron * v_key + v.token).clip(0, len(g_keys) - 1)
+            gi = np.where(g_keys[at] == v.neuron * v_key + v.token, at, -1)
         for prior in priors:
             ranks[side, prior] = group_ranks(groups, side, prior)
             r = _grid_pearson(v, w, gi, groups, ranks[side, prior], side, top_tokens, d)
@@ -197,8 +199,13 @@ def _grid_pearson(
     with np.errstate(invalid="ignore", divide="ignore"):
         xc = x - (np.bincount(v.neuron, weights=w * x, minlength=d) / n)[v.neuron]
     sxx = np.bincount(v.neuron, weights=w * xc * xc, minlength=d)
+    if len(rank) == 0:  # nothing in the fit fold: every table is empty
+        gi = np.full(len(gi), -1, np.int64)
+        rank, mean = np.full(1, -1, np.int64), np.zeros(1)
+    else:
+        mean = groups.mean
     r = np.where(gi >= 0, rank[gi.clip(0)], -1)
-    m = sign * groups.mean[gi.clip(0)] if len(groups.mean) else np.zeros(len(gi))
+    m = sign * mean[gi.clip(0)]
     ks = np.asarray(sorted(top_tokens))
     bucket = np.searchsorted(ks, r, side="right")  # the smallest k with r < k
     on = (r >= 0) & (bucket < len(ks))
@@ -267,12 +274,13 @@ def score_side(
         x, ok = np.concatenate([x_e, x_r], 1), np.concatenate([ok_e, ok_r], 1)
         out["n_top_and_random"][sl] = ok.sum(1)
         out["n_random_only"][sl] = ok_r.sum(1)
+        px_both, px_rand = CentredX(x, ok), CentredX(x_r, ok_r)  # shared by score and floor
         for prefix, rows in (("", np.arange(lo, sl.stop)), ("floor_", other[sl])):
             t = table.take(np.maximum(rows, 0))
             y_r, y_e = simulate(t, rnd_token, rnd_prev), simulate(t, tok_e, prev_e)
             valid = rows >= 0
-            both = pooled_pearson(x, np.concatenate([y_e, y_r], 1), ok)
-            rand = pooled_pearson(x_r, y_r, ok_r)
+            both = px_both.pearson(np.concatenate([y_e, y_r], 1))
+            rand = px_rand.pearson(y_r)
             out[f"{prefix}top_and_random"][sl] = np.where(valid, both, np.nan)
             out[f"{prefix}random_only"][sl] = np.where(valid, rand, np.nan)
     return out

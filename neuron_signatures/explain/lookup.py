@@ -193,6 +193,8 @@ def backoff(table: LookupTable, neuron: np.ndarray, token: np.ndarray) -> np.nda
     """The unigram prediction of ``(neuron, token)`` pairs: the listed token's mean, else 0."""
     v = int(max(table.ids.max(initial=0), token.max(initial=0))) + 1
     n_i, j_i = np.nonzero(table.ids >= 0)
+    if len(n_i) == 0:
+        return np.zeros(len(token))
     hit = _join(neuron * v + token, n_i * v + table.ids[n_i, j_i])
     return np.where(hit >= 0, table.means[n_i, j_i][hit.clip(0)], 0.0)
 
@@ -230,7 +232,7 @@ def predict(
 ) -> np.ndarray:
     """Simulated activations of flat ``(neuron, token, previous token)`` triples (step 5)."""
     pred = backoff(table, neuron, token)
-    if table.ctx_ids.shape[1] == 0:
+    if not (table.ctx_ids >= 0).any():
         return pred
     n_i, j_i = np.nonzero(table.ctx_ids >= 0)
     v, vp = _bases(table, token, prev)
@@ -296,14 +298,13 @@ def _overlay(
     within = np.arange(len(e)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
     at = order[lo[e] + within]
     col = at % n if tokens.ndim == 2 else at
-    out = pred.copy()
-    out[n_i[e], col] = table.ctx_means[n_i[e], j_i[e]]
-    return out
+    pred[n_i[e], col] = table.ctx_means[n_i[e], j_i[e]]  # pred is this call's own array
+    return pred
 
 
 def _unigrams(table: LookupTable, tokens: np.ndarray) -> np.ndarray:
     """Step 5 without contexts: the listed token's mean, else 0."""
-    d, k = table.ids.shape
+    d = table.ids.shape[0]
     if tokens.ndim == 1:  # shared tokens: one dense [d, unique tokens] table, then a gather
         uniq, inv = np.unique(tokens, return_inverse=True)
         at = np.searchsorted(uniq, table.ids).clip(0, max(0, len(uniq) - 1))
@@ -312,10 +313,17 @@ def _unigrams(table: LookupTable, tokens: np.ndarray) -> np.ndarray:
         rows = np.broadcast_to(np.arange(d)[:, None], at.shape)
         dense[rows[hit], at[hit]] = table.means[hit]
         return dense[:, inv]
-    pred = np.zeros(tokens.shape, np.float64)
-    for j in range(k):  # k (~8) vectorised passes, not a loop over tokens or neurons
-        pred += np.where(tokens == table.ids[:, j, None], table.means[:, j, None], 0.0)
-    return pred
+    # per-row tokens: join the keys row * v + token with the table's (sorted once)
+    n_i, j_i = np.nonzero(table.ids >= 0)
+    if len(n_i) == 0:
+        return np.zeros(tokens.shape, np.float64)
+    v = int(max(table.ids.max(), tokens.max(initial=0))) + 1
+    keys = n_i * v + table.ids[n_i, j_i]
+    order = np.argsort(keys, kind="stable")
+    keys, means = keys[order], table.means[n_i, j_i][order]
+    want = np.arange(d)[:, None] * v + tokens
+    at = np.searchsorted(keys, want).clip(0, len(keys) - 1)
+    return np.where((keys[at] == want) & (tokens >= 0), means[at], 0.0)
 
 
 def _q(token: str) -> str:

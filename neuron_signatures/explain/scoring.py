@@ -43,6 +43,29 @@ def pooled_pearson(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
         return np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
 
 
+class CentredX:
+    """:func:`pooled_pearson` against many ``y`` for one ``x, ok [d, n]``: the real row is
+    centred once (``cx``, 0 where masked), so each ``y`` costs its mean, ``sum cx*y`` (equal to
+    the centred cross sum, ``cx`` summing to 0) and its centred square sum."""
+
+    def __init__(self, x: np.ndarray, ok: np.ndarray) -> None:
+        self.ok = ok
+        self.n = ok.sum(1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx = np.where(ok, x, 0.0).sum(1) / self.n
+        self.cx = np.where(ok, x - mx[:, None], 0.0)
+        self.sxx = (self.cx * self.cx).sum(1)
+
+    def pearson(self, y: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(self.ok, y, 0.0)
+            my = y.sum(1) / self.n
+            cy = np.where(self.ok, y - my[:, None], 0.0)
+            den = np.sqrt(self.sxx * (cy * cy).sum(1))
+            sxy = (self.cx * cy).sum(1)
+            return np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
+
+
 def segment_pearson(
     seg: np.ndarray, x: np.ndarray, y: np.ndarray, d: int, w: np.ndarray | None = None
 ) -> np.ndarray:

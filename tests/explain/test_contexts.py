@@ -242,3 +242,13 @@ def test_version_1_explanations_still_read(explained: Path, tmp_path: Path) -> N
     ids = np.array([2, 5, 7, 5])
     got = simulated_row(old, 0, 5, "positive", ids)
     np.testing.assert_array_equal(got, simulate(tables["positive"].take(np.array([5])), ids)[0])
+
+
+def test_choice_without_a_fit_fold_explains_nothing_new() -> None:
+    """Only validation tokens (an atlas with one example per neuron has no fit fold): the
+    choice falls back to the grid's first pair and keeps no contexts, without an error."""
+    train = synthetic()
+    val_only = train.subset(train.fold == 1)
+    choice, keep = choose(val_only, arrays(2), n_random=100, top_tokens=(4, 8), priors=(1.0,))
+    assert (choice.top_tokens, choice.prior, choice.context_neurons) == (4, 1.0, 0)
+    assert not any(k.any() for k in keep.values())
