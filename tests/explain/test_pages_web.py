@@ -164,3 +164,29 @@ def test_llm_explanations_on_the_page(with_llm: Path) -> None:
     assert [m.label for m in at.metric].count("top-and-random") >= 2  # offline and LLM
     at = start(with_llm, PLANTED_LAYER, 0)
     assert "HTTP 500 from server" in at.warning[0].value
+
+
+def test_simulated_row_applies_the_contexts(explained: Path) -> None:
+    """A neuron whose explanation has contexts: the page's simulated row is the stored table
+    with its contexts (equal to the simulator), and differs from the token-only table on some
+    window."""
+    from neuron_signatures.explain.lookup import LookupTable
+    from tests.explain.test_contexts import context_sides
+
+    layer, n, side = next((la, n, s) for la, n, s in context_sides(explained) if s["contexts"])
+    at = start(explained, layer, n)
+    assert not at.exception, [e.value for e in at.exception]
+    if at.radio:
+        at.radio(key="expl_row_side").set_value(side["side"]).run()
+    table = read_tables(explained, layer)[side["side"]]
+    no_ctx = LookupTable(table.ids, table.means, table.counts)
+    sign = 1.0 if side["side"] == "positive" else -1.0
+    differs = 0
+    for i in range(min(12, len(at.selectbox(key="expl_window").options))):
+        at.selectbox(key="expl_window").set_value(i).run()
+        html = "\n".join(h.value for h in at.html)
+        ids = np.array([int(t) for t in re.findall(r"token_id=(-?\d+)", html.split("nse-sim")[1])])
+        want = sign * simulate(table, ids)[n]
+        np.testing.assert_allclose(row_values(html, "nse-sim"), want, atol=5e-7, rtol=1e-6)
+        differs += not np.allclose(want, sign * simulate(no_ctx, ids)[n])
+    assert differs > 0
