@@ -31,7 +31,7 @@ tokens with probability ~k/n), so short corpora overstate it: the default is 30k
 of ``make demo``'s atlas.
 
 Usage: ``python benchmarks/bench_atlas.py [--tokens 30000] [--reps 2] [--device cpu]
-[--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss]``
+[--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss] [--sections]``
 """
 
 from __future__ import annotations
@@ -86,6 +86,52 @@ def rss_child(args: argparse.Namespace) -> None:
     print(json.dumps({"maxrss_mib": rss, "build_s": elapsed}))
 
 
+def sections(args: argparse.Namespace, lm: Any, out: Path) -> None:
+    """``--sections``: where the CPU reduction's time goes, one more build with timers around
+    the parts of ``update_kernel`` (summed over layers; two layers run at once on 2 cores, so the
+    sum can exceed the build's wall-clock ``reduce_s``)."""
+    import collections
+
+    from neuron_signatures.atlas import kernel, reduce
+
+    spent: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+
+    def timed(mod: Any, name: str, label: str) -> None:
+        real = getattr(mod, name)
+
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return real(*a, **k)
+            finally:
+                spent[label] += time.perf_counter() - t
+                calls[label] += 1
+
+        setattr(mod, name, wrapper)
+
+    parts = [
+        (kernel, "run", "kernel.run (all of the compiled pass and its setup)"),
+        (kernel, "_tiles", "  the compiled pass (_tiles)"),
+        (reduce, "add_sums", "exact power-sum digits (torch ops, add_sums)"),
+        (kernel, "windows", "new examples' windows gathered (kernel.windows)"),
+        (kernel, "put_windows", "windows written into the lists (put_windows)"),
+        (reduce, "pivot", "pivots (exact.pivot)"),
+    ]
+    saved = [(m, n, getattr(m, n)) for m, n, _ in parts]
+    try:
+        for m, n, label in parts:
+            timed(m, n, label)
+        build_atlas(config(out, args, args.tokens, None), load=lambda _: lm)
+    finally:
+        for m, n, real in saved:
+            setattr(m, n, real)
+    log = json.loads((out / "build.json").read_text())
+    print(f"reduction sections, one build ({log['reduce_s']:.2f} s of reduction, wall clock):")
+    for _, _, label in parts:
+        print(f"  {label:<54} {spent[label]:>7.2f} s  ({calls[label]} calls)")
+
+
 def sync_rows(lm: Any, inputs: list, batches: list, lengths: Any, manifest: dict) -> None:
     """Ops, host syncs and uploads of the torch-ops reducer per layer and batch (the second)."""
     import numpy as np
@@ -128,6 +174,7 @@ def main() -> None:
     ap.add_argument("--rss_layers", default="0", help="layers of the RSS builds, comma separated")
     ap.add_argument("--no_rss", action="store_true")
     ap.add_argument("--no_torch_ops", action="store_true", help="skip row (d) (CPU only)")
+    ap.add_argument("--sections", action="store_true", help="time the CPU reduction's parts")
     ap.add_argument("--rss_child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child is not None:
@@ -255,6 +302,8 @@ def main() -> None:
     for name, s in loads.items():
         print(f"load, not in the ratios: {name:<34} {s:>6.1f} s")
     sync_rows(lm, inputs, batches, lengths, manifest)
+    if args.sections and args.device == "cpu":
+        sections(args, lm, out)
 
     if args.no_rss:
         return

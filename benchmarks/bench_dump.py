@@ -19,7 +19,8 @@ shared machine disturbs far less:
 * (e) ``dump`` end to end with the model already loaded: tokenise, plan, capture, slice, bf16
   cast, safetensors shards, sha256, fsync, manifest;
 * (f) load times, not in the ratios: plain ``from_pretrained`` and its first forward (the weights
-  are mapped lazily), and ``load_model`` (bridge boot and the hook self-check's forwards);
+  are mapped lazily), and ``load_model`` (its hook self-check's pass cached after a model's
+  first load, so no bridge boots; ``benchmarks/bench_load.py`` compares the loads in detail);
 * the prototype (one prompt at a time, ``run_with_cache``, full logits, one ``torch.save``) on the
   first ``--proto_prompts`` prompts, once.
 
@@ -27,8 +28,20 @@ shared machine disturbs far less:
 slice + bf16 cast before and now, serialise + sha256, write + fsync). Last, the peak RSS of
 dumps of N and 10·N prompts, each in a fresh process.
 
+``--e2e N`` (issue 25's check) instead times two whole fresh processes, alternated N times with
+their order rotating, wall clock from start to exit (interpreter, imports and load included):
+
+* bare: ``python bench_dump.py --bare_child PROMPTS``: plain transformers loads the converted
+  folder (tokenizer and model, fp32), tokenises the prompts with one BOS, sorts them by length,
+  runs ``model.model(...)`` on right-padded batches of ``--batch_size`` with an attention mask,
+  and keeps nothing;
+* dump: ``python -m neuron_signatures dump`` on the same prompts (fp32 compute, bf16 save,
+  ``--batch_size``), every activation written, with the model check's verdict cached (the
+  first dump of a model on a machine runs the check once: ``--recheck_model`` to time that).
+
 Usage: ``python benchmarks/bench_dump.py [--prompts 240] [--reps 2] [--profile]`` (about 5 minutes
-on a quiet 2-core machine; ``--prompts 80`` for a quick look).
+on a quiet 2-core machine; ``--prompts 80`` for a quick look); ``python benchmarks/bench_dump.py
+--e2e 3`` for the fresh-process comparison (about 4 minutes).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,6 +168,77 @@ def profile_steps(lm, prompts, tok, batch_size: int, out: Path) -> dict[str, flo
     return secs
 
 
+def bare_child(prompts_json: str, batch_size: int) -> None:
+    """The bare process of ``--e2e``: plain transformers, the same folder, prompts and batches."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from neuron_signatures.models import embedded_model_dir
+
+    folder = str(embedded_model_dir())
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    texts = [p["text"] for p in json.loads(Path(prompts_json).read_text())]
+    ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False).input_ids] for t in texts]
+    ids.sort(key=len)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    with torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            rows = ids[start : start + batch_size]
+            width = max(map(len, rows))
+            x = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+            model.model(input_ids=x, attention_mask=mask, use_cache=False)
+
+
+def fresh_processes(args: argparse.Namespace) -> None:
+    """``--e2e``: the bare process against the ``dump`` command, fresh processes, alternated."""
+    from neuron_signatures import models
+
+    models.load_model("gemma3-270m", "cpu", "fp32")  # the verdict is cached, as for any user
+    prompts = bench_prompts(args.prompts)
+    with tempfile.TemporaryDirectory() as tmp:
+        pj = Path(tmp) / "prompts.json"
+        pj.write_text(json.dumps([{"id": p.id, "text": p.text} for p in prompts]))
+        cmds = {
+            "bare process (plain transformers)": [
+                sys.executable, __file__, "--bare_child", str(pj),
+                "--batch_size", str(args.batch_size),
+            ],
+            "dump command (every activation written)": [
+                sys.executable, "-m", "neuron_signatures", "dump", "--prompts_json", str(pj),
+                "--out_dir", str(Path(tmp) / "run"), "--model_name", "gemma3-270m",
+                "--device", "cpu", "--model_dtype", "fp32", "--save_dtype", "bf16",
+                "--batch_size", str(args.batch_size), "--no_progress", "--overwrite",
+            ],
+        }  # fmt: skip
+        names = list(cmds)
+        secs: dict[str, list[float]] = {n: [] for n in names}
+        loads = [os.getloadavg()[0]]
+        for rep in range(args.e2e):
+            for name in names[rep % 2 :] + names[: rep % 2]:
+                t0 = time.perf_counter()
+                subprocess.run(cmds[name], check=True, capture_output=True, cwd=ROOT)
+                secs[name].append(time.perf_counter() - t0)
+            loads.append(os.getloadavg()[0])
+            done = ", ".join(f"{secs[n][-1]:.1f} s" for n in names)
+            print(f"  rep {rep + 1}/{args.e2e}: {done}", flush=True)
+    bare, dumped = (secs[n] for n in names)
+    per_rep = [b / d for b, d in zip(bare, dumped, strict=True)]
+    print(
+        f"\nEnd to end, fresh processes: {len(prompts)} prompts, batch {args.batch_size}, fp32, "
+        f"bf16 save, cpu, {args.e2e} alternating reps, load average "
+        f"{min(loads):.1f}-{max(loads):.1f}"
+    )
+    print(f"{'what':<42} {'best s':>7} {'median s':>9}")
+    for name in names:
+        print(f"{name:<42} {min(secs[name]):>7.1f} {statistics.median(secs[name]):>9.1f}")
+    print(
+        f"dump / bare speed: best {min(bare) / min(dumped):.2f}x, median of the per-rep ratios "
+        f"{statistics.median(per_rep):.2f}x (per rep: {', '.join(f'{r:.2f}' for r in per_rep)})"
+    )
+
+
 def rss_child(n_prompts: int) -> None:
     prompts = bench_prompts(n_prompts, 8, 16)
     with tempfile.TemporaryDirectory() as d:
@@ -178,10 +263,18 @@ def main() -> None:
     ap.add_argument("--proto_prompts", type=int, default=8, help="prototype row size (0: skip)")
     ap.add_argument("--profile", action="store_true", help="time the steps of (e) one by one")
     ap.add_argument("--rss_prompts", type=int, default=32, help="RSS check size (0: skip)")
+    ap.add_argument("--e2e", type=int, default=0, help="fresh-process comparison, N reps")
     ap.add_argument("--rss_child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--bare_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
         rss_child(args.rss_child)
+        return
+    if args.bare_child:
+        bare_child(args.bare_child, args.batch_size)
+        return
+    if args.e2e:
+        fresh_processes(args)
         return
     import torch
     from transformers import AutoModelForCausalLM
@@ -204,8 +297,8 @@ def main() -> None:
         folder, dtype=torch.float32, attn_implementation="eager"
     ).eval()
     loads: dict[str, float] = {}
-    # from_pretrained maps the weights lazily: count the first forward (load_model's self-check
-    # runs forwards too), on a prompt as short as the self-check's.
+    # from_pretrained maps the weights lazily: count the first forward, on a prompt as short as
+    # the self-check's (load_model runs none once the check's pass is cached: bench_load.py).
     t0 = time.perf_counter()
     bare = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     with torch.inference_mode():
@@ -213,7 +306,7 @@ def main() -> None:
     loads["(f) load: plain from_pretrained + a first forward"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     lm = models.load_model("gemma3-270m", "cpu", "fp32", tokenizer=tok)
-    loads["(f) load: load_model (boot + self-check, for (c)-(e))"] = time.perf_counter() - t0
+    loads["(f) load: load_model (self-check cached, for (c)-(e))"] = time.perf_counter() - t0
     layers = list(range(lm.n_layers))
 
     def body(model):
