@@ -138,6 +138,8 @@ def test_atlas_through_the_ray_client(
     assert r.returncode == 0, r.stderr[-3000:]
     assert atlas_bytes(out) == atlas_bytes(single)
     assert sum(nodes_with_units(out).values()) == 4
+    # the client server's per-client process listened on loopback too
+    assert [s for s in two_nodes.listening() if s[1] not in LOOPBACK_IPS] == []
 
 
 def test_atlas_by_ray_job_submit(
@@ -151,6 +153,7 @@ def test_atlas_by_ray_job_submit(
     r = run([RAY, "job", "submit", "--address", two_nodes.dashboard, "--", *cmd], two_nodes)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "succeeded" in r.stdout.lower()
+    assert [s for s in two_nodes.listening() if s[1] not in LOOPBACK_IPS] == []  # job agents
     assert atlas_bytes(out) == atlas_bytes(single)
     units = nodes_with_units(out)
     assert units.get("node_head", 0) >= 1 and units.get("node_b", 0) >= 1, units
@@ -248,8 +251,11 @@ def test_worker_that_cannot_see_the_output_folder_is_refused(
     """A third node whose processes see their own empty disk at the output folder's path (a
     tmpfs in a private mount namespace): the build stops before any work with one line that
     says to use shared storage, and leaves no probe file behind."""
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux) to give a node a private disk")
+    can = shutil.which("unshare") and subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+    ).returncode == 0  # fmt: skip
+    if not can:
+        pytest.skip("needs unshare --mount (util-linux, as root) to give a node a private disk")
     private = tmp_path / "private"
     private.mkdir()
     node = two_nodes.add_node("c", private_dir=private)
