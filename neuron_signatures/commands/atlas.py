@@ -107,7 +107,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> Any:
     e.add_argument(
         "--ray_address",
         default=None,
-        help="a running Ray cluster (auto, ray://head:10001); default: start a local Ray",
+        help="a running Ray cluster: its GCS head:6379, auto (RAY_ADDRESS or the last cluster "
+        "started here), or a Ray Client ray://head:10001; default: start a local Ray",
     )
     e.add_argument(
         "--workers",
