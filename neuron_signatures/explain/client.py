@@ -193,7 +193,8 @@ class OpenAIClient:
         concurrency: most requests in flight at once, across threads.
         timeout_s: connect/read/write/pool timeout of every call.
         max_retries: retries after the first try on 429, 5xx and connection errors.
-        backoff_s, max_backoff_s: first wait and cap of the exponential backoff.
+        backoff_s: first wait of the exponential backoff.
+        max_backoff_s: cap of the exponential backoff.
         max_retry_after_s: cap of a server's ``Retry-After`` (honoured up to this many seconds).
         sleep: the wait function (tests pass a recorder).
         seed: seed of the jitter's generator.
