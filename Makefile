@@ -14,7 +14,7 @@ LOWEST_TESTS ?= tests/test_cli.py tests/test_capture.py tests/store/test_store.p
 	tests/atlas/test_build.py tests/attribution/test_dla.py tests/interventions/test_run.py \
 	tests/export/test_neuron_record.py tests/test_docs.py
 
-.PHONY: demo test test-slow test-wheel test-lowest lint docs bench browser clean
+.PHONY: demo test test-slow test-llm test-wheel test-lowest lint docs bench browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -74,7 +74,7 @@ docs: $(DEV_STAMP)
 	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(BIN)/mkdocs build --strict -q
 
 test: $(DEV_STAMP) lint docs browser
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow and not wheel" -q
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow and not wheel and not llm and not cluster" -q
 
 test-slow: $(DEV_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow -q
@@ -83,6 +83,18 @@ test-slow: $(DEV_STAMP)
 # folder (--help, a small atlas of the embedded model, the terminal view). About 1-2 minutes.
 test-wheel: $(DEV_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m wheel -q
+
+# A real OpenAI-compatible server: llama-cpp-python (built from source once, about 20 minutes on
+# 2 cores; pip's wheel cache keeps it) in its own venv, serving the embedded Gemma 3 270M GGUF on
+# 127.0.0.1. The base model cannot explain: this tests the plumbing end to end (10-30 minutes).
+LLM_VENV := .venv-llm
+$(LLM_VENV)/.installed:
+	test -x $(LLM_VENV)/bin/python || $(PY) -m venv $(LLM_VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(LLM_VENV)/bin/pip install -q 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+test-llm: $(DEV_STAMP) $(LLM_VENV)/.installed
+	NS_LLAMA_PYTHON=$(LLM_VENV)/bin/python HF_HUB_OFFLINE=1 $(BIN)/pytest -m llm -v tests/llm
 
 # The lowest versions pyproject.toml allows (constraints-lowest.txt), in their own venv, on a fast
 # subset of the tests. torch stays at the CPU build 2.13.0, the lowest it allows.
@@ -99,4 +111,4 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_analyze.py
 
 clean:
-	rm -rf $(VENV) $(LOW_VENV) build site *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LOW_VENV) $(LLM_VENV) build site *.egg-info .pytest_cache .ruff_cache .mypy_cache

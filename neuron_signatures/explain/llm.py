@@ -122,7 +122,9 @@ def explainer_request(
         msgs = openai_explainer_messages(records, sign)
     else:
         msgs = delphi_explainer_messages(records, sign)
-    params: dict[str, Any] = {"max_tokens": 200, "temperature": 0.0}
+    # OpenAI's format asks for the one-line rest of a sentence (their explainer allows 60
+    # tokens); delphi's answer reasons before its [EXPLANATION] line.
+    params: dict[str, Any] = {"max_tokens": 60 if fmt == "openai" else 200, "temperature": 0.0}
     if best_of > 1:
         params.update(temperature=1.0, seed=j)
     return msgs, params

