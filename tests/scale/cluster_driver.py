@@ -6,12 +6,14 @@ node (its ``NS_TEST_NODE``) write ``<marker>.<node>`` and sleep in its first uni
 test can take the node away while it holds a unit; ``--slow S`` sleeps S seconds after every
 batch, so that the test can kill this driver mid-build. Run as a script, the hooks travel to the
 workers by value.
-Prints the build's ``build.json`` on success; a domain error is one line on stderr, exit 2.
+Prints the build's ``build.json`` on success (one line, ``BUILD {...}``); a domain error is one
+line on stderr, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -61,7 +63,8 @@ def main() -> int:
     except NeuronSignaturesError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print((out / "build.json").read_text())
+    build = json.loads((out / "build.json").read_text())
+    print(f"BUILD {json.dumps(build)}")  # one line: Ray may print its own notices around it
     return 0
 
 

@@ -127,6 +127,11 @@ def test_atlas_from_a_separate_driver_by_address(
     assert atlas_bytes(out) == atlas_bytes(single)
     units = nodes_with_units(out)
     assert units.get("node_head", 0) >= 1 and units.get("node_b", 0) >= 1, units
+    log = json.loads((out / "build.json").read_text())
+    assert all(w["cpu_s"] > 0 for w in log["per_worker"].values())
+    assert log["driver_cpu_s"] == pytest.approx(
+        log["driver_setup_cpu_s"] + log["driver_ray_cpu_s"], abs=0.01
+    )
 
 
 def test_atlas_through_the_ray_client(
@@ -174,6 +179,13 @@ def test_dump_on_the_cluster(
     assert run_files(out) == run_files(tiny_run)
 
 
+def build_log(stdout: str) -> Any:
+    """The ``build.json`` the test driver printed (Ray's own notices, such as a node marked
+    dead, may come before it)."""
+    (line,) = [ln for ln in stdout.splitlines() if ln.startswith("BUILD ")]
+    return json.loads(line.removeprefix("BUILD "))
+
+
 def driver_argv(out: Path, model: Path, corpus: Path, address: str, *extra: str) -> list[str]:
     return [sys.executable, DRIVER, "--out", str(out), "--model", str(model), "--corpus",
             str(corpus), "--address", address, *extra]  # fmt: skip
@@ -219,7 +231,7 @@ def test_driver_killed_mid_build_resumes(
     r = run(driver_argv(out, tiny_model_dir, corpus_txt, two_nodes.address, "--resume"),
             two_nodes)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    log = json.loads(r.stdout)
+    log = build_log(r.stdout)
     assert log["units_skipped"] >= 1 and log["units_run"] == log["units"] - log["units_skipped"]
     assert atlas_bytes(out) == atlas_bytes(single)
 
@@ -295,7 +307,7 @@ def test_node_lost_mid_build(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 0, stderr[-3000:]
-    log = json.loads(stdout)
+    log = build_log(stdout)
     assert log["resubmitted"] >= 1
     assert atlas_bytes(out) == atlas_bytes(single)
     units = nodes_with_units(out)
