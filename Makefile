@@ -14,7 +14,7 @@ LOWEST_TESTS ?= tests/test_cli.py tests/test_capture.py tests/store/test_store.p
 	tests/atlas/test_build.py tests/attribution/test_dla.py tests/interventions/test_run.py \
 	tests/export/test_neuron_record.py tests/test_docs.py
 
-.PHONY: demo test test-slow test-llm test-wheel test-lowest lint docs bench browser clean
+.PHONY: demo test test-slow test-llm test-cluster test-wheel test-lowest lint docs bench browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -83,6 +83,11 @@ test-slow: $(DEV_STAMP)
 # folder (--help, a small atlas of the embedded model, the terminal view). About 1-2 minutes.
 test-wheel: $(DEV_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m wheel -q
+
+# A real two-node Ray cluster on 127.0.0.1 (ray start --head + ray start --address): atlas and dump
+# by address, through ray://, by ray job submit; a node, the driver and the head lost. ~5-7 min.
+test-cluster: $(DEV_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m cluster -q tests/scale/test_multinode.py
 
 # A real OpenAI-compatible server: llama-cpp-python (built from source once, about 20 minutes on
 # 2 cores; pip's wheel cache keeps it) in its own venv, serving the embedded Gemma 3 270M GGUF on
