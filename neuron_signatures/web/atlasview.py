@@ -268,7 +268,8 @@ def explanation_panel(atlas: Atlas, rec: NeuronAtlas, cfg: HeatmapConfig) -> Non
 
 
 def side_scores(side: dict[str, Any]) -> None:
-    """One side's explanation and its two scores, each with its floor."""
+    """One side's explanation and its two simulation scores, and an LLM side's detection and
+    fuzzing balanced accuracies, each with its floor."""
     st.markdown(f"**{side['side']}** ({side['explainer']})")
     st.text(side["explanation"])
     cols = st.columns(2)
@@ -283,6 +284,30 @@ def side_scores(side: dict[str, Any]) -> None:
             help=f"Pearson r over {n} held-out tokens; floor: the explanation of neuron "
             f"{side['floor']['from_neuron']} scored the same way",
         )
+    classifiers = side.get("classifiers") or {}
+    if classifiers:
+        for col, (kind, c) in zip(st.columns(len(classifiers)), classifiers.items(), strict=True):
+            ba, fl, n = c["balanced_accuracy"], c["floor"], c["n_windows"]
+            auc = (
+                f"AUC {_f3(c['auc'])} (floor {_f3(fl['auc'])})"
+                if c["method"] == "logprobs"
+                else "AUC unavailable (the server gave no logprobs)"
+            )
+            col.metric(
+                kind,
+                "n/a" if ba is None else f"{ba:.3f}",
+                delta="floor n/a"
+                if fl["balanced_accuracy"] is None
+                else f"floor {fl['balanced_accuracy']:.3f}",
+                delta_color="off",
+                help=f"balanced accuracy over {n['activating']} activating + "
+                f"{n['non_activating']} quiet held-out windows; {auc}; floor: the explanation "
+                f"of neuron {fl['from_neuron']} scored the same way",
+            )
+
+
+def _f3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def simulated_panel(

@@ -166,6 +166,35 @@ def test_llm_explanations_on_the_page(with_llm: Path) -> None:
     assert "HTTP 500 from server" in at.warning[0].value
 
 
+def test_llm_detection_and_fuzzing_on_the_page(with_llm: Path) -> None:
+    """An LLM side with classifier scores (record version 2): a metric per scorer with its
+    balanced accuracy and floor; AUC, or why it is missing, in the help."""
+    import json
+
+    from neuron_signatures.explain.output import layer_path
+    from neuron_signatures.explain.records import LLM_FOLDER
+
+    path = layer_path(with_llm / LLM_FOLDER, PLANTED_LAYER)
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    floor = {"from_neuron": 7, "balanced_accuracy": 0.5, "auc": 0.45, "n_invalid": 0}
+    common = {"n_invalid": 0, "floor": floor, "n_windows": {"activating": 4, "non_activating": 4}}
+    for r in recs:
+        for sd in r["sides"]:
+            sd["classifiers"] = {
+                "detection": {"balanced_accuracy": 0.875, "auc": 0.9375, "method": "logprobs",
+                              **common},
+                "fuzzing": {"balanced_accuracy": 0.75, "auc": None, "method": "parsed", **common},
+            }  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    at = start(with_llm)
+    assert not at.exception, [e.value for e in at.exception]
+    by = {m.label: m for m in at.metric if m.label in ("detection", "fuzzing")}
+    assert by["detection"].value == "0.875" and by["fuzzing"].value == "0.750"
+    assert by["detection"].delta == "floor 0.500"
+    assert "AUC 0.938 (floor 0.450)" in by["detection"].proto.help
+    assert "AUC unavailable" in by["fuzzing"].proto.help
+
+
 def test_simulated_row_applies_the_contexts(explained: Path) -> None:
     """A neuron whose explanation has contexts: the page's simulated row is the stored table
     with its contexts (equal to the simulator), and differs from the token-only table on some
