@@ -96,10 +96,11 @@ def explainer_model(side: Record) -> str:
 
 def score_row(rec: Record, side: Record, model: str) -> Record:
     """One line of ``explanation_scores.jsonl``: every score of one explained side (the
-    correlations, and the LLM scorers' where they ran), its floor and the held-out sizes (a score
-    is ``null`` where it is undefined)."""
+    correlations, and the LLM's detection and fuzzing under ``classifiers`` where they ran:
+    balanced accuracy, AUC, method, floor, window counts), its floor and the held-out sizes (a
+    score is ``null`` where it is undefined)."""
     held = side.get("heldout", {})
-    return {
+    row: Record = {
         "layer": int(rec["layer"]),
         "neuron": int(rec["neuron"]),
         "side": side["side"],
@@ -113,6 +114,12 @@ def score_row(rec: Record, side: Record, model: str) -> Record:
             "random_only": held.get("tokens_random_only"),
         },
     }
+    classifiers = side.get("classifiers") or {}
+    if classifiers:  # detection and fuzzing (LLM record version 2), without the window ids
+        row["classifiers"] = {
+            kind: {k: v for k, v in c.items() if k != "windows"} for kind, c in classifiers.items()
+        }
+    return row
 
 
 def score_lines(rows: list[Record]) -> bytes:

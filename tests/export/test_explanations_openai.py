@@ -181,7 +181,15 @@ def _add_llm_folder(atlas: Path) -> None:
             rec = json.loads(line)
             for side in rec["sides"]:
                 side.update(explainer="llm", explanation=f"llm: {side['side']} {rec['neuron']}")
-                side["scores"] = {"top_and_random": 0.5, "random_only": 0.25, "detection": 0.75}
+                side["scores"] = {"top_and_random": 0.5, "random_only": 0.25}
+                side["classifiers"] = {
+                    "detection": {
+                        "balanced_accuracy": 0.75, "auc": 0.8, "method": "logprobs",
+                        "n_invalid": 0, "windows": {"activating": [1], "non_activating": [2]},
+                        "floor": {"from_neuron": 3, "balanced_accuracy": 0.5, "auc": 0.5},
+                        "n_windows": {"activating": 1, "non_activating": 1},
+                    }
+                }  # fmt: skip
             lines.append(json.dumps(rec))
         (dst / "layers" / f.name).write_text("\n".join(lines) + "\n")
 
@@ -212,7 +220,10 @@ def test_llm_explanations_are_exported_beside_the_offline_ones(
     assert [s["explanation_model"] for s in scores] == ["token-lookup"] * n_offline + [
         "my-model"
     ] * n_offline
-    assert scores[n_offline]["scores"]["detection"] == 0.75
+    det = scores[n_offline]["classifiers"]["detection"]
+    assert det["balanced_accuracy"] == 0.75 and det["auc"] == 0.8
+    assert det["floor"]["balanced_accuracy"] == 0.5 and "windows" not in det
+    assert "classifiers" not in scores[0]  # the offline side has none
     model_dir = export_neuronpedia(atlas, [key], tmp_path / "np")
     rows = read_jsonl(model_dir / str(PLANTED_LAYER) / "explanations" / "batch-0.jsonl.gz")
     assert [r["explanationModelName"] for r in rows] == ["token-lookup"] * n_offline + [
