@@ -267,9 +267,7 @@ def take_folder_lock(
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
         pid = f" (pid {holder})" if holder.isdigit() else ""
-        raise RunLockedError(
-            busy.replace("{pid}", pid) + f": {fix}"
-        ) from None
+        raise RunLockedError(busy.replace("{pid}", pid) + f": {fix}") from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
