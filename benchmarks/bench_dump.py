@@ -214,12 +214,16 @@ def fresh_processes(args: argparse.Namespace) -> None:
         }  # fmt: skip
         names = list(cmds)
         secs: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}  # user + sys: less load-sensitive
         loads = [os.getloadavg()[0]]
         for rep in range(args.e2e):
             for name in names[rep % 2 :] + names[: rep % 2]:
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 subprocess.run(cmds[name], check=True, capture_output=True, cwd=ROOT)
                 secs[name].append(time.perf_counter() - t0)
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
             loads.append(os.getloadavg()[0])
             done = ", ".join(f"{secs[n][-1]:.1f} s" for n in names)
             print(f"  rep {rep + 1}/{args.e2e}: {done}", flush=True)
@@ -230,9 +234,12 @@ def fresh_processes(args: argparse.Namespace) -> None:
         f"bf16 save, cpu, {args.e2e} alternating reps, load average "
         f"{min(loads):.1f}-{max(loads):.1f}"
     )
-    print(f"{'what':<42} {'best s':>7} {'median s':>9}")
+    print(f"{'what':<42} {'best s':>7} {'median s':>9} {'median CPU s':>13}")
     for name in names:
-        print(f"{name:<42} {min(secs[name]):>7.1f} {statistics.median(secs[name]):>9.1f}")
+        m, c = statistics.median(secs[name]), statistics.median(cpu[name])
+        print(f"{name:<42} {min(secs[name]):>7.1f} {m:>9.1f} {c:>13.1f}")
+    cpu_ratio = statistics.median(cpu[names[0]]) / statistics.median(cpu[names[1]])
+    print(f"dump / bare, CPU seconds (user + sys, medians): {cpu_ratio:.2f}x")
     print(
         f"dump / bare speed: best {min(bare) / min(dumped):.2f}x, median of the per-rep ratios "
         f"{statistics.median(per_rep):.2f}x (per rep: {', '.join(f'{r:.2f}' for r in per_rep)})"

@@ -16,7 +16,12 @@ rotating each repetition; each reports its median and best of ``--reps``:
 The tokenizer is loaded once and passed to ``load_model`` (the commands load it first to check
 prompts), so every row loads the weights only.
 
-Usage: ``python benchmarks/bench_load.py [--model gemma3-270m] [--reps 3] [--dtype fp32]``
+``--fresh N`` then times whole fresh processes (interpreter, imports, tokenizer and model),
+alternated N times: plain transformers, ``load_model`` with the check's pass cached (it never
+imports TransformerLens), and ``load_model`` with ``NEURON_SIGNATURES_RECHECK_MODEL=1``.
+
+Usage: ``python benchmarks/bench_load.py [--model gemma3-270m] [--reps 3] [--dtype fp32]
+[--fresh 3]``
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def main() -> None:
     ap.add_argument("--model", default=models.EMBEDDED_NAME)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dtype", default="fp32")
+    ap.add_argument("--fresh", type=int, default=0, help="fresh-process rows, N alternations")
     args = ap.parse_args()
 
     import torch
@@ -111,7 +117,50 @@ def main() -> None:
             f"{best[name]:>7.2f} {best[name] / best[base]:>6.2f}x"
         )
     print("(b') is compared with (a'); the target is (b) <= 1.5x (a)")
+    if args.fresh:
+        fresh(args, folder, warm_dir)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+_PLAIN = """
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+AutoTokenizer.from_pretrained(sys.argv[1])
+AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
+"""
+_OURS = """
+import sys
+from neuron_signatures import models
+models.load_model(sys.argv[2], "cpu", "fp32")
+"""
+
+
+def fresh(args: argparse.Namespace, folder: str, checks: Path) -> None:
+    """Fresh processes, wall clock from start to exit, alternated with their order rotating."""
+    import subprocess
+
+    env = {**os.environ, verdict.CHECKS_ENV: str(checks), "HF_HUB_OFFLINE": "1"}
+    env.pop(verdict.RECHECK_ENV, None)
+    rows = {
+        "plain transformers (tokenizer + model)": (_PLAIN, env),
+        "load_model, cached check": (_OURS, env),
+        "load_model, check runs": (_OURS, {**env, verdict.RECHECK_ENV: "1"}),
+    }
+    secs: dict[str, list[float]] = {k: [] for k in rows}
+    names = list(rows)
+    for rep in range(args.fresh):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            code, e = rows[name]
+            t0 = time.perf_counter()
+            cmd = [sys.executable, "-c", code, folder, args.model]
+            subprocess.run(cmd, env=e, check=True, capture_output=True, cwd=ROOT)
+            secs[name].append(time.perf_counter() - t0)
+    base = statistics.median(secs[names[0]])
+    print(f"fresh processes, {args.fresh} alternating reps, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'process':<38} {'median s':>8} {'vs plain':>9}")
+    for name in names:
+        m = statistics.median(secs[name])
+        print(f"{name:<38} {m:>8.2f} {m / base:>8.2f}x")
 
 
 if __name__ == "__main__":
