@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .table import (
+from .columns import (
     EXPLANATIONS,
     EXPLANATIONS_MANIFEST,
     LLM_EXPLANATIONS,
