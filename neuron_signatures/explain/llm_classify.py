@@ -16,6 +16,29 @@ from .forward import RandomTokens
 from .split import LayerArrays, Windows
 
 
+@dataclass(frozen=True)
+class SideData:
+    """One side of a layer as the LLM scorers (simulation, detection, fuzzing) see it.
+
+    Attributes:
+        sign: the side.
+        chosen: neuron → its explanation; ``other``: the floor's donor per neuron (-1: none).
+        ho, acts, rnd, rnd_tokens: the side's held-out split, the random windows' activations
+            ``[T, d]``, the random windows and their tokens.
+        win, vocab: the atlas's windows and vocabulary.
+    """
+
+    sign: llm.Sign
+    chosen: dict[int, str]
+    other: np.ndarray
+    ho: Any
+    acts: np.ndarray
+    rnd: RandomTokens
+    rnd_tokens: dict[int, list[str]]
+    win: Windows
+    vocab: list[str]
+
+
 @dataclass
 class Classified:
     """Per neuron of one side: its ``classifiers`` record, or the error that stopped it."""
@@ -28,15 +51,7 @@ def classify_side(
     send: Callable[[dict[tuple[Any, ...], llm.Request]], dict[tuple[Any, ...], Any]],
     logprobs: bool,
     kinds: list[str],
-    chosen: dict[int, str],
-    other: np.ndarray,
-    ho: Any,
-    acts: np.ndarray,
-    rnd: RandomTokens,
-    rnd_tokens: dict[int, list[str]],
-    win: Windows,
-    vocab: list[str],
-    sign: llm.Sign,
+    sd: SideData,
     arr: LayerArrays,
     seed: int,
 ) -> Classified:
@@ -46,11 +61,11 @@ def classify_side(
         send: answers a dict of keyed requests (the run's batching, server-gone stop).
         logprobs: ask for ``top_logprobs`` (the server offers them).
         kinds: among :data:`.classify.KINDS`.
-        chosen: neuron → its explanation; ``other``: the floor's donor per neuron (-1: none).
-        ho, acts, rnd, rnd_tokens, win, vocab: the side's held-out split, the random windows'
-            activations ``[T, d]`` and tokens, the atlas's windows and vocabulary.
-        sign, arr, seed: the side, the layer's arrays, the run's seed.
+        sd: the side (explanations, donors, held-out split, random windows).
+        arr, seed: the layer's arrays, the run's seed.
     """
+    chosen, other, ho, acts, rnd = sd.chosen, sd.other, sd.ho, sd.acts, sd.rnd
+    rnd_tokens, win, vocab, sign = sd.rnd_tokens, sd.win, sd.vocab, sd.sign
     out = Classified({}, {})
     if not kinds or not chosen:
         return out

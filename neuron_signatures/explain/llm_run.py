@@ -39,7 +39,7 @@ from . import classify, llm
 from .client import CompletionResult, LLMServerError, OpenAIClient, ServerGoneError
 from .forward import RandomTokens
 from .layer import SCORES, _num, blank_records
-from .llm_classify import classify_side
+from .llm_classify import SideData, classify_side
 from .llm_output import (
     CACHE,
     FOLDER,
@@ -247,17 +247,13 @@ class LLMExplainer:
             has = np.zeros(d, bool)
             has[list(recs)] = True
             other = derangement(has, seed, layer, side)
+            sd = SideData(sign, chosen, other, ho, acts, rnd, rnd_tokens, win, vocab)
             if "simulation" in s.scorers:
-                scored = self._score(
-                    chosen, other, ho, acts, rnd, rnd_tokens, win, vocab, sign, errors
-                )
+                scored = self._score(sd, errors)
             else:
                 scored = {i: _unscored(ho, i) for i in chosen}
             kinds = [k for k in classify.KINDS if k in s.scorers]
-            cls = classify_side(
-                self._sim, self.logprobs, kinds, chosen, other, ho, acts, rnd, rnd_tokens,
-                win, vocab, sign, arr, seed,
-            )  # fmt: skip
+            cls = classify_side(self._sim, self.logprobs, kinds, sd, arr, seed)
             for i, expl in chosen.items():
                 if i in errors or i in cls.errors:
                     errors.setdefault(i, cls.errors.get(i, ""))
@@ -356,19 +352,11 @@ class LLMExplainer:
         return chosen, cands
 
     def _score(
-        self,
-        chosen: dict[int, str],
-        other: np.ndarray,
-        ho: Any,
-        acts: np.ndarray,
-        rnd: RandomTokens,
-        rnd_tokens: dict[int, list[str]],
-        win: Windows,
-        vocab: list[str],
-        sign: llm.Sign,
-        errors: dict[int, str],
+        self, sd: SideData, errors: dict[int, str]
     ) -> dict[int, tuple[dict[str, float], dict[str, float], tuple[int, int], list[str]]]:
         """Steps 2-3 of the module doc: simulate, then score and floor each chosen neuron."""
+        chosen, other, ho, acts, rnd = sd.chosen, sd.other, sd.ho, sd.acts, sd.rnd
+        rnd_tokens, win, vocab, sign = sd.rnd_tokens, sd.win, sd.vocab, sd.sign
         lp = self.method
         ex_tokens = {
             int(w): llm.window_tokens(win, int(w), vocab)
