@@ -71,5 +71,7 @@ def test_kill_9_mid_layer_then_resume(cli_atlas: Path, tmp_path: Path) -> None: 
         resent = len(srv.seen) - n_before
     log = json.loads((out / "run.json").read_text())["llm"]
     assert log["hits"] >= committed and resent == log["sent"]
-    assert resent <= n_full - committed  # nothing committed was asked again
+    # nothing committed was asked again (a transport retry, e.g. a kept-alive connection the
+    # server had closed, sends one question twice: count questions, not attempts)
+    assert resent - log["retries"] <= n_full - committed
     assert files(part) == files(full)
