@@ -36,6 +36,7 @@ from .store import RunClaim, RunWriter
 from .store.legacy import export_legacy_pt
 from .store.manifest import DTYPE_BYTES
 from .store.reader import open_run
+from .store.shard_image import ShardBuffers, padded_size
 from .token_bar import TokenBar
 
 __all__ = [
@@ -253,9 +254,10 @@ def _capture_all(
 ) -> int:
     """Forward each batch not yet on disk and write it as one shard; returns how many.
 
-    Serialising, hashing and writing a shard runs on one background thread while the next batch
-    computes (10% of the time on CPU otherwise); at most one shard is in flight, so memory stays
-    bounded by two batches, and an error in a write surfaces before the next one starts.
+    Each batch's rows are cast straight into the shard file's image (:mod:`.store.shard_image`);
+    hashing and writing it (``O_DIRECT``) run on one background thread while the next batch
+    computes; at most one shard is in flight, so memory stays bounded by two batches and two
+    reused images, and an error in a write surfaces before the next one starts.
     """
     from . import models
 
@@ -270,6 +272,9 @@ def _capture_all(
             on_batch(s)
 
     written = 0
+    longest = max((sum(lengths[i] for i in b) for b in batches), default=0)
+    shape = [longest, lm.d_mlp]
+    buffers = ShardBuffers(padded_size({f"layer_{layer}": (save, shape) for layer in layers}))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as pool:
         pending: Future[None] | None = None
         for s, batch in enumerate(batches):
@@ -279,7 +284,7 @@ def _capture_all(
                 continue
             written += 1
             recs = [records[i] for i in batch]
-            tensors = capture_shard(lm, recs, layers, save, cfg.check_finite, pad)
+            tensors = capture_shard(lm, recs, layers, save, cfg.check_finite, pad, buffers)
             if pending is not None:
                 pending.result()
             pending = pool.submit(write, s, tensors, n_tok, len(batch))
@@ -289,10 +294,18 @@ def _capture_all(
 
 
 def capture_shard(
-    lm: Any, recs: list[dict], layers: list[int], save: Any, check_finite: bool, pad: int
-) -> dict[str, Any]:
+    lm: Any,
+    recs: list[dict],
+    layers: list[int],
+    save: Any,
+    check_finite: bool,
+    pad: int,
+    into: ShardBuffers | None = None,
+) -> Any:
     """One shard of the batch ``recs``: ``{"layer_<l>": [sum of their lengths, d_mlp]}`` CPU
-    tensors of dtype ``save``, the prompts' own rows concatenated in batch order."""
+    tensors of dtype ``save``, the prompts' own rows concatenated in batch order; with ``into``,
+    a :class:`.store.shard_image.ShardImage` in its next buffer whose tensors are those (each
+    row cast straight into its place in the file's bytes)."""
     import torch
 
     from . import models
@@ -300,32 +313,48 @@ def capture_shard(
     batch = list(range(len(recs)))
     lengths = [len(r["token_ids"]) for r in recs]
     ids, mask = _pad_batch(batch, recs, lengths, pad)
-    got = models.capture_hook_post(lm, ids.to(lm.device), mask.to(lm.device), layers)
-    tensors = {}
-    for layer in layers:
-        parts = [got[layer][row, : lengths[row]] for row in batch]
+    names = {layer: f"layer_{layer}" for layer in layers}
+    image = None
+    if into is not None:
+        shape = [sum(lengths), lm.d_mlp]
+        image = into.image({names[layer]: (save, shape) for layer in layers})
+    tensors: dict[str, Any] = {}
+
+    def sink(layer: int, acts: Any) -> None:
+        """Each layer as the forward reaches it: its rows cast into place, the fp32 let go."""
+        parts = [acts[row, : lengths[row]] for row in batch]
         if check_finite:
             _check_finite(torch.cat(parts), layer, batch, recs, lengths)
-        tensors[f"layer_{layer}"] = _pack(parts, save)
-    return tensors
+        out = image.tensors[names[layer]] if image and acts.device.type == "cpu" else None
+        tensors[names[layer]] = _pack(parts, save, out)
+
+    models.capture_hook_post(lm, ids.to(lm.device), mask.to(lm.device), layers, sink=sink)
+    if image is None:
+        return {name: t.cpu() for name, t in tensors.items()}
+    for name, t in tensors.items():  # off a CPU: one device-to-host copy per layer, at the end
+        if t.data_ptr() != image.tensors[name].data_ptr():
+            image.tensors[name].copy_(t)
+    return image
 
 
-def _pack(parts: list[Any], dtype: Any) -> Any:
-    """Concatenate ``[len_i, d_mlp]`` slices into one ``[sum len_i, d_mlp]`` CPU tensor of
-    ``dtype`` in one pass (each slice is cast while copied): ``torch.cat`` then ``.to`` reads and
-    writes the fp32 rows twice, about 2% of a dump on a CPU. Same bytes as ``cat(...).to(dtype)``.
+def _pack(parts: list[Any], dtype: Any, out: Any = None) -> Any:
+    """Concatenate ``[len_i, d_mlp]`` slices into one ``[sum len_i, d_mlp]`` tensor of ``dtype``
+    in one pass (each slice is cast while copied): ``torch.cat`` then ``.to`` reads and writes the
+    fp32 rows twice. Same bytes as ``cat(...).to(dtype)``. ``out``: the tensor to fill (on the
+    slices' device; a view into a shard's file image), else a new one on their device.
     """
     import torch
 
     first = parts[0]
-    rows = torch.empty(
-        (sum(p.shape[0] for p in parts), first.shape[1]), dtype=dtype, device=first.device
-    )
+    rows = out
+    if rows is None:
+        n = sum(p.shape[0] for p in parts)
+        rows = torch.empty((n, first.shape[1]), dtype=dtype, device=first.device)
     at = 0
     for p in parts:
         rows[at : at + p.shape[0]].copy_(p)
         at += p.shape[0]
-    return rows.cpu()
+    return rows
 
 
 def _pad_batch(

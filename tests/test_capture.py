@@ -145,11 +145,14 @@ def test_check_finite_names_prompt_layer_position(
     lm, _ = tiny_pair
     real = models.capture_hook_post
 
-    def poisoned(*args: Any, **kw: Any) -> dict[int, torch.Tensor]:
-        got = real(*args, **kw)
-        got[1] = got[1].clone()
-        got[1][0, 2, 5] = float("nan")
-        return got
+    def poisoned(*args: Any, sink: Any, **kw: Any) -> dict[int, torch.Tensor]:
+        def poison(layer: int, acts: torch.Tensor) -> None:
+            if layer == 1:
+                acts = acts.clone()
+                acts[0, 2, 5] = float("nan")
+            sink(layer, acts)
+
+        return real(*args, sink=poison, **kw)
 
     monkeypatch.setattr(models, "capture_hook_post", poisoned)
     cfg = DumpConfig(
@@ -163,3 +166,35 @@ def test_check_finite_names_prompt_layer_position(
     with pytest.raises(NonFiniteActivationError, match=r"prompt 'short', layer 1, position 2"):
         capture.run_dump(cfg, load=lambda _t: lm)
     assert not json.loads((tmp_path / "nan" / "manifest.json").read_text())["complete"]
+
+
+@pytest.mark.parametrize("save_dtype", ["bf16", "fp32"])
+def test_shard_files_are_the_same_bytes_on_every_write_path(
+    tiny_pair: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save_dtype: str
+) -> None:
+    """The shard images written with O_DIRECT, the same through the page cache, and the tensors
+    of ``capture_shard`` serialised the old way (no image, no sink) are byte-identical."""
+    from neuron_signatures import capture
+    from neuron_signatures.store.atomic import DIRECT_IO_ENV
+    from neuron_signatures.store.writer import safetensors_chunks
+
+    lm, _ = tiny_pair
+    runs = {}
+    for name, env in (("direct", None), ("page cache", "1")):
+        if env:
+            monkeypatch.setenv(DIRECT_IO_ENV, env)
+        cfg = DumpConfig(
+            prompts=PROMPTS, out_dir=tmp_path / name, model_dtype="fp32", save_dtype=save_dtype,
+            progress=False, batch_size=2,
+        )  # fmt: skip
+        runs[name] = run_dump(cfg, load=lambda _tok: lm)
+    manifests = [json.loads((r / "manifest.json").read_text()) for r in runs.values()]
+    assert manifests[0]["shards"] == manifests[1]["shards"] and len(manifests[0]["shards"]) > 1
+    save = {"bf16": torch.bfloat16, "fp32": torch.float32}[save_dtype]
+    for s, shard in enumerate(manifests[0]["shards"]):
+        recs = [p for p in manifests[0]["prompts"] if p["shard"] == s]
+        recs.sort(key=lambda p: p["shard_offset"])
+        old = capture.capture_shard(lm, recs, manifests[0]["layers"], save, False, 0)
+        want = b"".join(map(bytes, safetensors_chunks(old)))
+        for r in runs.values():
+            assert (r / "activations" / shard["file"]).read_bytes() == want

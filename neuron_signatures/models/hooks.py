@@ -20,11 +20,13 @@ been shown to return ``hook_post``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import HookContractError
 from .specs import HOOK_POST, LoadedModel
+
+Sink = Callable[[int, Any], None]  # (layer, [batch, seq, d_mlp] activations), see capture_hook_post
 
 
 class _StopForward(Exception):
@@ -63,24 +65,33 @@ def capture_hook_post(
     attention_mask: Any,
     layers: Sequence[int],
     stop_early: bool = True,
+    sink: Sink | None = None,
 ) -> dict[int, Any]:
     """``{layer: [batch, seq, d_mlp]}`` of ``hook_post``, paying only for the hooks it uses.
 
     Runs the lean twin's body (no unembedding) and stops by exception after the last wanted
-    layer. Falls back to the bridge when the model has no lean twin.
+    layer. Falls back to the bridge when the model has no lean twin. With ``sink``, each layer's
+    activations are handed to ``sink(layer, acts)`` as the forward reaches them and not kept
+    (the result is then empty): the forward's memory is reused layer after layer, as in a bare
+    forward, instead of holding every layer until the end.
     """
     if lm.plain_model is None:
-        return capture_hook_post_bridge(lm, input_ids, attention_mask, layers, stop_early)
+        return capture_hook_post_bridge(lm, input_ids, attention_mask, layers, stop_early, sink)
     import torch
 
     got: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
     last = max(layers)
     mods = _plain_down_projs(lm)
     handles = []
     for layer in layers:
 
         def pre(_m: Any, args: tuple, layer: int = layer) -> None:
-            got[layer] = args[0].detach()
+            seen.add(layer)
+            if sink is None:
+                got[layer] = args[0].detach()
+            else:
+                sink(layer, args[0].detach())
             if stop_early and layer == last:
                 raise _StopForward
 
@@ -93,7 +104,7 @@ def capture_hook_post(
     finally:
         for h in handles:
             h.remove()
-    missing = sorted(set(layers) - set(got))
+    missing = sorted(set(layers) - seen)
     if missing:
         raise HookContractError(f"down_proj did not run for layers {missing} of {lm.name}")
     return got
@@ -105,19 +116,26 @@ def capture_hook_post_bridge(
     attention_mask: Any,
     layers: Sequence[int],
     stop_early: bool = True,
+    sink: Sink | None = None,
 ) -> dict[int, Any]:
     """Run the body up to the last wanted layer and return ``{layer: [batch, seq, d_mlp]}``.
 
     Logits are never computed: the forward stops by exception in the last wanted layer's hook.
+    ``sink``: as in :func:`capture_hook_post`.
     """
     import torch
 
     got: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
     last = max(layers)
 
     def make_hook(layer: int) -> Any:
         def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
-            got[layer] = t.detach()
+            seen.add(layer)
+            if sink is None:
+                got[layer] = t.detach()
+            else:
+                sink(layer, t.detach())
             if stop_early and layer == last:
                 raise _StopForward
             return t
@@ -127,7 +145,7 @@ def capture_hook_post_bridge(
     fwd = [(HOOK_POST.format(l=layer), make_hook(layer)) for layer in layers]
     with torch.inference_mode(), lm.bridge.hooks(fwd_hooks=fwd), contextlib.suppress(_StopForward):
         lm.bridge(input_ids, attention_mask=attention_mask, return_type=None)
-    missing = sorted(set(layers) - set(got))
+    missing = sorted(set(layers) - seen)
     if missing:
         raise HookContractError(f"hook_post did not fire for layers {missing} of {lm.name}")
     return got

@@ -28,10 +28,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..capture import DumpConfig, DumpResult, capture_shard, dump
-from ..store.atomic import atomic_write_chunks
+from ..store.atomic import atomic_write_image
 from ..store.manifest import ACTIVATIONS_DIR
 from ..store.progress import append_progress
-from ..store.writer import safetensors_chunks
+from ..store.shard_image import ShardBuffers
 from .cluster import init_ray
 from .pool import id_ranges, run_pool, start_actors
 from .ray_atlas import RayOptions, require_ray
@@ -54,6 +54,7 @@ class ShardWorker(ModelWorker):
     ) -> None:
         super().__init__(model_name, device, model_dtype, load)
         self.on_shard = on_shard
+        self.buffers = ShardBuffers(n=1)  # the shard file's image, reused (writes are in turn)
 
     def run_shard(
         self,
@@ -72,9 +73,9 @@ class ShardWorker(ModelWorker):
         tok = self.lm.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         save = torch_dtype(save_dtype)
-        tensors = capture_shard(self.lm, recs, layers, save, check_finite, pad)
+        image = capture_shard(self.lm, recs, layers, save, check_finite, pad, self.buffers)
         path = Path(run_dir) / ACTIVATIONS_DIR / file
-        size, digest = atomic_write_chunks(path, safetensors_chunks(tensors))
+        size, digest = atomic_write_image(path, image)
         if self.on_shard:
             self.on_shard(index)
         return {

@@ -8,26 +8,26 @@
    planned, and ``complete: false``; a resume keeps every shard whose file matches its recorded
    size and sha256 (recorded in the manifest of a finished run, in the progress log of an
    interrupted one) and rewrites the log with only those, so a torn last line is dropped.
-3. Each ``write_shard`` serialises one batch (one ``layer_<l>`` tensor per captured layer), hashes
-   the bytes, writes them under a temporary name, fsyncs and renames; then it appends the shard's
-   size and sha256 to ``activations/progress.jsonl`` (fsynced). A kill at any point leaves every
-   logged shard whole; ``--resume`` keeps those and rewrites the rest.
+3. Each ``write_shard`` takes one batch (one ``layer_<l>`` tensor per captured layer, already laid
+   out as the file by the capture: :mod:`.shard_image`), hashes the bytes, writes them under a
+   temporary name (``O_DIRECT`` where the file system allows), fsyncs and renames; then it
+   appends the shard's size and sha256 to ``activations/progress.jsonl`` (fsynced). A kill at any
+   point leaves every logged shard whole; ``--resume`` keeps those and rewrites the rest.
 4. ``finish`` records every shard's size and hash in the manifest, marks it complete and removes
    the log. Readers refuse incomplete runs.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunFormatError
-from .atomic import atomic_write_chunks, atomic_write_json
+from .atomic import atomic_write_chunks, atomic_write_image, atomic_write_json
 from .manifest import ACTIVATIONS_DIR, MANIFEST, utc_now
 from .progress import PROGRESS_FILE, append_progress
+from .shard_image import ST_DTYPES, ShardImage, safetensors_header
 
 
 def shard_name(index: int) -> str:
@@ -52,11 +52,15 @@ class RunWriter:
     def shard_done(self, index: int) -> bool:
         return _shard_is_whole(self.run_dir, self.manifest["shards"][index])
 
-    def write_shard(self, index: int, tensors: dict[str, Any]) -> None:
-        """Write shard ``index`` from ``{"layer_<l>": torch.Tensor [n_tokens, d_mlp]}``."""
+    def write_shard(self, index: int, tensors: dict[str, Any] | ShardImage) -> None:
+        """Write shard ``index`` from ``{"layer_<l>": torch.Tensor [n_tokens, d_mlp]}``, or from
+        a :class:`.shard_image.ShardImage` of them (written with ``O_DIRECT``)."""
         entry = self.manifest["shards"][index]
         path = self.run_dir / ACTIVATIONS_DIR / entry["file"]
-        entry["bytes"], entry["sha256"] = atomic_write_chunks(path, safetensors_chunks(tensors))
+        if isinstance(tensors, ShardImage):
+            entry["bytes"], entry["sha256"] = atomic_write_image(path, tensors)
+        else:
+            entry["bytes"], entry["sha256"] = atomic_write_chunks(path, safetensors_chunks(tensors))
         # An fsynced append, not a manifest rewrite: O(1) per shard however many prompts.
         append_progress(self.run_dir, index, entry["bytes"], entry["sha256"])
 
@@ -92,30 +96,13 @@ def _shard_is_whole(run_dir: Path, entry: dict[str, Any]) -> bool:
     return f.is_file() and f.stat().st_size == entry.get("bytes")
 
 
-_ST_DTYPES = {"torch.float32": "F32", "torch.float16": "F16", "torch.bfloat16": "BF16"}
-
-
 def safetensors_chunks(tensors: dict[str, Any]) -> list[bytes | memoryview]:
-    """A safetensors file as pieces: size, JSON header (space-padded to 8 bytes), raw tensors.
-
-    Tensors are laid out in name order with one metadata key, so the same tensors always give the
-    same bytes (a resumed run is byte-identical); the raw data is never copied into one buffer.
-    """
+    """A safetensors file as pieces: the header of :func:`.shard_image.safetensors_header`, then
+    the raw tensors in name order (the same bytes as a :class:`.shard_image.ShardImage` of the
+    same tensors); the raw data is never copied into one buffer."""
     import torch
 
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    bufs: list[bytes | memoryview] = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        raw = t.reshape(-1).view(torch.uint8).numpy()
-        header[name] = {
-            "dtype": _ST_DTYPES[str(t.dtype)],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + raw.nbytes],
-        }
-        offset += raw.nbytes
-        bufs.append(memoryview(raw))
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    return [struct.pack("<Q", len(head)), head, *bufs]
+    flat = {n: tensors[n].detach().cpu().contiguous() for n in sorted(tensors)}
+    specs = {n: (ST_DTYPES[str(t.dtype)], list(t.shape)) for n, t in flat.items()}
+    prefix, _ = safetensors_header(specs)
+    return [prefix, *(memoryview(t.reshape(-1).view(torch.uint8).numpy()) for t in flat.values())]
