@@ -143,10 +143,12 @@ def _block(
         c = _compact(flag, cand)
         for q in range(c):
             n = cand[q]
-            for j in range(gs):
+            for j in range(gs):  # only the group's tokens that pass a bound themselves
                 t = order[i0 + j]
-                _rank(lo + n, n, _key(bits[rows[t], pos[t], lo + n]), g[t], -1 - t, rank,
-                      t32, b32, tkey, tg, tsrc, bkey, bg, bsrc)  # fmt: skip
+                kb = _key(bits[rows[t], pos[t], lo + n])
+                if kb >= t32[n] or kb <= b32[n]:
+                    _rank(lo + n, n, kb, g[t], -1 - t, rank, t32, b32, tkey, tg, tsrc, bkey, bg,
+                          bsrc)  # fmt: skip
         # 2. histogram, and 3. the reservoir test on the same cache line
         for j in range(gs):
             t = order[i0 + j]
@@ -287,19 +289,15 @@ def _insert(keys, gs, src, m, kn, gt, tag, sign):  # fmt: skip
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _follow(lo, hi, src, win):  # fmt: skip
-    """Reorder rows ``win[m, :, :]`` (raw bits) of neurons ``lo:hi`` by ``src[m]``."""
+    """Move rows ``win[m, :, :]`` (raw bits) of neurons ``lo:hi`` to their new slots: slot ``j``
+    takes old slot ``src[m, j]``. Kept entries only move down a list (``src[m, j] <= j``, their
+    order unchanged), so copying from the last slot up needs no scratch copy."""
     k = src.shape[1]
-    tmp = np.empty(win.shape[1:], win.dtype)
     for m in range(lo, hi):
-        moved = False
-        for j in range(k):
-            moved |= src[m, j] != j
-        if not moved:
-            continue
-        tmp[:] = win[m]
-        for j in range(k):
-            if src[m, j] >= 0 and src[m, j] != j:
-                win[m, j] = tmp[src[m, j]]
+        for j in range(k - 1, -1, -1):
+            f = src[m, j]
+            if f >= 0 and f != j:
+                win[m, j] = win[m, f]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -326,6 +324,55 @@ def put_windows(dest, neurons, slots, win):  # fmt: skip
     """``dest[neurons[i], slots[i], :] = win[i]`` (raw bits of the example windows)."""
     for i in range(neurons.shape[0]):
         dest[neurons[i], slots[i], :] = win[i]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def add_power_sums(c, sums, d1, d2, d3, d4, bits):  # fmt: skip
+    """:func:`.reduce.add_sums` in one compiled pass: the digits of :func:`.exact.power_digits`
+    of pivots ``c [d]`` and centered sums ``sums [5, d]`` added to the totals ``d1`` .. ``d4``
+    (``[d, D_k]`` int64, in place) and carried. The same float64 operations as the torch code
+    (Veltkamp halves, ``C(k, j) c^(k-j) * half``, digits by floor division by powers of two)
+    give the same integers, and a carried total has one form: the same bytes."""
+    d = c.shape[0]
+    coefs = np.empty(4)
+    for n in range(d):
+        cn = c[n]
+        hi = np.empty(4)
+        lo = np.empty(4)
+        for j in range(4):
+            sp = sums[j, n] * _SPLIT
+            hi[j] = sp - (sp - sums[j, n])
+            lo[j] = sums[j, n] - hi[j]
+        for k in range(1, 5):
+            acc = d1 if k == 1 else d2 if k == 2 else d3 if k == 3 else d4
+            for j in range(k):
+                coefs[j] = _COMB[k, j] * cn ** (k - j)
+            _add_digits(acc, n, sums[k, n], bits[k - 1])
+            for j in range(k):
+                _add_digits(acc, n, coefs[j] * hi[j], bits[k - 1])
+                _add_digits(acc, n, coefs[j] * lo[j], bits[k - 1])
+            for i in range(acc.shape[1] - 1, 0, -1):  # carry: all but the top digit in [0, 2^32)
+                carry = acc[n, i] >> 32
+                acc[n, i] -= carry << 32
+                acc[n, i - 1] += carry
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _add_digits(acc, n, v, bits):  # fmt: skip
+    """Add the digits of ``trunc(v * 2^bits)`` (:func:`.exact.fixed_digits`) to row ``n``."""
+    nd = acc.shape[1]
+    sign = np.float64(1.0) if v > 0 else (np.float64(-1.0) if v < 0 else np.float64(0.0))
+    rest = abs(v) * 2.0**bits
+    for i in range(nd - 1, 0, -1):
+        p = 2.0 ** (32 * i)
+        q = np.floor(rest / p)
+        acc[n, nd - 1 - i] += np.int64(q * sign)
+        rest = rest - q * p
+    acc[n, nd - 1] += np.int64(np.floor(rest) * sign)
+
+
+_SPLIT = 2.0**27 + 1  # .exact.SPLIT
+_COMB = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 2, 0, 0], [1, 3, 3, 0], [1, 4, 6, 4]], np.float64)
 
 
 @functools.cache

@@ -519,8 +519,10 @@ def update_kernel(
     st["n"] += rows.size
     nonfinite = out.pop("nonfinite")
     st["n_nonfinite"] += torch.from_numpy(nonfinite)
-    s0 = torch.from_numpy((rows.size - nonfinite).astype(np.float64))
-    add_sums(st, torch.from_numpy(c), [s0, *(torch.from_numpy(out[f"s{i}"]) for i in range(1, 5))])
+    s0 = (rows.size - nonfinite).astype(np.float64)
+    sums = np.stack([s0, *(out[f"s{i}"] for i in range(1, 5))])
+    d1, d2, d3, d4 = (st[name].numpy() for name in SUMS)  # in place: the state's own digits
+    kernel.add_power_sums(c, sums, d1, d2, d3, d4, np.array([LAYOUT[k][1] for k in (1, 2, 3, 4)]))
     lengths = bt.real.sum(1).to(torch.int64).numpy()
     for side in SIDES:
         src = out[f"{side}_src"]

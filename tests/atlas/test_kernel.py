@@ -187,3 +187,51 @@ def test_whole_build_torch_ops_equal_kernel(
         name = f"layers/layer_{layer:03d}.safetensors"
         a, b = load_file(str(fast / name)), load_file(str(slow / name))
         _assert_same(a, b)
+
+
+def test_power_sums_pass_equals_torch_digits() -> None:
+    """The compiled digits-and-carry of a batch's sums: the same int64 digits as ``add_sums``."""
+    from neuron_signatures.atlas import kernel
+    from neuron_signatures.atlas.exact import LAYOUT, pivot
+    from neuron_signatures.atlas.reduce import add_sums
+
+    rng = np.random.default_rng(7)
+    d = 257
+    p = ReduceParams(d_mlp=d, ctx_len=4, top_k=2, samples=2, threshold=0.0, seed=0)
+    st = new_state(p, "cpu")
+    bits = np.array([LAYOUT[k][1] for k in (1, 2, 3, 4)])
+    for trial in range(12):
+        first = rng.standard_normal(d).astype(np.float32) * 10.0 ** rng.integers(-8, 8, d)
+        c = pivot(first) if trial % 3 else np.zeros(d)
+        sums = rng.standard_normal((5, d)) * 10.0 ** rng.integers(-30, 30, (5, d))
+        sums[0] = rng.integers(0, 5000, d)
+        sums[1:, :5] = np.array([[-0.0], [5e-324], [-1e-300], [0.0]])  # zeros, a subnormal
+        expected = {name: st[name].clone() for name in SUMS}
+        add_sums(expected, torch.from_numpy(c), [torch.from_numpy(s) for s in sums])
+        kernel.add_power_sums(c, sums, *(st[name].numpy() for name in SUMS), bits)
+        for name in SUMS:
+            assert torch.equal(st[name], expected[name]), (trial, name)
+    assert all(bool(st[name].any()) for name in SUMS)  # carried totals, not zeros
+
+
+def test_follow_moves_rows_in_place() -> None:
+    """Rows of a top-k list follow their entries down in place, as through a scratch copy."""
+    from neuron_signatures.atlas import kernel
+
+    rng = np.random.default_rng(3)
+    d, k = 40, 6
+    src = np.empty((d, k), np.int64)
+    for m in range(d):  # new entries take some slots; the kept ones fill the rest in order
+        new = rng.choice(k, int(rng.integers(0, k + 1)) if m % 5 else 0, replace=False)
+        src[m] = -1
+        rest = np.setdiff1d(np.arange(k), new)
+        src[m, rest] = np.arange(rest.size)
+    assert np.all((src <= np.arange(k)) | (src < 0))
+    win = rng.integers(0, 2**16, (d, k, 3)).astype(np.uint16)
+    expected = win.copy()
+    for m in range(d):
+        for j in range(k):
+            if src[m, j] >= 0:
+                expected[m, j] = win[m, src[m, j]]
+    kernel._follow(0, d, src, win)
+    assert np.array_equal(win, expected)
