@@ -14,9 +14,10 @@ are read in groups of :data:`G` rows, once, and folded into everything:
    the same vectorised loop that tests the group's extreme keys against the k-th keys of the
    top-k and bottom-k lists;
 3. the histogram: the bin is arithmetic on the float bits (:func:`.bins.block_affine`, equal to
-   the block table), counted in an int32 ``(bin, neuron)`` table (int16 when a batch has < 2^15
-   tokens) whose other half holds each reservoir's threshold (the top 16 or 32 bits of its
-   ``r``-th priority, a conservative filter): one cache line serves the count and the test;
+   the block table), counted in a ``(bin, neuron)`` table of int64 words whose low half is the
+   count and whose high half holds each reservoir's threshold (the top 32 bits of its ``r``-th
+   priority, a conservative filter); int32 words of 16-bit halves when a batch has < 2^15
+   tokens: one load and one store count a value and test it;
 4. the interval reservoirs by insertion: a token enters a ``(neuron, bin)`` reservoir iff its
    priority (its hash salted by the neuron, :mod:`.priority`, computed here per entry) is below
    the reservoir's ``r``-th, so the result is the bottom-r set that :func:`.reduce._sample`
@@ -27,8 +28,8 @@ are read in groups of :data:`G` rows, once, and folded into everything:
 
 Steps 4 and 5 test a chunk of flags in a vectorised loop and only walk it when some are set
 (rare once lists and reservoirs are full). Neurons are cut
-into tiles of :data:`TILE` (their histogram cells contiguous, so a tile's working set stays in
-cache) and tiles are split over threads (the GIL is released); each neuron is handled by one
+into tiles of :data:`TILE` (their histogram words contiguous, in a core's L2 cache) and tiles are
+split over threads (the GIL is released); each neuron is handled by one
 thread in a fixed token order, so results depend neither on the thread count nor on the tile
 size. Everything but the float64 sums is an exact selection or count, bit-identical to the torch
 path; the sums are added in another order than torch's (equal to float64 rounding).
@@ -39,6 +40,8 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import itertools
+import math
+import sys
 from typing import Any
 
 import numba
@@ -48,11 +51,12 @@ import torch
 from . import bins
 from .ranking import key_value, order_key
 
+assert sys.byteorder == "little"  # the histogram's words (see run)
 _FLIP = np.int32(0x7FFFFFFF)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 SMALL_BATCH = 2**15  # batches of fewer tokens count in int16
 G = 4  # tokens folded into the statistics per pass over their accumulators
-TILE = 128  # neurons whose histogram cells (bin-major within the tile) stay in cache
+TILE = 512  # neurons whose histogram words (bin-major within the tile) stay in cache
 CHUNK = 32  # neurons tested together for candidates (a row has few: most chunks are skipped)
 STATE: tuple[str, ...] = ("min", "max", "n_pos", "n_thr", "top_key", "top_g", "bot_key")
 STATE += ("bot_g", "samp_h", "samp_g", "samp_v", "salt")
@@ -67,7 +71,7 @@ def _block(
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv, cv, nfin, salt,
 ):  # fmt: skip
     """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring), whose
-    histogram cells are ``cells [bins, T, 2]``."""
+    histogram cells are ``cells [bins, T]`` (words: count in the low half, threshold above)."""
     w = hi - lo
     k = tkey.shape[1]
     a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
@@ -163,7 +167,7 @@ def _block(
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _tiles(first, last, cells, acts, *rest):  # fmt: skip
-    """:func:`_block` over the neuron tiles ``first:last`` (``cells [tiles, bins, T, 2]``)."""
+    """:func:`_block` over the neuron tiles ``first:last`` (``cells [tiles, bins, T]``)."""
     tw = cells.shape[2]
     for ti in range(first, last):
         lo = ti * tw
@@ -240,21 +244,22 @@ def _histogram(
     nb, tw = cells.shape[0], cells.shape[1]
     r = rh.shape[1]
     w = x.shape[0]
-    cf = cells.reshape(-1)  # (count, threshold) pairs: one cache line serves both
+    cf = cells.reshape(-1)  # one word per cell: one load and one store count and test
+    half = 64 - pshift  # the threshold's shift in a word: its bits (16 or 32)
     for n in range(w):  # the bin: arithmetic on the bits (see .bins.block_affine)
         slot = min(max(((xb[n] >> 22) & 511) - boff, 0), s - 1)
-        cell[n] = ((s + (slot ^ (xb[n] >> 31))) * tw + n) * 2
+        cell[n] = (s + (slot ^ (xb[n] >> 31))) * tw + n
     for n in range(w):
         prn[n] = _salted(th, sl[n])
     for n in range(w):
-        i = cell[n]
-        cf[i] += 1
-        # top bits: the reservoir filter runs on cells' integer type
-        flag[n] = (prn[n] >> pshift) <= cf[i + 1]
+        v = cf[cell[n]] + 1  # the count is below 2^15 (2^31): no carry into the threshold
+        cf[cell[n]] = v
+        # top bits: the reservoir filter runs on the threshold's integer type
+        flag[n] = (prn[n] >> pshift) <= (v >> half)
     for q in range(_compact(flag, cand)):
         n = cand[q]
         pr = prn[n]
-        grp = (lo + n) * nb + cell[n] // (2 * tw)
+        grp = (lo + n) * nb + cell[n] // tw
         if pr >= rh[grp, r - 1]:  # the truncated test is a superset
             continue
         j = r - 1
@@ -266,7 +271,8 @@ def _histogram(
         rh[grp, j] = pr
         rg[grp, j] = gt
         rv[grp, j] = x[n]
-        cf[cell[n] + 1] = rh[grp, r - 1] >> pshift
+        top = rh[grp, r - 1] >> pshift  # the new threshold, above the count
+        cf[cell[n]] = (cf[cell[n]] & ((1 << half) - 1)) | (top << half)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -359,15 +365,22 @@ def add_power_sums(c, sums, d1, d2, d3, d4, bits):  # fmt: skip
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _add_digits(acc, n, v, bits):  # fmt: skip
-    """Add the digits of ``trunc(v * 2^bits)`` (:func:`.exact.fixed_digits`) to row ``n``."""
+    """Add the digits of ``trunc(v * 2^bits)`` (:func:`.exact.fixed_digits`) to row ``n``: the
+    same floor divisions, from the highest digit ``v`` reaches down to the last nonzero rest (a
+    float64 spans at most three digits; the others are zeros, skipped)."""
     nd = acc.shape[1]
-    sign = np.float64(1.0) if v > 0 else (np.float64(-1.0) if v < 0 else np.float64(0.0))
     rest = abs(v) * 2.0**bits
-    for i in range(nd - 1, 0, -1):
+    if rest == 0.0:
+        return
+    sign = np.float64(1.0) if v > 0 else np.float64(-1.0)
+    top = min((math.frexp(rest)[1] - 1) // 32, nd - 1)  # 2^(32 top) <= rest, or the top digit
+    for i in range(top, 0, -1):
         p = 2.0 ** (32 * i)
         q = np.floor(rest / p)
         acc[n, nd - 1 - i] += np.int64(q * sign)
         rest = rest - q * p
+        if rest == 0.0:
+            return
     acc[n, nd - 1] += np.int64(np.floor(rest) * sign)
 
 
@@ -421,17 +434,18 @@ def run(
         out[f"{side}_src"] = np.tile(np.arange(k), (d, 1))  # writable (d = 1 too)
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
     lo_key, hi_key = _keys(st["min"]), _keys(st["max"])
-    # bin-major (a row's neurons fall in a few bins), int32, count and threshold side by side
-    # int16 when a batch's counts fit (the table then fits a core's L2 cache for d = 2048)
+    # bin-major (a row's neurons fall in a few bins), count and threshold side by side in one
+    # word (little-endian: the count is the low half); int16 halves when a batch's counts fit
     small = rows.shape[0] < SMALL_BATCH
-    ctype, pshift = (np.int16, 48) if small else (np.int32, 32)
+    ctype, wide, pshift = (np.int16, np.int32, 48) if small else (np.int32, np.int64, 32)
     tiles = -(-d // TILE)
     cells = np.zeros((tiles, nb, TILE, 2), dtype=ctype)
     thresh = np.zeros((tiles * TILE, nb), dtype=ctype)
     thresh[:d] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb)
     cells[..., 1] = thresh.reshape(tiles, TILE, nb).transpose(0, 2, 1)
+    words = cells.view(wide)[..., 0]  # [tiles, nb, TILE]
     args: tuple[Any, ...] = (
-        cells, acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold),
+        words, acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold),
         *bins.block_affine(*hist_exp), out["s1"], out["s2"], out["s3"], out["s4"], lo_key,
         hi_key, out["npos"], out["nthr"], pshift, st["top_key"], st["top_g"],
         out["top_src"], st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"],

@@ -523,14 +523,19 @@ def update_kernel(
     sums = np.stack([s0, *(out[f"s{i}"] for i in range(1, 5))])
     d1, d2, d3, d4 = (st[name].numpy() for name in SUMS)  # in place: the state's own digits
     kernel.add_power_sums(c, sums, d1, d2, d3, d4, np.array([LAYOUT[k][1] for k in (1, 2, 3, 4)]))
-    lengths = bt.real.sum(1).to(torch.int64).numpy()
-    for side in SIDES:
-        src = out[f"{side}_src"]
-        i, j = np.nonzero(src < 0)  # the batch's tokens that made the list
-        if i.size:
-            r = rows[-1 - src[i, j]]
-            o = np.lexsort((i, r))  # by (row, neuron): the gather reads nearby addresses
-            i, j, r = i[o], j[o], r[o]
-            win = torch.from_numpy(kernel.windows(a, r, lengths, i, p.ctx_len))
-            bits = win.to(EXAMPLE_DTYPES[p.example_dtype]).view(torch.int16).numpy()
-            kernel.put_windows(views[f"{side}_acts"], i, j, bits)
+    # the windows of the batch's tokens that made a list, both sides in one gather by (row,
+    # neuron): a pass over the batch's activations reads nearby addresses
+    new = [np.nonzero(out[f"{name}_src"] < 0) for name in SIDES]
+    i = np.concatenate([n for n, _ in new])
+    if i.size:
+        lane = np.repeat(np.arange(len(SIDES)), [n.size for n, _ in new])  # 0 top, 1 bottom
+        j = np.concatenate([m for _, m in new])
+        src = np.stack([out[f"{name}_src"] for name in SIDES])
+        r = rows[-1 - src[lane, i, j]]
+        o = np.lexsort((i, r))
+        lane, i, j, r = lane[o], i[o], j[o], r[o]
+        win = kernel.windows(a, r, bt.real.sum(1).to(torch.int64).numpy(), i, p.ctx_len)
+        bits = torch.from_numpy(win).to(EXAMPLE_DTYPES[p.example_dtype]).view(torch.int16).numpy()
+        for s, name in enumerate(SIDES):
+            mine = lane == s
+            kernel.put_windows(views[f"{name}_acts"], i[mine], j[mine], bits[mine])
