@@ -303,7 +303,8 @@ def _follow(lo, hi, src, win):  # fmt: skip
         for j in range(k - 1, -1, -1):
             f = src[m, j]
             if f >= 0 and f != j:
-                win[m, j] = win[m, f]
+                for q in range(win.shape[2]):  # a loop: no slice views to build
+                    win[m, j, q] = win[m, f, q]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -327,9 +328,18 @@ def windows(acts, rows, lengths, neurons, ctx_len):  # fmt: skip
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def put_windows(dest, neurons, slots, win):  # fmt: skip
-    """``dest[neurons[i], slots[i], :] = win[i]`` (raw bits of the example windows)."""
+    """``dest[neurons[i], slots[i], :] = win[i]`` (raw bits of the example windows; each
+    ``(neuron, slot)`` at most once), written in ``dest``'s order: sequential stores."""
+    k = dest.shape[1]
+    at = np.full(dest.shape[0] * k, -1, np.int64)
     for i in range(neurons.shape[0]):
-        dest[neurons[i], slots[i], :] = win[i]
+        at[neurons[i] * k + slots[i]] = i
+    flat = dest.reshape(-1, dest.shape[2])
+    for c in range(at.shape[0]):
+        e = at[c]
+        if e >= 0:
+            for q in range(win.shape[1]):
+                flat[c, q] = win[e, q]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)

@@ -523,8 +523,8 @@ def update_kernel(
     sums = np.stack([s0, *(out[f"s{i}"] for i in range(1, 5))])
     d1, d2, d3, d4 = (st[name].numpy() for name in SUMS)  # in place: the state's own digits
     kernel.add_power_sums(c, sums, d1, d2, d3, d4, np.array([LAYOUT[k][1] for k in (1, 2, 3, 4)]))
-    # the windows of the batch's tokens that made a list, both sides in one gather by (row,
-    # neuron): a pass over the batch's activations reads nearby addresses
+    # the windows of the batch's tokens that made a list, both sides in one gather by row (a
+    # stable radix sort keeps each side's neurons ascending): the reads stay nearby
     new = [np.nonzero(out[f"{name}_src"] < 0) for name in SIDES]
     i = np.concatenate([n for n, _ in new])
     if i.size:
@@ -532,7 +532,7 @@ def update_kernel(
         j = np.concatenate([m for _, m in new])
         src = np.stack([out[f"{name}_src"] for name in SIDES])
         r = rows[-1 - src[lane, i, j]]
-        o = np.lexsort((i, r))
+        o = np.argsort(r.astype(np.uint16) if a.shape[0] <= 2**16 else r, kind="stable")
         lane, i, j, r = lane[o], i[o], j[o], r[o]
         win = kernel.windows(a, r, bt.real.sum(1).to(torch.int64).numpy(), i, p.ctx_len)
         bits = torch.from_numpy(win).to(EXAMPLE_DTYPES[p.example_dtype]).view(torch.int16).numpy()
