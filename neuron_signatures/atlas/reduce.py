@@ -28,6 +28,8 @@ byte-identical to the state of the concatenated stream. Full activations never l
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,8 @@ from .ranking import (
     refine_candidates,
     reservoir_insert,
 )
+
+log = logging.getLogger(__name__)
 
 CHUNK_ENTRIES = 2**22  # (token, neuron) entries offered to the reservoirs at once
 CAND_LIMIT = 8  # rank only candidates when fewer than CAND_LIMIT * top_k per neuron on average
@@ -479,6 +483,29 @@ def kernel_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+@functools.cache
+def warm_kernel() -> threading.Thread:
+    """Load the compiled CPU pass on a background thread, once per process, and return it.
+
+    A process's first call of :func:`update_kernel` loads its machine code from numba's cache
+    (or compiles it): about 0.5 s that the first batch waited for. A tiny batch of the same
+    types, folded while the corpus is read and the model loads, loads the same specialisations;
+    a call that comes before it is done waits for numba's lock, not for a second load.
+    """
+
+    def fold_tiny() -> None:
+        p = ReduceParams(d_mlp=2, ctx_len=3, top_k=2, samples=2, threshold=0.0, seed=0)
+        bt = batch_tokens(np.array([0]), np.array([3]), p.ctx_len, False, p.seed, "cpu")
+        try:
+            update_kernel(new_state(p, "cpu"), p, torch.ones(1, 3, 2), bt, threads=1)
+        except Exception:  # the first real batch raises it where it can be reported
+            log.debug("warming the compiled pass failed", exc_info=True)
+
+    thread = threading.Thread(target=fold_tiny, name="atlas-warm-kernel", daemon=True)
+    thread.start()
+    return thread
 
 
 @torch.no_grad()

@@ -235,3 +235,33 @@ def test_follow_moves_rows_in_place() -> None:
                 expected[m, j] = win[m, src[m, j]]
     kernel._follow(0, d, src, win)
     assert np.array_equal(win, expected)
+
+
+def test_warm_kernel_loads_what_a_batch_uses() -> None:
+    """A fresh process warms the compiled pass; a real batch then finds every specialisation
+    it needs already loaded (no load or compile left for the first batch)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, torch
+from neuron_signatures.atlas import kernel
+from neuron_signatures.atlas.reduce import ReduceParams, batch_tokens, new_state, update_kernel
+from neuron_signatures.atlas.reduce import warm_kernel
+fns = (kernel._tiles, kernel.windows, kernel.put_windows, kernel.add_power_sums)
+assert all(not f.signatures for f in fns)
+warm_kernel().join()
+warm = [list(f.signatures) for f in fns]
+p = ReduceParams(d_mlp=700, ctx_len=8, top_k=5, samples=3, threshold=0.1, seed=1)
+acts = torch.randn(6, 8, 700)
+bt = batch_tokens(np.arange(6), np.array([8, 3, 8, 5, 8, 1]), 8, True, p.seed, "cpu")
+st = new_state(p, "cpu")
+update_kernel(st, p, acts, bt, threads=2)
+update_kernel(st, p, acts * 2, bt, threads=1)
+assert [list(f.signatures) for f in fns] == warm, "a batch needed another specialisation"
+assert all(len(w) == 1 for w in warm)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
