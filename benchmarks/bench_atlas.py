@@ -113,7 +113,7 @@ def sections(args: argparse.Namespace, lm: Any, out: Path) -> None:
     parts = [
         (kernel, "run", "kernel.run (all of the compiled pass and its setup)"),
         (kernel, "_tiles", "  the compiled pass (_tiles)"),
-        (reduce, "add_sums", "exact power-sum digits (torch ops, add_sums)"),
+        (kernel, "add_power_sums", "exact power-sum digits (add_power_sums)"),
         (kernel, "windows", "new examples' windows gathered (kernel.windows)"),
         (kernel, "put_windows", "windows written into the lists (put_windows)"),
         (reduce, "pivot", "pivots (exact.pivot)"),
