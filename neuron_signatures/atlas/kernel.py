@@ -51,7 +51,8 @@ import torch
 from . import bins
 from .ranking import key_value, order_key
 
-assert sys.byteorder == "little"  # the histogram's words (see run)
+if sys.byteorder != "little":  # the histogram's words (see run): kernel_available() says no
+    raise ImportError("the compiled atlas pass needs a little-endian CPU")
 _FLIP = np.int32(0x7FFFFFFF)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 SMALL_BATCH = 2**15  # batches of fewer tokens count in int16
@@ -153,7 +154,7 @@ def _block(
                 if kb >= t32[n] or kb <= b32[n]:
                     _rank(lo + n, n, kb, g[t], -1 - t, rank, t32, b32, tkey, tg, tsrc, bkey, bg,
                           bsrc)  # fmt: skip
-        # 2. histogram, and 3. the reservoir test on the same cache line
+        # 2. histogram, and 3. the reservoir test on the same word
         for j in range(gs):
             t = order[i0 + j]
             _histogram(lo, acts[rows[t], pos[t], lo:hi], bits[rows[t], pos[t], lo:hi], boff, s,
@@ -350,11 +351,9 @@ def add_power_sums(c, sums, d1, d2, d3, d4, bits):  # fmt: skip
     (Veltkamp halves, ``C(k, j) c^(k-j) * half``, digits by floor division by powers of two)
     give the same integers, and a carried total has one form: the same bytes."""
     d = c.shape[0]
-    coefs = np.empty(4)
+    coefs, hi, lo = np.empty(4), np.empty(4), np.empty(4)
     for n in range(d):
         cn = c[n]
-        hi = np.empty(4)
-        lo = np.empty(4)
         for j in range(4):
             sp = sums[j, n] * _SPLIT
             hi[j] = sp - (sp - sums[j, n])
