@@ -142,11 +142,11 @@ def build_atlas(
     spec = CorpusSpec(cfg.corpus, cfg.text_field, cfg.paragraphs)
     check_corpus(spec)
     lm = load(None) if load else None
-    if (lm.device if lm else cfg.device or models.default_device()) == "cpu":
-        from .reduce import kernel_available, warm_kernel
+    from .reduce import update_kernel, warm_kernel
+    from .run import reducer
 
-        if kernel_available():
-            warm_kernel()  # the compiled pass loads while the corpus is read and the model loads
+    if reducer(lm.device if lm else cfg.device or models.default_device()) is update_kernel:
+        warm_kernel()  # the compiled pass loads while the corpus is read and the model loads
     name = lm.name if lm else models.resolve_model_spec(cfg.model_name).name
     if old is not None and old["model"]["name"] != name:
         raise BadArgumentError(

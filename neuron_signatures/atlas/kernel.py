@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from . import bins
+from .exact import SPLIT
 from .ranking import key_value, order_key
 
 if sys.byteorder != "little":  # the histogram's words (see run): kernel_available() says no
@@ -355,7 +356,7 @@ def add_power_sums(c, sums, d1, d2, d3, d4, bits):  # fmt: skip
     for n in range(d):
         cn = c[n]
         for j in range(4):
-            sp = sums[j, n] * _SPLIT
+            sp = sums[j, n] * SPLIT
             hi[j] = sp - (sp - sums[j, n])
             lo[j] = sums[j, n] - hi[j]
         for k in range(1, 5):
@@ -393,7 +394,6 @@ def _add_digits(acc, n, v, bits):  # fmt: skip
     acc[n, nd - 1] += np.int64(np.floor(rest) * sign)
 
 
-_SPLIT = 2.0**27 + 1  # .exact.SPLIT
 _COMB = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 2, 0, 0], [1, 3, 3, 0], [1, 4, 6, 4]], np.float64)
 
 
