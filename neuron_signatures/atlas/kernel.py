@@ -26,13 +26,16 @@ are read in groups of :data:`G` rows, once, and folded into everything:
    :func:`.ranking.rank_union` orders them; ``src`` records where each kept entry came from (its
    old slot ``j``, or ``-1 - t`` for the batch's token ``t``) so that the caller gathers windows.
 
-Steps 4 and 5 test a chunk of flags in a vectorised loop and only walk it when some are set
-(rare once lists and reservoirs are full). Neurons are cut
-into tiles of :data:`TILE` (their histogram words contiguous, in a core's L2 cache) and tiles are
-split over threads (the GIL is released); each neuron is handled by one
-thread in a fixed token order, so results depend neither on the thread count nor on the tile
-size. Everything but the float64 sums is an exact selection or count, bit-identical to the torch
-path; the sums are added in another order than torch's (equal to float64 rounding).
+Steps 4 and 5 compact their candidates without branches (a store and an add per neuron: the
+branch per chunk of flags mispredicted more than it saved). A token's reservoir candidates wait
+for the next token's count while their rows are prefetched (each insertion's first load used to
+be a cache miss, and a branch depends on it). Per token, arrays are indexed with unsigned
+integers and never sliced (see :func:`_block`). Neurons are cut into tiles of :data:`TILE` (a
+power of two; their histogram words contiguous, in a core's L2 cache) and tiles are split over
+threads (the GIL is released); each neuron is handled by one thread in a fixed token order, so
+results depend neither on the thread count nor on the tile size. Everything but the float64
+sums is an exact selection or count, bit-identical to the torch path; the sums are added in
+another order than torch's (equal to float64 rounding).
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ from typing import Any
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import bins
 from .exact import SPLIT
@@ -59,64 +66,86 @@ I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 SMALL_BATCH = 2**15  # batches of fewer tokens count in int16
 G = 4  # tokens folded into the statistics per pass over their accumulators
 TILE = 512  # neurons whose histogram words (bin-major within the tile) stay in cache
-CHUNK = 32  # neurons tested together for candidates (a row has few: most chunks are skipped)
 STATE: tuple[str, ...] = ("min", "max", "n_pos", "n_thr", "top_key", "top_g", "bot_key")
 STATE += ("bot_g", "samp_h", "samp_g", "samp_v", "salt")
 _TOP = np.uint64(2**63)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+U = np.uint64  # an index type without wrap-around tests (see _block)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _block(
-    lo, hi, cells, acts, bits, rows, pos, order, g, prio, thr, boff, s,
+    lo, hi, cells, acts, bits, tok, order, g, prio, thr, boff, s,
     s1, s2, s3, s4, mn, mx, npos, nthr, pshift,
     tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv, cv, nfin, salt,
 ):  # fmt: skip
-    """Fold the tokens ``order`` into neurons ``lo:hi`` (see the module docstring), whose
-    histogram cells are ``cells [bins, T]`` (words: count in the low half, threshold above)."""
+    """Fold the tokens ``order`` (rows ``tok`` of ``acts [B * T, d]``, ``bits`` its int32 view)
+    into neurons ``lo:hi`` (see the module docstring), whose histogram cells are ``cells [bins,
+    T]`` (words: count in the low half, threshold above).
+
+    Per token, arrays are indexed with unsigned integers, never sliced: a slice is a view whose
+    reference count is two atomic operations (and they were a sixth of the time of two layers
+    folded at once); a signed index is tested for wrap-around, which stops the vectorisation.
+    """
     w = hi - lo
     k = tkey.shape[1]
+    ul = U(lo)
     a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
     a3, a4, a6, a7 = mn[lo:hi], mx[lo:hi], npos[lo:hi], nthr[lo:hi]
     cp, a5, sl = cv[lo:hi], nfin[lo:hi], salt[lo:hi]
-    prn = np.empty(w, np.int64)  # one token's salted priorities
+    cf = cells.reshape(-1)  # one word per cell: one load and one store count and test
     rank = np.empty((2, w), np.int64)  # the lists' k-th keys (top, bottom)
     rank[0] = tkey[lo:hi, k - 1]
     rank[1] = bkey[lo:hi, k - 1]
     t32 = np.maximum(rank[0], I32_MIN).astype(np.int32)  # as int32 bounds: a superset test
     b32 = np.minimum(rank[1], I32_MAX).astype(np.int32)
-    cell = np.empty(w, np.int64)  # flat index of the (bin, neuron) count in cells
     flag = np.empty(w, np.int32)
     cand = np.empty(w + 1, np.int64)
+    # two tokens' buffers of w entries each (see 2. below): per neuron, the flat index of its
+    # (bin, neuron) count in cells and its salted priority; the reservoir candidates
+    cell = np.empty(2 * w, np.int64)
+    prn = np.empty(2 * w, np.int64)
+    rcand = np.empty(2 * w, np.int64)
+    held, hc, hb = -1, 0, U(0)  # the token whose reservoir candidates wait, their buffer
+    tshift = 0  # log2 of the tile width (a power of two): a cell's bin is a shift
+    while (1 << tshift) < cells.shape[1]:
+        tshift += 1
     nt = order.shape[0]
     i0 = 0
     while i0 < nt:
         gs = G if nt - i0 >= G else 1
         if gs == G:
-            t0, t1, t2, t3 = order[i0], order[i0 + 1], order[i0 + 2], order[i0 + 3]
-            x0, b0 = acts[rows[t0], pos[t0], lo:hi], bits[rows[t0], pos[t0], lo:hi]
-            x1, b1 = acts[rows[t1], pos[t1], lo:hi], bits[rows[t1], pos[t1], lo:hi]
-            x2, b2 = acts[rows[t2], pos[t2], lo:hi], bits[rows[t2], pos[t2], lo:hi]
-            x3, b3 = acts[rows[t3], pos[t3], lo:hi], bits[rows[t3], pos[t3], lo:hi]
+            r0, r1 = U(tok[order[i0]]), U(tok[order[i0 + 1]])
+            r2, r3 = U(tok[order[i0 + 2]]), U(tok[order[i0 + 3]])
             # 1. statistics of four tokens per pass over the accumulators
             for n in range(w):
-                v0, v1 = _centered(x0[n], cp[n]), _centered(x1[n], cp[n])
-                v2, v3 = _centered(x2[n], cp[n]), _centered(x3[n], cp[n])
+                i = ul + U(n)
+                x0, x1, x2, x3 = acts[r0, i], acts[r1, i], acts[r2, i], acts[r3, i]
+                v0, v1 = _centered(x0, cp[n]), _centered(x1, cp[n])
+                v2, v3 = _centered(x2, cp[n]), _centered(x3, cp[n])
                 a1[n] += (v0 + v1) + (v2 + v3)
                 q0, q1, q2, q3 = v0 * v0, v1 * v1, v2 * v2, v3 * v3
                 a2[n] += (q0 + q1) + (q2 + q3)
                 a8[n] += (q0 * v0 + q1 * v1) + (q2 * v2 + q3 * v3)
                 a9[n] += (q0 * q0 + q1 * q1) + (q2 * q2 + q3 * q3)
             for n in range(w):
-                a5[n] += _bad(x0[n]) + _bad(x1[n]) + _bad(x2[n]) + _bad(x3[n])
+                i = ul + U(n)
+                x0, x1, x2, x3 = acts[r0, i], acts[r1, i], acts[r2, i], acts[r3, i]
+                a5[n] += _bad(x0) + _bad(x1) + _bad(x2) + _bad(x3)
             for n in range(w):
-                a6[n] += (x0[n] > 0) + (x1[n] > 0) + (x2[n] > 0) + (x3[n] > 0)
+                i = ul + U(n)
+                x0, x1, x2, x3 = acts[r0, i], acts[r1, i], acts[r2, i], acts[r3, i]
+                a6[n] += (x0 > 0) + (x1 > 0) + (x2 > 0) + (x3 > 0)
             for n in range(w):
-                a7[n] += (x0[n] > thr) + (x1[n] > thr) + (x2[n] > thr) + (x3[n] > thr)
+                i = ul + U(n)
+                x0, x1, x2, x3 = acts[r0, i], acts[r1, i], acts[r2, i], acts[r3, i]
+                a7[n] += (x0 > thr) + (x1 > thr) + (x2 > thr) + (x3 > thr)
             # min and max as order keys (-0.0 < +0.0, NaN beyond +-inf), and the top-k and
             # bottom-k candidates: the group's extreme keys against the int32 k-th keys
             for n in range(w):
-                k0, k1, k2, k3 = _key(b0[n]), _key(b1[n]), _key(b2[n]), _key(b3[n])
+                i = ul + U(n)
+                k0, k1 = _key(bits[r0, i]), _key(bits[r1, i])
+                k2, k3 = _key(bits[r2, i]), _key(bits[r3, i])
                 u01, u23 = k0 if k0 > k1 else k1, k2 if k2 > k3 else k3
                 u = u01 if u01 > u23 else u23
                 l01, l23 = k0 if k0 < k1 else k1, k2 if k2 < k3 else k3
@@ -125,23 +154,22 @@ def _block(
                 a4[n] = u if u > a4[n] else a4[n]
                 flag[n] = np.int32(u >= t32[n]) | np.int32(low <= b32[n])
         else:  # the batch's last tokens, one at a time
-            t0 = order[i0]
-            x0, b0 = acts[rows[t0], pos[t0], lo:hi], bits[rows[t0], pos[t0], lo:hi]
+            r0 = U(tok[order[i0]])
             for n in range(w):
-                v = _centered(x0[n], cp[n])
+                v = _centered(acts[r0, ul + U(n)], cp[n])
                 a1[n] += v
                 q = v * v
                 a2[n] += q
                 a8[n] += q * v
                 a9[n] += q * q
             for n in range(w):
-                a5[n] += _bad(x0[n])
+                a5[n] += _bad(acts[r0, ul + U(n)])
             for n in range(w):
-                a6[n] += x0[n] > 0
+                a6[n] += acts[r0, ul + U(n)] > 0
             for n in range(w):
-                a7[n] += x0[n] > thr
+                a7[n] += acts[r0, ul + U(n)] > thr
             for n in range(w):
-                k0 = _key(b0[n])
+                k0 = _key(bits[r0, ul + U(n)])
                 a3[n] = k0 if k0 < a3[n] else a3[n]
                 a4[n] = k0 if k0 > a4[n] else a4[n]
                 flag[n] = np.int32(k0 >= t32[n]) | np.int32(k0 <= b32[n])
@@ -151,17 +179,27 @@ def _block(
             n = cand[q]
             for j in range(gs):  # only the group's tokens that pass a bound themselves
                 t = order[i0 + j]
-                kb = _key(bits[rows[t], pos[t], lo + n])
+                kb = _key(bits[U(tok[t]), ul + U(n)])
                 if kb >= t32[n] or kb <= b32[n]:
                     _rank(lo + n, n, kb, g[t], -1 - t, rank, t32, b32, tkey, tg, tsrc, bkey, bg,
                           bsrc)  # fmt: skip
-        # 2. histogram, and 3. the reservoir test on the same word
+        # 2. histogram, and 3. the reservoir test on the same word. A token's reservoir
+        # candidates wait for the next token's count while their rows are fetched: that count
+        # tests thresholds not yet lowered by them, a superset the insertion settles exactly.
         for j in range(gs):
             t = order[i0 + j]
-            _histogram(lo, acts[rows[t], pos[t], lo:hi], bits[rows[t], pos[t], lo:hi], boff, s,
-                       prio[t], g[t], pshift, cells, cell, flag, cand, rh, rg, rv, sl,
-                       prn)  # fmt: skip
+            o = U(w) - hb  # the other buffer
+            nc = _count(bits, U(tok[t]), ul, w, boff, s, prio[t], pshift, cells.shape[1], cf,
+                        cell, rcand, prn, sl, o)  # fmt: skip
+            _prefetch_rows(lo, tshift, cells.shape[0], cell, rcand, o, nc, rh, rg, rv)
+            if held >= 0:
+                _reservoir(lo, acts, U(tok[held]), g[held], pshift, tshift, cells.shape[0], cf,
+                           cell, rcand, prn, hb, hc, rh, rg, rv)  # fmt: skip
+            held, hc, hb = t, nc, o
         i0 += gs
+    if held >= 0:
+        _reservoir(lo, acts, U(tok[held]), g[held], pshift, tshift, cells.shape[0], cf, cell,
+                   rcand, prn, hb, hc, rh, rg, rv)  # fmt: skip
     # 5. the kept examples' windows follow their entries (new ones are filled by the caller)
     _follow(lo, hi, tsrc, tacts)
     _follow(lo, hi, bsrc, bacts)
@@ -173,7 +211,7 @@ def _tiles(first, last, cells, acts, *rest):  # fmt: skip
     tw = cells.shape[2]
     for ti in range(first, last):
         lo = ti * tw
-        _block(lo, min(lo + tw, acts.shape[2]), cells[ti], acts, *rest)
+        _block(lo, min(lo + tw, acts.shape[1]), cells[ti], acts, *rest)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -207,19 +245,11 @@ def _key(b):  # fmt: skip
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _compact(flag, cand):  # fmt: skip
-    """Write the indices of nonzero ``flag`` entries to ``cand``; return their count. A
-    vectorised test per chunk first: most chunks have none."""
-    w = flag.shape[0]
+    """Write the indices of nonzero ``flag`` entries to ``cand``; return their count."""
     c = 0
-    for c0 in range(0, w, CHUNK):
-        c1 = min(c0 + CHUNK, w)
-        hit = np.int32(0)
-        for n in range(c0, c1):
-            hit |= flag[n]
-        if hit:
-            for n in range(c0, c1):
-                cand[c] = n
-                c += flag[n]
+    for n in range(flag.shape[0]):
+        cand[c] = n
+        c += flag[n]
     return c
 
 
@@ -237,31 +267,53 @@ def _rank(m, n, kb, gt, tag, rank, t32, b32, tkey, tg, tsrc, bkey, bg, bsrc):  #
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _histogram(
-    lo, x, xb, boff, s, th, gt, pshift, cells, cell, flag, cand, rh, rg, rv, sl, prn,
-):  # fmt: skip
-    """Count one token's row ``x`` (bits ``xb``) of neurons ``lo:`` and offer it to the
-    reservoirs its cells' thresholds let through (token hash ``th``, salts ``sl``, token
-    ``gt``; ``prn`` receives the salted priorities)."""
-    nb, tw = cells.shape[0], cells.shape[1]
-    r = rh.shape[1]
-    w = x.shape[0]
-    cf = cells.reshape(-1)  # one word per cell: one load and one store count and test
+def _count(bits, tr, ul, w, boff, s, th, pshift, tw, cf, cell, cand, prn, sl, o):  # fmt: skip
+    """Count row ``tr`` of ``bits`` (neurons ``ul:ul + w``) in its tile's cells ``cf`` (flat,
+    ``tw`` neurons per bin), and write to ``cand[o:]`` the neurons whose cell's threshold lets
+    the token through to the reservoir (token hash ``th``, salts ``sl``; ``cell[o:]`` and
+    ``prn[o:]`` receive each neuron's cell and salted priority); returns their number."""
     half = 64 - pshift  # the threshold's shift in a word: its bits (16 or 32)
     for n in range(w):  # the bin: arithmetic on the bits (see .bins.block_affine)
-        slot = min(max(((xb[n] >> 22) & 511) - boff, 0), s - 1)
-        cell[n] = (s + (slot ^ (xb[n] >> 31))) * tw + n
+        b = bits[tr, ul + U(n)]
+        slot = min(max(((b >> 22) & 511) - boff, 0), s - 1)
+        cell[o + U(n)] = (s + (slot ^ (b >> 31))) * tw + n
     for n in range(w):
-        prn[n] = _salted(th, sl[n])
+        prn[o + U(n)] = _salted(th, sl[n])
+    c = 0
     for n in range(w):
-        v = cf[cell[n]] + 1  # the count is below 2^15 (2^31): no carry into the threshold
-        cf[cell[n]] = v
+        i = U(cell[o + U(n)])
+        v = cf[i] + 1  # the count is below 2^15 (2^31): no carry into the threshold
+        cf[i] = v
+        cand[o + U(c)] = n
         # top bits: the reservoir filter runs on the threshold's integer type
-        flag[n] = (prn[n] >> pshift) <= (v >> half)
-    for q in range(_compact(flag, cand)):
-        n = cand[q]
-        pr = prn[n]
-        grp = (lo + n) * nb + cell[n] // tw
+        c += (prn[o + U(n)] >> pshift) <= (v >> half)
+    return c
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _prefetch_rows(lo, tshift, nb, cell, cand, o, c, rh, rg, rv):  # fmt: skip
+    """Start fetching the reservoir rows of candidates ``cand[o:o + c]`` (see :func:`_count`)."""
+    for q in range(c):
+        n = cand[o + U(q)]
+        grp = U((lo + n) * nb + (cell[o + U(n)] >> tshift))
+        _prefetch(rh, grp)
+        _prefetch(rg, grp)
+        _prefetch(rv, grp)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _reservoir(
+    lo, acts, tr, gt, pshift, tshift, nb, cf, cell, cand, prn, o, c, rh, rg, rv,
+):  # fmt: skip
+    """Offer token ``gt`` (row ``tr`` of ``acts``) to the reservoirs of candidates ``cand[o:o +
+    c]`` (cells ``cell[o:]``, priorities ``prn[o:]``) and lower their cells' thresholds."""
+    r = rh.shape[1]
+    half = 64 - pshift
+    for q in range(c):
+        n = cand[o + U(q)]
+        pr = prn[o + U(n)]
+        ci = U(cell[o + U(n)])
+        grp = U((lo + n) * nb + (ci >> tshift))
         if pr >= rh[grp, r - 1]:  # the truncated test is a superset
             continue
         j = r - 1
@@ -272,9 +324,28 @@ def _histogram(
             j -= 1
         rh[grp, j] = pr
         rg[grp, j] = gt
-        rv[grp, j] = x[n]
+        rv[grp, j] = acts[tr, U(lo + n)]
         top = rh[grp, r - 1] >> pshift  # the new threshold, above the count
-        cf[cell[n]] = (cf[cell[n]] & ((1 << half) - 1)) | (top << half)
+        cf[ci] = (cf[ci] & ((1 << half) - 1)) | (top << half)
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):  # type: ignore[no-untyped-def]
+    """Hint the CPU to fetch row ``i`` of the 2-d ``arr`` into its caches (no fault, no
+    result): ``llvm.prefetch`` for reading, high locality."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero])
+        i32, byte = ir.IntType(32), ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, byte), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -448,13 +519,16 @@ def run(
     small = rows.shape[0] < SMALL_BATCH
     ctype, wide, pshift = (np.int16, np.int32, 48) if small else (np.int32, np.int64, 32)
     tiles = -(-d // TILE)
+    assert TILE & (TILE - 1) == 0, "TILE is a power of two (a cell's bin is a shift)"
+    flat = acts.reshape(-1, d)  # [B * T, d]: a token is a row
     cells = np.zeros((tiles, nb, TILE, 2), dtype=ctype)
     thresh = np.zeros((tiles * TILE, nb), dtype=ctype)
     thresh[:d] = (st["samp_h"][:, r - 1] >> pshift).astype(ctype).reshape(d, nb)
     cells[..., 1] = thresh.reshape(tiles, TILE, nb).transpose(0, 2, 1)
     words = cells.view(wide)[..., 0]  # [tiles, nb, TILE]
     args: tuple[Any, ...] = (
-        words, acts, acts.view(np.int32), rows, pos, order, g, prio, np.float32(threshold),
+        words, flat, flat.view(np.int32), rows * acts.shape[1] + pos, order, g, prio,
+        np.float32(threshold),
         *bins.block_affine(*hist_exp), out["s1"], out["s2"], out["s3"], out["s4"], lo_key,
         hi_key, out["npos"], out["nthr"], pshift, st["top_key"], st["top_g"],
         out["top_src"], st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"],
