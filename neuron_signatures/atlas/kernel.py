@@ -77,7 +77,7 @@ U = np.uint64  # an index type without wrap-around tests (see _block)
 def _block(
     lo, hi, cells, acts, bits, tok, order, g, prio, thr, boff, s,
     s1, s2, s3, s4, mn, mx, npos, nthr, pshift,
-    tkey, tg, tsrc, tacts, bkey, bg, bsrc, bacts, rh, rg, rv, cv, nfin, salt,
+    lkey, lg, lsrc, tacts, bacts, rh, rg, rv, cv, nfin, salt,
 ):  # fmt: skip
     """Fold the tokens ``order`` (rows ``tok`` of ``acts [B * T, d]``, ``bits`` its int32 view)
     into neurons ``lo:hi`` (see the module docstring), whose histogram cells are ``cells [bins,
@@ -88,15 +88,15 @@ def _block(
     folded at once); a signed index is tested for wrap-around, which stops the vectorisation.
     """
     w = hi - lo
-    k = tkey.shape[1]
+    k = lkey.shape[2]
     ul = U(lo)
     a1, a2, a8, a9 = s1[lo:hi], s2[lo:hi], s3[lo:hi], s4[lo:hi]
     a3, a4, a6, a7 = mn[lo:hi], mx[lo:hi], npos[lo:hi], nthr[lo:hi]
     cp, a5, sl = cv[lo:hi], nfin[lo:hi], salt[lo:hi]
     cf = cells.reshape(-1)  # one word per cell: one load and one store count and test
     rank = np.empty((2, w), np.int64)  # the lists' k-th keys (top, bottom)
-    rank[0] = tkey[lo:hi, k - 1]
-    rank[1] = bkey[lo:hi, k - 1]
+    rank[0] = lkey[0, lo:hi, k - 1]
+    rank[1] = lkey[1, lo:hi, k - 1]
     t32 = np.maximum(rank[0], I32_MIN).astype(np.int32)  # as int32 bounds: a superset test
     b32 = np.minimum(rank[1], I32_MAX).astype(np.int32)
     flag = np.empty(w, np.int32)
@@ -174,15 +174,37 @@ def _block(
                 a4[n] = k0 if k0 > a4[n] else a4[n]
                 flag[n] = np.int32(k0 >= t32[n]) | np.int32(k0 <= b32[n])
         # 4. top-k and bottom-k (candidates settled exactly, ties at the k-th key by g)
+        # (written out here: arrays passed to a function, even inlined, are reference counted
+        # on every call)
         c = _compact(flag, cand)
         for q in range(c):
             n = cand[q]
+            m = lo + n
             for j in range(gs):  # only the group's tokens that pass a bound themselves
                 t = order[i0 + j]
-                kb = _key(bits[U(tok[t]), ul + U(n)])
-                if kb >= t32[n] or kb <= b32[n]:
-                    _rank(lo + n, n, kb, g[t], -1 - t, rank, t32, b32, tkey, tg, tsrc, bkey, bg,
-                          bsrc)  # fmt: skip
+                kn = np.int64(_key(bits[U(tok[t]), ul + U(n)]))
+                if kn < t32[n] and kn > b32[n]:
+                    continue
+                gt = g[t]
+                for side in range(2):  # top: larger keys first, bottom: smaller; ties by g
+                    sg = 1 - 2 * side
+                    if sg * kn < sg * rank[side, n] or (
+                        kn == rank[side, n] and gt > lg[side, m, k - 1]
+                    ):
+                        continue
+                    e = k - 1  # insert: it beats the last entry
+                    while e > 0 and (
+                        sg * kn > sg * lkey[side, m, e - 1]
+                        or (kn == lkey[side, m, e - 1] and gt < lg[side, m, e - 1])
+                    ):
+                        lkey[side, m, e] = lkey[side, m, e - 1]
+                        lg[side, m, e] = lg[side, m, e - 1]
+                        lsrc[side, m, e] = lsrc[side, m, e - 1]
+                        e -= 1
+                    lkey[side, m, e], lg[side, m, e], lsrc[side, m, e] = kn, gt, -1 - t
+                    rank[side, n] = lkey[side, m, k - 1]
+                t32[n] = max(rank[0, n], I32_MIN)
+                b32[n] = min(rank[1, n], I32_MAX)
         # 2. histogram, and 3. the reservoir test on the same word. A token's reservoir
         # candidates wait for the next token's count while their rows are fetched: that count
         # tests thresholds not yet lowered by them, a superset the insertion settles exactly.
@@ -201,8 +223,8 @@ def _block(
         _reservoir(lo, acts, U(tok[held]), g[held], pshift, tshift, cells.shape[0], cf, cell,
                    rcand, prn, hb, hc, rh, rg, rv)  # fmt: skip
     # 5. the kept examples' windows follow their entries (new ones are filled by the caller)
-    _follow(lo, hi, tsrc, tacts)
-    _follow(lo, hi, bsrc, bacts)
+    _follow(lo, hi, lsrc[0], tacts)
+    _follow(lo, hi, lsrc[1], bacts)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -251,19 +273,6 @@ def _compact(flag, cand):  # fmt: skip
         cand[c] = n
         c += flag[n]
     return c
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _rank(m, n, kb, gt, tag, rank, t32, b32, tkey, tg, tsrc, bkey, bg, bsrc):  # fmt: skip
-    """Offer key ``kb`` of token ``gt`` to neuron ``m``'s top-k and bottom-k lists."""
-    k = tkey.shape[1]
-    kn = np.int64(kb)
-    if kn > rank[0, n] or (kn == rank[0, n] and gt < tg[m, k - 1]):
-        rank[0, n] = _insert(tkey, tg, tsrc, m, kn, gt, tag, 1)
-        t32[n] = max(rank[0, n], I32_MIN)
-    if kn < rank[1, n] or (kn == rank[1, n] and gt < bg[m, k - 1]):
-        rank[1, n] = _insert(bkey, bg, bsrc, m, kn, gt, tag, -1)
-        b32[n] = min(rank[1, n], I32_MAX)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -346,24 +355,6 @@ def _prefetch(typingctx, arr, i):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
     return types.void(arr, i), codegen
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _insert(keys, gs, src, m, kn, gt, tag, sign):  # fmt: skip
-    """Insert ``(kn, gt)`` into the ranked row ``m`` (it beats the last entry): ``sign`` 1 for
-    larger keys first, -1 for smaller first, ties by smaller ``g``. Returns the new last key."""
-    j = keys.shape[1] - 1
-    while j > 0 and (
-        sign * kn > sign * keys[m, j - 1] or (kn == keys[m, j - 1] and gt < gs[m, j - 1])
-    ):
-        keys[m, j] = keys[m, j - 1]
-        gs[m, j] = gs[m, j - 1]
-        src[m, j] = src[m, j - 1]
-        j -= 1
-    keys[m, j] = kn
-    gs[m, j] = gt
-    src[m, j] = tag
-    return keys[m, keys.shape[1] - 1]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -510,8 +501,10 @@ def run(
     out = {f"s{i}": np.zeros(d) for i in range(1, 5)}
     for name in ("npos", "nthr", "nonfinite"):  # this batch's counts (fewer bytes than int64)
         out[name] = np.zeros(d, np.int32)
-    for side in ("top", "bot"):
-        out[f"{side}_src"] = np.tile(np.arange(k), (d, 1))  # writable (d = 1 too)
+    # both sides' lists stacked [2, d, k] (top, bottom): one insertion code for both
+    lkey = np.stack([st["top_key"], st["bot_key"]])
+    lg = np.stack([st["top_g"], st["bot_g"]])
+    lsrc = np.tile(np.arange(k), (2, d, 1))
     was_nan = np.isnan(st["min"]) | np.isnan(st["max"])
     lo_key, hi_key = _keys(st["min"]), _keys(st["max"])
     # bin-major (a row's neurons fall in a few bins), count and threshold side by side in one
@@ -530,8 +523,7 @@ def run(
         words, flat, flat.view(np.int32), rows * acts.shape[1] + pos, order, g, prio,
         np.float32(threshold),
         *bins.block_affine(*hist_exp), out["s1"], out["s2"], out["s3"], out["s4"], lo_key,
-        hi_key, out["npos"], out["nthr"], pshift, st["top_key"], st["top_g"],
-        out["top_src"], st["top_acts"], st["bot_key"], st["bot_g"], out["bot_src"],
+        hi_key, out["npos"], out["nthr"], pshift, lkey, lg, lsrc, st["top_acts"],
         st["bot_acts"], st["samp_h"], st["samp_g"], st["samp_v"],
         np.ascontiguousarray(pivots, np.float64), out["nonfinite"], st["salt"],
     )  # fmt: skip
@@ -544,6 +536,8 @@ def run(
         for j in jobs:
             j.result()
     st["hist"] += cells[..., 0].transpose(0, 2, 1).reshape(-1, nb)[:d]
+    for i, side in enumerate(("top", "bot")):
+        st[f"{side}_key"][:], st[f"{side}_g"][:], out[f"{side}_src"] = lkey[i], lg[i], lsrc[i]
     st["n_pos"] += out.pop("npos")
     st["n_thr"] += out.pop("nthr")
     nan = was_nan | (lo_key < _INF_KEYS[0]) | (hi_key > _INF_KEYS[1])
