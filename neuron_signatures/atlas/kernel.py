@@ -110,6 +110,8 @@ def _block(
     tshift = 0  # log2 of the tile width (a power of two): a cell's bin is a shift
     while (1 << tshift) < cells.shape[1]:
         tshift += 1
+    nb, tw, r = cells.shape[0], cells.shape[1], rh.shape[1]
+    half = 64 - pshift  # the threshold's shift in a word: its bits (16 or 32)
     nt = order.shape[0]
     i0 = 0
     while i0 < nt:
@@ -208,20 +210,54 @@ def _block(
         # 2. histogram, and 3. the reservoir test on the same word. A token's reservoir
         # candidates wait for the next token's count while their rows are fetched: that count
         # tests thresholds not yet lowered by them, a superset the insertion settles exactly.
-        for j in range(gs):
-            t = order[i0 + j]
+        # (Written out here, as 4. is.) The batch's last group takes one more step: the wait of
+        # its last token.
+        for j in range(gs + (i0 + gs >= nt)):
             o = U(w) - hb  # the other buffer
-            nc = _count(bits, U(tok[t]), ul, w, boff, s, prio[t], pshift, cells.shape[1], cf,
-                        cell, rcand, prn, sl, o)  # fmt: skip
-            _prefetch_rows(lo, tshift, cells.shape[0], cell, rcand, o, nc, rh, rg, rv)
-            if held >= 0:
-                _reservoir(lo, acts, U(tok[held]), g[held], pshift, tshift, cells.shape[0], cf,
-                           cell, rcand, prn, hb, hc, rh, rg, rv)  # fmt: skip
-            held, hc, hb = t, nc, o
+            c = 0
+            if j < gs:
+                t = order[i0 + j]
+                tr = U(tok[t])
+                for n in range(w):  # the bin: arithmetic on the bits (see .bins.block_affine)
+                    b = bits[tr, ul + U(n)]
+                    slot = min(max(((b >> 22) & 511) - boff, 0), s - 1)
+                    cell[o + U(n)] = (s + (slot ^ (b >> 31))) * tw + n
+                th = prio[t]
+                for n in range(w):
+                    prn[o + U(n)] = _salted(th, sl[n])
+                for n in range(w):
+                    i = U(cell[o + U(n)])
+                    v = cf[i] + 1  # the count is below 2^15 (2^31): no carry into the threshold
+                    cf[i] = v
+                    rcand[o + U(c)] = n
+                    # top bits: the reservoir filter runs on the threshold's integer type
+                    c += (prn[o + U(n)] >> pshift) <= (v >> half)
+                for q in range(c):  # start fetching the candidates' reservoir rows
+                    n = rcand[o + U(q)]
+                    grp = U((lo + n) * nb + (cell[o + U(n)] >> tshift))
+                    _prefetch(rh, grp)
+                    _prefetch(rg, grp)
+                    _prefetch(rv, grp)
+            if held >= 0:  # the waiting token enters the reservoirs that take it
+                tr, gt = U(tok[held]), g[held]
+                for q in range(hc):
+                    n = rcand[hb + U(q)]
+                    pr = prn[hb + U(n)]
+                    ci = U(cell[hb + U(n)])
+                    grp = U((lo + n) * nb + (ci >> tshift))
+                    if pr >= rh[grp, r - 1]:  # the truncated test is a superset
+                        continue
+                    e = r - 1
+                    while e > 0 and pr < rh[grp, e - 1]:
+                        rh[grp, e] = rh[grp, e - 1]
+                        rg[grp, e] = rg[grp, e - 1]
+                        rv[grp, e] = rv[grp, e - 1]
+                        e -= 1
+                    rh[grp, e], rg[grp, e], rv[grp, e] = pr, gt, acts[tr, U(lo + n)]
+                    top = rh[grp, r - 1] >> pshift  # the new threshold, above the count
+                    cf[ci] = (cf[ci] & ((1 << half) - 1)) | (top << half)
+            held, hc, hb = (order[i0 + j] if j < gs else -1), c, o
         i0 += gs
-    if held >= 0:
-        _reservoir(lo, acts, U(tok[held]), g[held], pshift, tshift, cells.shape[0], cf, cell,
-                   rcand, prn, hb, hc, rh, rg, rv)  # fmt: skip
     # 5. the kept examples' windows follow their entries (new ones are filled by the caller)
     _follow(lo, hi, lsrc[0], tacts)
     _follow(lo, hi, lsrc[1], bacts)
@@ -273,69 +309,6 @@ def _compact(flag, cand):  # fmt: skip
         cand[c] = n
         c += flag[n]
     return c
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _count(bits, tr, ul, w, boff, s, th, pshift, tw, cf, cell, cand, prn, sl, o):  # fmt: skip
-    """Count row ``tr`` of ``bits`` (neurons ``ul:ul + w``) in its tile's cells ``cf`` (flat,
-    ``tw`` neurons per bin), and write to ``cand[o:]`` the neurons whose cell's threshold lets
-    the token through to the reservoir (token hash ``th``, salts ``sl``; ``cell[o:]`` and
-    ``prn[o:]`` receive each neuron's cell and salted priority); returns their number."""
-    half = 64 - pshift  # the threshold's shift in a word: its bits (16 or 32)
-    for n in range(w):  # the bin: arithmetic on the bits (see .bins.block_affine)
-        b = bits[tr, ul + U(n)]
-        slot = min(max(((b >> 22) & 511) - boff, 0), s - 1)
-        cell[o + U(n)] = (s + (slot ^ (b >> 31))) * tw + n
-    for n in range(w):
-        prn[o + U(n)] = _salted(th, sl[n])
-    c = 0
-    for n in range(w):
-        i = U(cell[o + U(n)])
-        v = cf[i] + 1  # the count is below 2^15 (2^31): no carry into the threshold
-        cf[i] = v
-        cand[o + U(c)] = n
-        # top bits: the reservoir filter runs on the threshold's integer type
-        c += (prn[o + U(n)] >> pshift) <= (v >> half)
-    return c
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _prefetch_rows(lo, tshift, nb, cell, cand, o, c, rh, rg, rv):  # fmt: skip
-    """Start fetching the reservoir rows of candidates ``cand[o:o + c]`` (see :func:`_count`)."""
-    for q in range(c):
-        n = cand[o + U(q)]
-        grp = U((lo + n) * nb + (cell[o + U(n)] >> tshift))
-        _prefetch(rh, grp)
-        _prefetch(rg, grp)
-        _prefetch(rv, grp)
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _reservoir(
-    lo, acts, tr, gt, pshift, tshift, nb, cf, cell, cand, prn, o, c, rh, rg, rv,
-):  # fmt: skip
-    """Offer token ``gt`` (row ``tr`` of ``acts``) to the reservoirs of candidates ``cand[o:o +
-    c]`` (cells ``cell[o:]``, priorities ``prn[o:]``) and lower their cells' thresholds."""
-    r = rh.shape[1]
-    half = 64 - pshift
-    for q in range(c):
-        n = cand[o + U(q)]
-        pr = prn[o + U(n)]
-        ci = U(cell[o + U(n)])
-        grp = U((lo + n) * nb + (ci >> tshift))
-        if pr >= rh[grp, r - 1]:  # the truncated test is a superset
-            continue
-        j = r - 1
-        while j > 0 and pr < rh[grp, j - 1]:
-            rh[grp, j] = rh[grp, j - 1]
-            rg[grp, j] = rg[grp, j - 1]
-            rv[grp, j] = rv[grp, j - 1]
-            j -= 1
-        rh[grp, j] = pr
-        rg[grp, j] = gt
-        rv[grp, j] = acts[tr, U(lo + n)]
-        top = rh[grp, r - 1] >> pshift  # the new threshold, above the count
-        cf[ci] = (cf[ci] & ((1 << half) - 1)) | (top << half)
 
 
 @intrinsic
