@@ -114,8 +114,8 @@ def sections(args: argparse.Namespace, lm: Any, out: Path) -> None:
         (kernel, "run", "kernel.run (all of the compiled pass and its setup)"),
         (kernel, "_tiles", "  the compiled pass (_tiles)"),
         (kernel, "add_power_sums", "exact power-sum digits (add_power_sums)"),
-        (kernel, "windows", "new examples' windows gathered (kernel.windows)"),
-        (kernel, "put_windows", "windows written into the lists (put_windows)"),
+        (kernel, "put_windows", "new examples' windows written into the lists (put_windows)"),
+        (reduce, "raw_bits", "activations as the raw bits the pass reads (raw_bits)"),
         (reduce, "pivot", "pivots (exact.pivot)"),
     ]
     saved = [(m, n, getattr(m, n)) for m, n, _ in parts]

@@ -145,8 +145,10 @@ def build_atlas(
     from .reduce import update_kernel, warm_kernel
     from .run import reducer
 
-    if reducer(lm.device if lm else cfg.device or models.default_device()) is update_kernel:
-        warm_kernel()  # the compiled pass loads while the corpus is read and the model loads
+    device = lm.device if lm else cfg.device or models.default_device()
+    if reducer(device) is update_kernel:  # it loads while the corpus is read and the model loads
+        dtype = lm.dtype if lm else models.resolve_model_dtype(cfg.model_dtype, device)
+        warm_kernel(dtype)
     name = lm.name if lm else models.resolve_model_spec(cfg.model_name).name
     if old is not None and old["model"]["name"] != name:
         raise BadArgumentError(

@@ -486,8 +486,10 @@ def kernel_available() -> bool:
 
 
 @functools.cache
-def warm_kernel() -> threading.Thread:
-    """Load the compiled CPU pass on a background thread, once per process, and return it.
+def warm_kernel(dtype: str = "fp32") -> threading.Thread:
+    """Load the compiled CPU pass for a model of ``dtype`` (``bf16`` activations are read as
+    they are, others as float32: :func:`raw_bits`) on a background thread, once per process and
+    dtype, and return it.
 
     A process's first call of :func:`update_kernel` loads its machine code from numba's cache
     (or compiles it): about 0.5 s that the first batch waited for. A tiny batch of the same
@@ -498,8 +500,9 @@ def warm_kernel() -> threading.Thread:
     def fold_tiny() -> None:
         p = ReduceParams(d_mlp=2, ctx_len=3, top_k=2, samples=2, threshold=0.0, seed=0)
         bt = batch_tokens(np.array([0]), np.array([3]), p.ctx_len, False, p.seed, "cpu")
+        acts = torch.ones(1, 3, 2, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
         try:
-            update_kernel(new_state(p, "cpu"), p, torch.ones(1, 3, 2), bt, threads=1)
+            update_kernel(new_state(p, "cpu"), p, acts, bt, threads=1)
         except Exception:  # the first real batch raises it where it can be reported
             log.debug("warming the compiled pass failed", exc_info=True)
 
@@ -509,6 +512,15 @@ def warm_kernel() -> threading.Thread:
 
 
 @torch.no_grad()
+def raw_bits(acts: torch.Tensor) -> np.ndarray:
+    """The bits the compiled pass reads (:func:`.kernel.run`): a bf16 batch as it is (int16),
+    anything else as float32 (int32). The values are the same either way (bf16 to float32 is
+    exact); a bf16 batch just skips a cast to twice its bytes."""
+    if acts.dtype == torch.bfloat16:
+        return acts.contiguous().view(torch.int16).numpy()
+    return acts.float().contiguous().view(torch.int32).numpy()
+
+
 def update_kernel(
     st: dict[str, torch.Tensor],
     p: ReduceParams,
@@ -522,14 +534,14 @@ def update_kernel(
 
     if bt.row.numel() == 0:
         return
-    a = acts.float().contiguous().numpy()
+    a = raw_bits(acts)
     views = {n: st[n].numpy() for n in (*kernel.STATE, "hist")}
     for side in SIDES:
         views[f"{side}_acts"] = st[f"{side}_acts"].view(torch.int16).numpy()
     rows = bt.row.numpy()
     order = bt.prio_order.numpy()
-    t0 = order[0]
-    c = pivot(a[rows[t0], bt.pos.numpy()[t0]])
+    t0 = int(order[0])
+    c = pivot(acts[bt.row[t0], bt.pos[t0]].float().numpy())
     out = kernel.run(
         threads or torch.get_num_threads(),
         a,
@@ -542,6 +554,8 @@ def update_kernel(
         p.hist_exp,
         views,
         c,
+        bt.real.sum(1).to(torch.int64).numpy(),
+        EXAMPLE_DTYPES[p.example_dtype],
     )
     st["n"] += rows.size
     nonfinite = out.pop("nonfinite")
@@ -550,19 +564,3 @@ def update_kernel(
     sums = np.stack([s0, *(out[f"s{i}"] for i in range(1, 5))])
     d1, d2, d3, d4 = (st[name].numpy() for name in SUMS)  # in place: the state's own digits
     kernel.add_power_sums(c, sums, d1, d2, d3, d4, np.array([LAYOUT[k][1] for k in (1, 2, 3, 4)]))
-    # the windows of the batch's tokens that made a list, both sides in one gather by row (a
-    # stable radix sort keeps each side's neurons ascending): the reads stay nearby
-    new = [np.nonzero(out[f"{name}_src"] < 0) for name in SIDES]
-    i = np.concatenate([n for n, _ in new])
-    if i.size:
-        lane = np.repeat(np.arange(len(SIDES)), [n.size for n, _ in new])  # 0 top, 1 bottom
-        j = np.concatenate([m for _, m in new])
-        src = np.stack([out[f"{name}_src"] for name in SIDES])
-        r = rows[-1 - src[lane, i, j]]
-        o = np.argsort(r.astype(np.uint16) if a.shape[0] <= 2**16 else r, kind="stable")
-        lane, i, j, r = lane[o], i[o], j[o], r[o]
-        win = kernel.windows(a, r, bt.real.sum(1).to(torch.int64).numpy(), i, p.ctx_len)
-        bits = torch.from_numpy(win).to(EXAMPLE_DTYPES[p.example_dtype]).view(torch.int16).numpy()
-        for s, name in enumerate(SIDES):
-            mine = lane == s
-            kernel.put_windows(views[f"{name}_acts"], i[mine], j[mine], bits[mine])

@@ -70,9 +70,16 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("int16_cells", [True, False])
 @pytest.mark.parametrize("tile", [2, 128])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_kernel_equals_torch_ops(
-    include_bos: bool, threads: int, int16_cells: bool, tile: int, monkeypatch: pytest.MonkeyPatch
+    include_bos: bool,
+    threads: int,
+    int16_cells: bool,
+    tile: int,
+    dtype: torch.dtype,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Same states; a bf16 batch is read as its raw bits (see ``raw_bits``), not cast."""
     from neuron_signatures.atlas import kernel
 
     if not int16_cells:  # the int32 table of batches of >= 2^15 tokens
@@ -85,7 +92,7 @@ def test_kernel_equals_torch_ops(
     try:
         for wins, lengths, acts in _batches(0, 12, d, ctx):
             bt = batch_tokens(wins, lengths, ctx, include_bos, p.seed, "cpu")
-            x = torch.from_numpy(acts)
+            x = torch.from_numpy(acts).to(dtype)  # bf16 keeps -0.0, inf, NaN and most ties
             torch.set_num_threads(1)
             update(a, p, x, bt)
             torch.set_num_threads(threads)  # the kernel splits neurons over this many threads
@@ -237,9 +244,10 @@ def test_follow_moves_rows_in_place() -> None:
     assert np.array_equal(win, expected)
 
 
-def test_warm_kernel_loads_what_a_batch_uses() -> None:
-    """A fresh process warms the compiled pass; a real batch then finds every specialisation
-    it needs already loaded (no load or compile left for the first batch)."""
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_warm_kernel_loads_what_a_batch_uses(dtype: str) -> None:
+    """A fresh process warms the compiled pass for its model's dtype; a real batch then finds
+    every specialisation it needs already loaded (no load or compile left for the first batch)."""
     import subprocess
     import sys
 
@@ -248,12 +256,12 @@ import numpy as np, torch
 from neuron_signatures.atlas import kernel
 from neuron_signatures.atlas.reduce import ReduceParams, batch_tokens, new_state, update_kernel
 from neuron_signatures.atlas.reduce import warm_kernel
-fns = (kernel._tiles, kernel.windows, kernel.put_windows, kernel.add_power_sums)
+fns = (kernel._tiles, kernel.put_windows, kernel.add_power_sums)
 assert all(not f.signatures for f in fns)
-warm_kernel().join()
+warm_kernel(DTYPE).join()
 warm = [list(f.signatures) for f in fns]
 p = ReduceParams(d_mlp=700, ctx_len=8, top_k=5, samples=3, threshold=0.1, seed=1)
-acts = torch.randn(6, 8, 700)
+acts = torch.randn(6, 8, 700).to(torch.bfloat16 if DTYPE == "bf16" else torch.float32)
 bt = batch_tokens(np.arange(6), np.array([8, 3, 8, 5, 8, 1]), 8, True, p.seed, "cpu")
 st = new_state(p, "cpu")
 update_kernel(st, p, acts, bt, threads=2)
@@ -262,6 +270,7 @@ assert [list(f.signatures) for f in fns] == warm, "a batch needed another specia
 assert all(len(w) == 1 for w in warm)
 print("ok")
 """
+    code = code.replace("DTYPE", repr(dtype))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
