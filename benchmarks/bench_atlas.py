@@ -17,6 +17,9 @@ its best of ``--reps``:
   same for 10k or 10M tokens) and dominates a short benchmark;
 * reduction share = (c - b) / c.
 
+Every row runs with glibc's malloc keeping freed memory (:mod:`neuron_signatures.malloc`), as the
+``atlas`` command runs; ``NEURON_SIGNATURES_KEEP_FREED_MEMORY=0`` measures glibc's defaults.
+
 Then the torch-ops reducer's work per layer and batch, counted on the second batch of the plan
 (the first fills the lists) with ``neuron_signatures.atlas.sync_count``: aten ops (about the
 kernels a GPU launches), host synchronisations (``nonzero``, boolean masks, ``.item()``,
@@ -181,6 +184,9 @@ def main() -> None:
         rss_child(args)
         return
 
+    from neuron_signatures.malloc import keep_freed_memory
+
+    kept = keep_freed_memory()  # as the atlas command does (every row runs under it)
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM
@@ -274,7 +280,7 @@ def main() -> None:
         f"{models.EMBEDDED_NAME} on {dev}, {args.dtype}, {n_fwd} tokens forwarded "
         f"({manifest['windows']['n_windows']} windows of <= {manifest['params']['ctx_len']}), "
         f"{len(batches)} batches (<= {budget} tokens), {len(layers)} layers, best of {args.reps}, "
-        f"reducer: {reducer[-1]}"
+        f"reducer: {reducer[-1]}, malloc keeps freed memory: {kept}"
     )
     base = best["(a) bare body"]
     print(f"{'row':<34} {'seconds':>8} {'tokens/s':>9} {'vs (a)':>7}")

@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
     check_layers(cfg.model_name, cfg.layers)  # from config.json: before any load
     if cfg.resume and _already_complete(cfg.out_dir):
         return 0
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()  # this process is the command's: batches reuse freed memory (see malloc)
     try:
         if args.engine == "ray":
             from ..scale.pool import resume_command
