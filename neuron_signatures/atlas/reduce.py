@@ -511,7 +511,6 @@ def warm_kernel(dtype: str = "fp32") -> threading.Thread:
     return thread
 
 
-@torch.no_grad()
 def raw_bits(acts: torch.Tensor) -> np.ndarray:
     """The bits the compiled pass reads (:func:`.kernel.run`): a bf16 batch as it is (int16),
     anything else as float32 (int32). The values are the same either way (bf16 to float32 is
@@ -521,6 +520,7 @@ def raw_bits(acts: torch.Tensor) -> np.ndarray:
     return acts.float().contiguous().view(torch.int32).numpy()
 
 
+@torch.no_grad()
 def update_kernel(
     st: dict[str, torch.Tensor],
     p: ReduceParams,
