@@ -20,9 +20,30 @@ if TYPE_CHECKING:
 DIRECT_IO_ENV = "NEURON_SIGNATURES_NO_DIRECT_IO"  # set to 1: shards go through the page cache
 
 
+DIRECT_MIN = 1 << 20  # smaller files: through the page cache (see atomic_write_bytes)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    atomic_write_chunks(path, [data])
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    Files of :data:`DIRECT_MIN` bytes or more are copied into a page-aligned buffer and written
+    with ``O_DIRECT``, as :func:`atomic_write_image` writes a shard: an atlas's layer files (26 MB
+    each on the embedded model) went into the page cache at about 350 MB/s on a 2-core VM, 1.3 s
+    of a 30k-token build; the aligned copy and the direct write take a quarter of that. The bytes
+    are the same either way (``NEURON_SIGNATURES_NO_DIRECT_IO=1`` asks for the page cache).
+    """
+    size = memoryview(data).nbytes
+    if size < DIRECT_MIN:
+        atomic_write_chunks(path, [data])
+        return
+    import numpy as np
+
+    from .shard_image import PAGE, aligned
+
+    buffer = aligned(-(-size // PAGE) * PAGE)
+    buffer[:size] = np.frombuffer(data, dtype=np.uint8)
+    buffer[size:] = 0
+    _write_padded(path, buffer, size, memoryview(data))
 
 
 def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> tuple[int, str]:
@@ -49,13 +70,20 @@ def atomic_write_image(path: Path, image: ShardImage) -> tuple[int, str]:
     """
     data = image.data()
     digest = hashlib.sha256(data).hexdigest()
+    _write_padded(path, image.buffer, image.size, data)
+    return image.size, digest
+
+
+def _write_padded(path: Path, buffer: Any, size: int, data: memoryview) -> None:
+    """Atomically write the first ``size`` bytes of the page-aligned ``buffer`` (zero past them,
+    a whole number of pages) with ``O_DIRECT``, or ``data`` (the same bytes) through the page
+    cache where the file system refuses it; the page padding is truncated away."""
     with atomic_open(path, "wb") as f:
         f.flush()
         fd = f.fileno()
-        if not _write_direct(fd, image.buffer):
+        if not _write_direct(fd, buffer):
             _write_all(fd, data)
-        os.ftruncate(fd, image.size)
-    return image.size, digest
+        os.ftruncate(fd, size)
 
 
 def _write_direct(fd: int, buffer: Any) -> bool:

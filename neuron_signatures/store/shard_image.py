@@ -52,7 +52,7 @@ def safetensors_header(specs: dict[str, tuple[str, list[int]]]) -> tuple[bytes, 
     return prefix, {name: len(prefix) + s for name, s in starts.items()}
 
 
-def _aligned(n: int) -> np.ndarray:
+def aligned(n: int) -> np.ndarray:
     """A writable uint8 array of ``n`` bytes whose first byte sits on a page boundary."""
     raw = np.empty(n + PAGE, dtype=np.uint8)
     skip = -raw.ctypes.data % PAGE
@@ -77,7 +77,7 @@ class ShardImage:
         self.size = _size(names, starts)
         padded = -(-self.size // PAGE) * PAGE
         if buffer is None or buffer.nbytes < padded:
-            buffer = _aligned(padded)
+            buffer = aligned(padded)
         self.backing = buffer  # the whole buffer, for reuse
         self.buffer = buffer[:padded]
         self.buffer[: len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
@@ -129,7 +129,7 @@ class ShardBuffers:
         need = padded_size(specs)
         if buf is None or buf.nbytes < need:  # grown by half at least: few reallocations
             grown = int(buf.nbytes * 1.5) if buf is not None else 0
-            buf = _aligned(-(-max(need, grown, self._reserve) // PAGE) * PAGE)
+            buf = aligned(-(-max(need, grown, self._reserve) // PAGE) * PAGE)
         img = ShardImage(specs, buf)
         self._bufs[self._turn] = img.backing
         self._turn = (self._turn + 1) % len(self._bufs)

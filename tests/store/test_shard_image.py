@@ -101,3 +101,32 @@ def test_buffers_alternate_reuse_and_grow() -> None:
     assert first.nbytes >= 1000 * 24 * 2  # allocated once at its full size
     _image(small, reserved)
     assert _image(big, reserved).backing.ctypes.data == first.ctypes.data
+
+
+@pytest.mark.parametrize("how", ["direct", "page cache (env)", "small file"])
+def test_atomic_write_bytes_large_files_go_direct(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files of DIRECT_MIN bytes or more (an atlas's layer files) are written with O_DIRECT from
+    an aligned copy; the bytes are the same on every path and nothing temporary is left."""
+    size = 100 if how == "small file" else atomic.DIRECT_MIN + 12345  # not a whole page
+    data = bytes(range(256)) * (size // 256) + b"\x07" * (size % 256)
+    taken: list[bool] = []
+    real = atomic._write_direct
+
+    def spy(fd: int, buffer: Any) -> bool:
+        assert buffer.ctypes.data % PAGE == 0 and buffer.nbytes % PAGE == 0
+        assert not buffer[size:].any()  # the padding is zeros, truncated away
+        taken.append(real(fd, buffer))
+        return taken[-1]
+
+    monkeypatch.setattr(atomic, "_write_direct", spy)
+    if how == "page cache (env)":
+        monkeypatch.setenv(atomic.DIRECT_IO_ENV, "1")
+    path = tmp_path / "layer_000.safetensors"
+    path.write_bytes(b"old" * 5000)  # replaced whole, longer than nothing, shorter than data
+    atomic.atomic_write_bytes(path, data)
+    assert path.read_bytes() == data
+    assert taken == {"direct": [True], "page cache (env)": [False], "small file": []}[how]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert path.stat().st_mode & 0o777 == atomic.FILE_MODE
