@@ -34,7 +34,7 @@ tokens with probability ~k/n), so short corpora overstate it: the default is 30k
 of ``make demo``'s atlas.
 
 Usage: ``python benchmarks/bench_atlas.py [--tokens 30000] [--reps 2] [--device cpu]
-[--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss] [--sections]``
+[--dtype fp32] [--rss_tokens 1000] [--rss_layers 0] [--no_rss] [--sections] [--pairs N]``
 """
 
 from __future__ import annotations
@@ -167,6 +167,45 @@ def sync_rows(lm: Any, inputs: list, batches: list, lengths: Any, manifest: dict
     print(f"per batch of all {n} layers: multiply by {n} (layers are folded in turn on a GPU)")
 
 
+def paired_rounds(
+    args: argparse.Namespace,
+    first: tuple[float, dict[str, Any]],
+    bare_pass: Any,
+    capture_pass: Any,
+    out: Path,
+    lm: Any,
+    n_fwd: int,
+    n_batches: int,
+) -> None:
+    """``--pairs N``: N rounds of a build (the first is the warm-up's), the bare body and the
+    capture, in turn; each round's ratios against its own bare pass (this VM's speed drifts over
+    minutes, so a round's rows are minutes apart at most, not a whole table apart). Round 0's
+    build is the warm-up's and carries first-use costs (about a second: numba's specialisations
+    loaded, first allocations): on a short corpus read the later rounds."""
+    print(
+        f"{models.EMBEDDED_NAME} on {lm.device}, {args.dtype}, {n_fwd} tokens forwarded, "
+        f"{n_batches} batches; rounds of (build, bare, capture)"
+    )
+    print(
+        f"{'round':>5} {'bare s':>8} {'capture':>8} {'forward':>8} {'reduce':>7} {'1st batch':>9} "
+        f"{'whole s':>8} {'loop vs bare':>12} {'whole vs bare':>13} {'share':>6}"
+    )
+    for r in range(args.pairs):
+        if r == 0:
+            whole, log = first
+        else:
+            t = time.perf_counter()
+            build_atlas(config(out, args, args.tokens, None), load=lambda _: lm)
+            whole, log = time.perf_counter() - t, json.loads((out / "build.json").read_text())
+        bare, cap = bare_pass(), capture_pass()
+        fwd, red, red1 = float(log["forward_s"]), float(log["reduce_s"]), log["batches_s"][0][2]
+        print(
+            f"{r:>5} {bare:>8.2f} {cap:>8.2f} {fwd:>8.2f} {red:>7.2f} {red1:>9.2f} "
+            f"{whole:>8.2f} {bare / (fwd + red):>11.3f}x {bare / whole:>12.3f}x "
+            f"{red / (fwd + red):>6.1%}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=30000, help="corpus tokens of rows (a)-(c)")
@@ -178,6 +217,13 @@ def main() -> None:
     ap.add_argument("--no_rss", action="store_true")
     ap.add_argument("--no_torch_ops", action="store_true", help="skip row (d) (CPU only)")
     ap.add_argument("--sections", action="store_true", help="time the CPU reduction's parts")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="instead of the table: N rounds of (build, bare body, capture only), each round's "
+        "ratios printed (the first build is the warm-up: one build fewer on a long corpus)",
+    )
     ap.add_argument("--rss_child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child is not None:
@@ -210,7 +256,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_atlas_"))
     out = tmp / "atlas"
+    t0 = time.perf_counter()
     build_atlas(config(out, args, args.tokens, None), load=lambda _: lm)  # warm-up + the plan
+    first_build = time.perf_counter() - t0, json.loads((out / "build.json").read_text())
     manifest = json.loads((out / "atlas.json").read_text())
     w = load_tensors(out / "windows.safetensors")
     tokens, lengths = w["tokens"].numpy(), w["length"].numpy()
@@ -244,6 +292,9 @@ def main() -> None:
         sync(dev)
         return time.perf_counter() - t
 
+    if args.pairs:
+        paired_rounds(args, first_build, bare_pass, capture_pass, out, lm, n_fwd, len(batches))
+        return
     whole: list[float] = []
     reducer: list[str] = []
 
