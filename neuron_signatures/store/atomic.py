@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .shard_image import ShardImage
 
-DIRECT_IO_ENV = "NEURON_SIGNATURES_NO_DIRECT_IO"  # set to 1: shards go through the page cache
+DIRECT_IO_ENV = "NEURON_SIGNATURES_NO_DIRECT_IO"  # set to 1: large files go through the page cache
 
 
 DIRECT_MIN = 1 << 20  # smaller files: through the page cache (see atomic_write_bytes)
