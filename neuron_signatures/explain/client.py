@@ -6,8 +6,11 @@ The method, per request:
 1. The request body is JSON (``model`` + messages or prompt + parameters). Its cache key is the
    sha256 of ``(base_url, model, endpoint, body)`` serialised with sorted keys; the API key travels
    only in the ``Authorization`` header, so it is in neither the key nor the cached file.
-2. A cached answer is returned without touching the network (a hit); otherwise (a miss) the body is
-   POSTed under a semaphore of ``concurrency`` permits, with ``timeout_s`` on every call.
+2. A cached answer is returned without touching the network (a hit); so is the answer to the same
+   request on its way for another thread, waited for (a hit: identical questions asked at once,
+   e.g. two neurons' scorings of the same text with the same explanation, are sent once);
+   otherwise (a miss) the body is POSTed under a semaphore of ``concurrency`` permits, with
+   ``timeout_s`` on every call.
 3. 429, 5xx, a refused connection and a timeout are retried up to ``max_retries`` times; the wait
    is ``Retry-After`` when the server sends one (up to ``max_retry_after_s``), else
    ``backoff_s * 2**attempt`` times a jitter in [0.5, 1.5), capped at ``max_backoff_s``. Other 4xx
@@ -94,6 +97,14 @@ class ClientStats:
         """Share of requests answered from the cache (0 when none was made)."""
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
+
+
+@dataclass
+class _Flight:
+    """A request on its way to the server; threads asking the same question wait for it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    data: dict[str, Any] | None = None
 
 
 @dataclass
@@ -235,6 +246,7 @@ class OpenAIClient:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(concurrency)
+        self._flights: dict[str, _Flight] = {}  # cache key -> the request on its way
         key = read_api_key(api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(
@@ -396,23 +408,42 @@ class OpenAIClient:
         body: dict[str, Any],
         check: Callable[[dict[str, Any]], object] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """The JSON answer to ``body`` at ``endpoint`` and whether it came from the cache.
+        """The JSON answer to ``body`` at ``endpoint`` and whether it came without a send of its
+        own: from the cache, or from the same request another thread was sending meanwhile.
 
         ``check`` (a parser that raises :class:`LLMServerError` on garbage) runs before an answer
         is cached, so a malformed answer is never replayed.
         """
         key = cache_key(self.base_url, self.model, endpoint, body)
-        found = self.cache.get(key) if self.cache is not None else None
-        if found is not None:
-            self._count(hits=1)
-            return found, True
-        self._count(misses=1)
-        data = self._send(endpoint, body)
-        if check is not None:
-            check(data)
-        if self.cache is not None:
-            self.cache.put(key, endpoint, body, data)
-        return data, False
+        while True:  # one thread at a time per question: the others wait for its answer
+            with self._lock:
+                flight = self._flights.get(key)
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+                    break
+            flight.done.wait()
+            if flight.data is not None:
+                self._count(hits=1)
+                return flight.data, True
+            # the thread that asked failed (its error is its caller's): ask again
+        try:
+            found = self.cache.get(key) if self.cache is not None else None
+            if found is not None:
+                self._count(hits=1)
+                flight.data = found
+                return found, True
+            self._count(misses=1)
+            data = self._send(endpoint, body)
+            if check is not None:
+                check(data)
+            if self.cache is not None:
+                self.cache.put(key, endpoint, body, data)
+            flight.data = data
+            return data, False
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
 
     def _count(self, **deltas: int) -> None:
         with self._lock:

@@ -263,6 +263,36 @@ def test_concurrency_limit_holds_for_callers_own_threads(
     assert len(loopback.seen) == 8 and loopback.max_in_flight == 2
 
 
+def test_the_same_question_asked_at_once_is_sent_once(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    loopback.delay_s = 0.3  # the first is still on its way when the others ask
+    same = ([{"role": "user", "content": "same"}], {"temperature": 0})
+    reqs = [same, ([{"role": "user", "content": "other"}], {}), same, same]
+    with make(loopback.url, tmp_path, waits, concurrency=4, cache_dir=None) as c:
+        out = c.chat_many(reqs)
+        assert (c.stats.misses, c.stats.hits, c.stats.sent) == (2, 2, 2)
+    assert len(loopback.seen) == 2
+    answers = [r for r in out if not isinstance(r, Exception)]
+    assert len(answers) == 4 and [r.texts for r in answers] == [["hi"]] * 4
+    assert sum(r.cached for r in answers) == 2 and not answers[1].cached  # two waited
+
+
+def test_a_failed_question_is_asked_again_by_the_one_who_waited(
+    loopback: Loopback, tmp_path: Path, waits: list[float]
+) -> None:
+    loopback.delay_s = 0.3
+    loopback.script = [(400, {}, b"bad request")]  # the first try fails, the next is answered
+    msgs = [{"role": "user", "content": "same"}]
+    with make(loopback.url, tmp_path, waits, concurrency=2) as c:
+        out = c.chat_many([(msgs, {}), (msgs, {})])
+        assert (c.stats.misses, c.stats.hits, c.stats.sent) == (2, 0, 2)
+    errors = [r for r in out if isinstance(r, LLMServerError)]
+    assert len(errors) == 1 and errors[0].status == 400
+    assert [r.texts for r in out if not isinstance(r, Exception)] == [["hi"]]
+    assert len(loopback.seen) == 2 and not waits  # a 400 is not retried: asked again once
+
+
 def test_chat_many_returns_errors_in_place(
     loopback: Loopback, tmp_path: Path, waits: list[float]
 ) -> None:
