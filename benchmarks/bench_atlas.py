@@ -72,6 +72,27 @@ def config(out: Path, args: argparse.Namespace, tokens: int, layers: list[int] |
     )
 
 
+def machine(device: str) -> str:
+    """The date and the machine a table was measured on: the CPU's model name, its cores and
+    whether it multiplies bf16 natively (without, torch emulates bf16 and a bf16 row measures
+    the emulation), or the GPU's name."""
+    import datetime
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+    else:
+        name = platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo")
+        lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+        name = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), name)
+        bf16 = "native bf16" if models.cpu_has_native_bf16() else "no native bf16"
+        name = f"{name}, {os.cpu_count()} cores, {bf16}"
+    return f"{datetime.date.today()}, {name}"
+
+
 def sync(device: str) -> None:
     import torch
 
@@ -184,7 +205,7 @@ def paired_rounds(
     loaded, first allocations): on a short corpus read the later rounds."""
     print(
         f"{models.EMBEDDED_NAME} on {lm.device}, {args.dtype}, {n_fwd} tokens forwarded, "
-        f"{n_batches} batches; rounds of (build, bare, capture)"
+        f"{n_batches} batches; rounds of (build, bare, capture); {machine(lm.device)}"
     )
     print(
         f"{'round':>5} {'bare s':>8} {'capture':>8} {'forward':>8} {'reduce':>7} {'1st batch':>9} "
@@ -331,7 +352,7 @@ def main() -> None:
         f"{models.EMBEDDED_NAME} on {dev}, {args.dtype}, {n_fwd} tokens forwarded "
         f"({manifest['windows']['n_windows']} windows of <= {manifest['params']['ctx_len']}), "
         f"{len(batches)} batches (<= {budget} tokens), {len(layers)} layers, best of {args.reps}, "
-        f"reducer: {reducer[-1]}, malloc keeps freed memory: {kept}"
+        f"reducer: {reducer[-1]}, malloc keeps freed memory: {kept}; {machine(dev)}"
     )
     base = best["(a) bare body"]
     print(f"{'row':<34} {'seconds':>8} {'tokens/s':>9} {'vs (a)':>7}")
