@@ -8,7 +8,7 @@ The method, per request:
    only in the ``Authorization`` header, so it is in neither the key nor the cached file.
 2. A cached answer is returned without touching the network (a hit); so is the answer to the same
    request on its way for another thread, waited for (a hit: identical questions asked at once,
-   e.g. two neurons' scorings of the same text with the same explanation, are sent once);
+   as two neurons with the same explanation scored on the same held-out text ask, go out once);
    otherwise (a miss) the body is POSTed under a semaphore of ``concurrency`` permits, with
    ``timeout_s`` on every call.
 3. 429, 5xx, a refused connection and a timeout are retried up to ``max_retries`` times; the wait
