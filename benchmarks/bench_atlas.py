@@ -40,8 +40,10 @@ Usage: ``python benchmarks/bench_atlas.py [--tokens 30000] [--reps 2] [--device 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -76,9 +78,6 @@ def machine(device: str) -> str:
     """The date and the machine a table was measured on: the CPU's model name, its cores and
     whether it multiplies bf16 natively (without, torch emulates bf16 and a bf16 row measures
     the emulation), or the GPU's name."""
-    import datetime
-    import platform
-
     import torch
 
     if device.startswith("cuda"):

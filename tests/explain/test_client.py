@@ -266,7 +266,7 @@ def test_concurrency_limit_holds_for_callers_own_threads(
 def test_the_same_question_asked_at_once_is_sent_once(
     loopback: Loopback, tmp_path: Path, waits: list[float]
 ) -> None:
-    loopback.delay_s = 0.3  # the first is still on its way when the others ask
+    loopback.delay_s = 1.0  # the first is still on its way when the others ask (a busy CI too)
     same = ([{"role": "user", "content": "same"}], {"temperature": 0})
     reqs = [same, ([{"role": "user", "content": "other"}], {}), same, same]
     with make(loopback.url, tmp_path, waits, concurrency=4, cache_dir=None) as c:
@@ -281,7 +281,7 @@ def test_the_same_question_asked_at_once_is_sent_once(
 def test_a_failed_question_is_asked_again_by_the_one_who_waited(
     loopback: Loopback, tmp_path: Path, waits: list[float]
 ) -> None:
-    loopback.delay_s = 0.3
+    loopback.delay_s = 1.0
     loopback.script = [(400, {}, b"bad request")]  # the first try fails, the next is answered
     msgs = [{"role": "user", "content": "same"}]
     with make(loopback.url, tmp_path, waits, concurrency=2) as c:
