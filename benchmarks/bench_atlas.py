@@ -262,7 +262,7 @@ def interleaved_rounds(
         log = json.loads((out / "build.json").read_text())
         per = log["batches_s"]
         fwd, red = float(log["forward_s"]), float(log["reduce_s"])
-        rest = sum(bare[1:]) / sum(f + r for _, f, r in per[1:]) if n_batches > 1 else 0.0
+        rest = sum(bare[1:]) / sum(f + x for _, f, x in per[1:]) if n_batches > 1 else 0.0
         print(
             f"{r:>5} {sum(bare):>8.2f} {fwd:>8.2f} {red:>7.2f} {per[0][2]:>9.2f} "
             f"{fwd / sum(bare):>10.3f}x {sum(bare) / (fwd + red):>11.3f}x {rest:>7.3f}x "
